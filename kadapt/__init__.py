@@ -1,0 +1,11 @@
+"""kadapt: knowledge plug-ins for frozen pretrained encoders."""
+__version__ = "0.1.0"
+
+from kadapt.backbone import BackboneSpec, Fingerprint, FrozenBackbone  # noqa: E402
+from kadapt.plugins import Plugin, PluginConfig, build_plugin, register_plugin  # noqa: E402
+from kadapt.plugin_io import LoadedPlugin, describe_plugin, load_plugin, save_plugin  # noqa: E402
+
+__all__ = [
+    "BackboneSpec", "Fingerprint", "FrozenBackbone", "Plugin", "PluginConfig", "build_plugin",
+    "register_plugin", "LoadedPlugin", "describe_plugin", "load_plugin", "save_plugin", "__version__",
+]

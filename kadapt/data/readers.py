@@ -1,0 +1,61 @@
+"""Registry of data formats: ``format`` name in a recipe → reader function."""
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+from kadapt.data.policy import ErrorPolicy
+from kadapt.errors import KadaptError
+
+
+def _lama(path, policy=None):
+    from kadapt.data.relation_readers import read_lama_trex, read_lama_trex_dir
+
+    return read_lama_trex_dir(path, policy=policy) if Path(path).is_dir() else read_lama_trex(path, policy=policy)
+
+
+def _trex_rc(path, policy=None):
+    from kadapt.data.relation_readers import read_trex_rc
+
+    return read_trex_rc(path, policy=policy)
+
+
+def _fewrel(path, policy=None):
+    from kadapt.data.relation_readers import read_fewrel
+
+    return read_fewrel(path, policy=policy)
+
+
+def _conllu(path, policy=None):
+    from kadapt.data.conllu_reader import read_conllu
+
+    return read_conllu(path, policy=policy)
+
+
+READERS: dict[str, Callable[..., Iterator]] = {
+    "trex_rc": _trex_rc,
+    "tacred": _trex_rc,
+    "fewrel": _fewrel,
+    "lama_trex": _lama,
+    "conllu": _conllu,
+}
+
+
+def reader_names() -> list[str]:
+    return sorted(READERS)
+
+
+def read_records(fmt: str, path: str | Path, policy: ErrorPolicy | None = None, limit: int | None = None) -> list:
+    """All records of ``path`` in format ``fmt`` (the first ``limit`` when given)."""
+    try:
+        reader = READERS[fmt]
+    except KeyError:
+        raise KadaptError(f"unknown data format {fmt!r}; known: {reader_names()}") from None
+    if not Path(path).exists():
+        raise KadaptError(f"{path}: data file not found")
+    records = []
+    for record in reader(path, policy=policy):
+        records.append(record)
+        if limit is not None and len(records) >= limit:
+            break
+    return records

@@ -1,0 +1,28 @@
+"""Error types raised by kadapt. Every message names the file (and line or key) at fault."""
+from __future__ import annotations
+
+
+class KadaptError(Exception):
+    """Base class for all errors kadapt raises on purpose."""
+
+
+class DataError(KadaptError, ValueError):
+    """A data file is malformed. Always names ``path`` and, when known, ``line``."""
+
+    def __init__(self, path, line: int | None, message: str):
+        self.path = str(path)
+        self.line = line
+        where = f"{self.path}:{line}" if line is not None else self.path
+        super().__init__(f"{where}: {message}")
+
+
+class PluginFormatError(KadaptError, ValueError):
+    """A plug-in directory or file does not match the plug-in format (DESIGN §3)."""
+
+
+class FingerprintMismatchError(PluginFormatError):
+    """A plug-in was trained on a different backbone than the one it is being loaded on."""
+
+
+class RecipeError(KadaptError, ValueError):
+    """A recipe file is invalid (unknown key, wrong type, unresolvable path)."""

@@ -1,0 +1,7 @@
+"""Infusion objectives and task heads. Importing registers the built-ins."""
+from kadapt.objectives.base import (Objective, ObjectiveOutput, build_objective, objective_class,
+                                    register_objective, registered_objectives)
+from kadapt.objectives import dependency_head, relation_classification  # noqa: F401
+
+__all__ = ["Objective", "ObjectiveOutput", "build_objective", "objective_class", "register_objective",
+           "registered_objectives"]

@@ -1,0 +1,6 @@
+"""Plug-in families. Importing this package registers every built-in family."""
+from kadapt.plugins.base import Plugin, PluginConfig
+from kadapt.plugins.registry import build_plugin, plugin_class, register_plugin, registered_kinds
+from kadapt.plugins import kadapter  # noqa: F401  (registers "kadapter")
+
+__all__ = ["Plugin", "PluginConfig", "build_plugin", "plugin_class", "register_plugin", "registered_kinds"]
