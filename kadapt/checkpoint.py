@@ -1,8 +1,8 @@
 """Training checkpoints without pickle: tensors in safetensors, everything else in JSON.
 
-A checkpoint folder ``step-000123/`` holds the trainable weights, the optimizer state (tensors +
-JSON), the LR scheduler state (JSON), this process's RNG states and ``trainer_state.json`` (epoch,
-batches consumed in the epoch, global step). ``trainer_state.json`` is written last: a folder
+A checkpoint folder ``step-000123/`` holds the trainable weights and buffers, the optimizer state
+(tensors + JSON), the LR scheduler state (JSON), this process's RNG states and ``trainer_state.json``
+(epoch, batches consumed in the epoch, global step). ``trainer_state.json`` is written last: a folder
 without it is an interrupted save and is ignored on resume.
 """
 from __future__ import annotations
@@ -80,6 +80,8 @@ def save_checkpoint(
 ) -> None:
     """Every process writes its RNG state; the main process writes the rest, then the marker."""
     folder.mkdir(parents=True, exist_ok=True)
+    if is_main:  # saving again into a folder (same step): it is incomplete until the new marker
+        (folder / STATE_FILE).unlink(missing_ok=True)
     rng_tensors, rng_meta = rng_to_files()
     save_tensors(folder / f"rng-rank{rank}.safetensors", rng_tensors)
     atomic_write_json(folder / f"rng-rank{rank}.json", rng_meta)
@@ -105,11 +107,18 @@ def latest_checkpoint(checkpoints: Path) -> Path | None:
     return max(done, key=lambda p: int(p.name.split("-")[1])) if done else None
 
 
+def resumable_state(module: torch.nn.Module) -> dict[str, torch.Tensor]:
+    """What a checkpoint must hold of ``module``: trainable parameters and persistent buffers
+    (e.g. a negative queue or memory bank that training updates); frozen parameters are left out."""
+    frozen = {n for n, p in module.named_parameters() if not p.requires_grad}
+    return {k: v for k, v in module.state_dict().items() if k not in frozen}
+
+
 def load_checkpoint(folder: Path, *, module: torch.nn.Module, optimizer, scheduler, rank: int = 0) -> dict:
     """Restore weights, optimizer, scheduler and RNG; returns the trainer state."""
     state = read_json(folder / STATE_FILE, "trainer state")
     weights, _ = load_tensors(folder / "trainable.safetensors")
-    own = {k for k, p in module.named_parameters() if p.requires_grad}
+    own = set(resumable_state(module))
     if set(weights) != own:
         raise KadaptError(f"{folder}: checkpoint weights do not match the model being resumed "
                           f"(missing {sorted(own - set(weights))[:3]}, unexpected {sorted(set(weights) - own)[:3]})")
@@ -125,6 +134,9 @@ def load_checkpoint(folder: Path, *, module: torch.nn.Module, optimizer, schedul
 
 
 def prune_checkpoints(checkpoints: Path, keep: int) -> None:
-    done = sorted((p for p in checkpoints.glob("step-*")), key=lambda p: int(p.name.split("-")[1]))
+    """Delete all but the newest ``keep`` complete checkpoints. Interrupted saves do not count:
+    a newer half-written folder must never push out the checkpoint a resume would need."""
+    done = sorted((p for p in checkpoints.glob("step-*") if (p / STATE_FILE).exists()),
+                  key=lambda p: int(p.name.split("-")[1]))
     for old in done[:-keep] if keep > 0 else []:
         shutil.rmtree(old, ignore_errors=True)

@@ -11,6 +11,8 @@ import logging
 from dataclasses import dataclass
 from pathlib import Path
 
+import torch
+
 from kadapt.compose import KnowledgeModel
 from kadapt.data.policy import ErrorPolicy
 from kadapt.data.readers import read_records
@@ -47,10 +49,12 @@ def finetune(recipe: Recipe, *, plugins: list[str] | None = None, out: str | Pat
     accelerator = make_accelerator(recipe.training)
     run_dir = prepare_run_dir(recipe, out, is_main=accelerator.is_main_process)
     backbone = backbone or load_backbone(recipe.backbone)
+    _ = backbone.fingerprint  # hash now: tokenizing below changes the fast tokenizer's serialisation
     policy = ErrorPolicy(recipe.data.on_error)
     splits = read_splits(recipe.data, recipe.training.seed, policy)
     model = build_model(backbone, recipe.plugins)
     config = objective_config_with_labels(recipe.objective.name, recipe.objective.config, splits.train)
+    torch.manual_seed(recipe.training.seed)  # the head's init is part of the seeded run (as in infuse)
     model.head = build_objective(recipe.objective.name, model.feature_size, config, source=f"{recipe.source}: objective")
     tok, max_len = backbone.tokenizer, recipe.data.max_length
     encoded, kept = {}, {}

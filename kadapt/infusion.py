@@ -34,9 +34,14 @@ class InfusionResult:
 def infuse(recipe: Recipe, *, out: str | Path | None = None, resume: bool = False,
            backbone=None) -> InfusionResult:
     """Run an ``infuse`` recipe end to end; returns where the plug-in was written."""
+    if recipe.output.zoo:  # fail before training, not after it, on a bad or taken zoo name
+        from kadapt.zoo import Zoo
+
+        Zoo(recipe.output.zoo).require_new(recipe.name)
     accelerator = make_accelerator(recipe.training)
     run_dir = prepare_run_dir(recipe, out, is_main=accelerator.is_main_process)
     backbone = backbone or load_backbone(recipe.backbone)
+    _ = backbone.fingerprint  # hash now: tokenizing below changes the fast tokenizer's serialisation
     policy = ErrorPolicy(recipe.data.on_error)
     splits = read_splits(recipe.data, recipe.training.seed, policy)
 

@@ -16,6 +16,16 @@ class MetricsLog:
             if not append:
                 self.path.write_text("")
 
+    def drop_after(self, step: int) -> None:
+        """On resume: forget what a killed run logged after its checkpoint (it is logged again),
+        including a last line cut off mid-write."""
+        if not self.enabled or not self.path.exists():
+            return
+        from kadapt.fileio import atomic_write_text
+
+        kept = [r for r in read_metrics(self.path, tolerant=True) if r.get("step", 0) <= step]
+        atomic_write_text(self.path, "".join(json.dumps(r) + "\n" for r in kept))
+
     def write(self, record: dict) -> None:
         if not self.enabled:
             return
@@ -23,16 +33,26 @@ class MetricsLog:
             handle.write(json.dumps(record) + "\n")
 
 
-def read_metrics(path: Path) -> list[dict]:
+def read_metrics(path: Path, tolerant: bool = False) -> list[dict]:
+    """Records of a metrics log; ``tolerant`` skips lines that do not parse (a write cut off by a kill)."""
     path = Path(path)
     if not path.exists():
         return []
-    return [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
+    records = []
+    for line in path.read_text(encoding="utf-8").splitlines():
+        if not line.strip():
+            continue
+        try:
+            records.append(json.loads(line))
+        except json.JSONDecodeError:
+            if not tolerant:
+                raise
+    return records
 
 
 def plot_run(metrics_path: Path, out_png: Path) -> Path | None:
     """Training loss vs step (left) and every dev metric vs step (right)."""
-    records = read_metrics(metrics_path)
+    records = read_metrics(metrics_path, tolerant=True)
     if not records:
         return None
     import matplotlib

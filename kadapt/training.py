@@ -20,7 +20,8 @@ from pathlib import Path
 import torch
 from torch.utils.data import DataLoader, Sampler
 
-from kadapt.checkpoint import latest_checkpoint, load_checkpoint, prune_checkpoints, save_checkpoint
+from kadapt.checkpoint import (latest_checkpoint, load_checkpoint, prune_checkpoints, resumable_state,
+                               save_checkpoint)
 from kadapt.compose import KnowledgeModel
 from kadapt.data.encoding import collate
 from kadapt.metrics_log import MetricsLog, plot_run
@@ -166,8 +167,11 @@ def train(
         raise ValueError("nothing to train: every parameter of the model is frozen")
 
     sampler = EpochSampler(len(train_examples), config.seed)
+    # The loader gets its own generator: creating an iterator (each epoch, and again on resume)
+    # must not draw from the global RNG that dropout uses, or a resumed run drifts.
     loader = DataLoader(train_examples, batch_size=config.batch_size, sampler=sampler,
-                        collate_fn=lambda b: collate(b, pad_id), num_workers=config.num_workers, drop_last=False)
+                        collate_fn=lambda b: collate(b, pad_id), num_workers=config.num_workers, drop_last=False,
+                        generator=torch.Generator().manual_seed(config.seed))
     steps_per_epoch = max(1, math.ceil(len(loader) / config.grad_accum))
     total_steps = config.max_steps or steps_per_epoch * config.epochs
     optimizer = torch.optim.AdamW(_param_groups(model, config.weight_decay), lr=config.lr)
@@ -186,6 +190,8 @@ def train(
         else:
             log.info("--resume: no complete checkpoint in %s, starting fresh", ckpt_dir)
     metrics = MetricsLog(run_dir / "metrics.jsonl", enabled=accelerator.is_main_process, append=resume)
+    if resume:
+        metrics.drop_after(global_step)
     unwrapped = accelerator.unwrap_model(wrapped)
     dev_history: list[dict] = []
 
@@ -202,8 +208,7 @@ def train(
         accelerator.wait_for_everyone()
         save_checkpoint(
             ckpt_dir / f"step-{global_step:07d}",
-            trainable={k: v for k, v in unwrapped.state_dict().items()
-                       if k in {n for n, p in unwrapped.named_parameters() if p.requires_grad}},
+            trainable=resumable_state(unwrapped),
             optimizer=optimizer, scheduler=scheduler,
             trainer_state={"epoch": epoch, "batches_in_epoch": batches, "global_step": global_step},
             rank=accelerator.process_index, is_main=accelerator.is_main_process,
@@ -224,6 +229,10 @@ def train(
             break
         sampler.set_epoch(epoch)
         epoch_loader = accelerator.skip_first_batches(loader, skip_batches) if skip_batches else loader
+        if hasattr(epoch_loader, "set_epoch"):
+            # accelerate's loaders re-set the sampler's epoch to their own iteration counter when
+            # iterated; that counter starts at 0 in a resumed process, so set it to the true epoch.
+            epoch_loader.set_epoch(epoch)
         batches = skip_batches
         skip_batches = 0
         running = []

@@ -40,7 +40,8 @@ class Zoo:
         if not self.root.is_dir():
             return []
         out = []
-        for folder in sorted(p for p in self.root.iterdir() if (p / CONFIG_FILE).is_file()):
+        for folder in sorted(p for p in self.root.iterdir()
+                             if not p.name.startswith(".") and (p / CONFIG_FILE).is_file()):  # skip staging
             try:
                 record = read_record(folder)
             except PluginFormatError as err:
@@ -74,12 +75,17 @@ class Zoo:
             raise KadaptError(f"zoo {self.root}: no entry named {name!r} (have: {[e['name'] for e in self.entries()]})")
         return describe_plugin(path)
 
-    def add(self, plugin_dir: str | Path, name: str) -> Path:
-        """Copy a plug-in folder in as a new entry; an existing entry is never overwritten."""
+    def require_new(self, name: str) -> Path:
+        """The folder a new entry ``name`` would get; an error if the name is invalid or taken."""
         target = self.path_of(name)
         if target.exists():
             raise KadaptError(f"zoo entry {target} already exists; infuse under a new name "
                               "(existing plug-ins are never overwritten)")
+        return target
+
+    def add(self, plugin_dir: str | Path, name: str) -> Path:
+        """Copy a plug-in folder in as a new entry; an existing entry is never overwritten."""
+        target = self.require_new(name)
         describe_plugin(plugin_dir)  # validates every file before it enters the catalog
         self.root.mkdir(parents=True, exist_ok=True)
         staging = self.root / f".{name}.partial"
