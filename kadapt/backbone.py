@@ -107,7 +107,11 @@ def hash_tokenizer(tokenizer) -> str | None:
     digest = hashlib.sha256()
     backend = getattr(tokenizer, "backend_tokenizer", None)
     if backend is not None:
-        digest.update(backend.to_str().encode())
+        spec = json.loads(backend.to_str())
+        # truncation/padding are runtime call settings that change on first use, not identity
+        spec.pop("truncation", None)
+        spec.pop("padding", None)
+        digest.update(json.dumps(spec, sort_keys=True).encode())
     else:
         digest.update(json.dumps(sorted(tokenizer.get_vocab().items())).encode())
     digest.update(json.dumps(tokenizer.special_tokens_map, sort_keys=True).encode())

@@ -5,7 +5,6 @@ import argparse
 import json
 import logging
 import sys
-from pathlib import Path
 
 from kadapt.errors import KadaptError
 
@@ -24,11 +23,25 @@ def cmd_infuse(args) -> int:
     return 0
 
 
+def _split_plugins_and_overrides(plugins: list[str] | None, overrides: list[str]) -> tuple[list[str] | None, list[str]]:
+    """``--plugins A B training.epochs=1``: argparse gives the override to --plugins; move it back.
+
+    An item is a plug-in folder if it exists; otherwise an item with ``=`` is an override.
+    """
+    if plugins is None:
+        return None, overrides
+    kept, extra = [], []
+    for item in plugins:
+        (extra if "=" in item and not Path(item).exists() else kept).append(item)
+    return kept, list(overrides) + extra
+
+
 def cmd_finetune(args) -> int:
     from kadapt.finetuning import finetune
     from kadapt.recipes import load_recipe
 
-    result = finetune(load_recipe(args.recipe, args.overrides), plugins=args.plugins, out=args.out, resume=args.resume)
+    plugins, overrides = _split_plugins_and_overrides(args.plugins, args.overrides)
+    result = finetune(load_recipe(args.recipe, overrides), plugins=plugins, out=args.out, resume=args.resume)
     print(f"metrics written to {result.run_dir / 'metrics.json'}")
     _print_json({k: result.metrics.get(k) for k in ("dev", "test")})
     return 0

@@ -35,6 +35,14 @@ class KnowledgeModel(nn.Module):
                 )
         self.head = head
 
+    def train(self, mode: bool = True) -> KnowledgeModel:
+        """Frozen plug-ins (no trainable parameter) stay in eval mode: no dropout noise in features."""
+        super().train(mode)
+        for plugin in self.plugins:
+            if not any(p.requires_grad for p in plugin.parameters()):
+                plugin.eval()
+        return self
+
     @property
     def feature_size(self) -> int:
         return self.backbone.spec.hidden_size + sum(p.output_size for p in self.plugins)

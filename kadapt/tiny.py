@@ -8,6 +8,8 @@ everything with ``save_pretrained`` so ``AutoModel`` / ``AutoTokenizer.from_pret
 """
 from __future__ import annotations
 
+from collections import Counter
+
 from collections.abc import Iterable
 from pathlib import Path
 from typing import Literal
@@ -45,13 +47,36 @@ _ROBERTA_SPECIALS = ["<s>", "<pad>", "</s>", "<unk>", "<mask>"]
 
 
 def _bert_tokenizer(texts: list[str], vocab_size: int) -> PreTrainedTokenizerFast:
-    tok = Tokenizer(models.WordPiece(unk_token="[UNK]", continuing_subword_prefix="##"))
-    tok.normalizer = normalizers.BertNormalizer(lowercase=True)
-    tok.pre_tokenizer = pre_tokenizers.BertPreTokenizer()
+    """A WordPiece tokenizer whose vocabulary is a pure function of ``texts`` (byte-identical across
+    processes): specials, every character and its ``##`` continuation, then whole words by frequency
+    (ties alphabetical). The Rust WordPiece trainer breaks ties in hash order, so it is not used here.
+    """
+    normalizer = normalizers.BertNormalizer(lowercase=True)
+    pre = pre_tokenizers.BertPreTokenizer()
+    counts: Counter[str] = Counter()
+    for text in texts:
+        counts.update(w for w, _ in pre.pre_tokenize_str(normalizer.normalize_str(text)))
+    chars = sorted({c for word in counts for c in word} | set(_ALPHABET))
+    vocab = list(_BERT_SPECIALS) + chars + [f"##{c}" for c in chars]
+    def by_count(counter: Counter[str]) -> list[str]:
+        return [t for t, _ in sorted(counter.items(), key=lambda kv: (-kv[1], kv[0]))]
+
+    words = [w for w in by_count(counts) if len(w) > 1]
+    room = max(0, vocab_size - len(vocab))
+    vocab += words[:room]
+    # pieces of 2-4 characters (word-initial and ##-continuations) so unseen words stay short
+    pieces: Counter[str] = Counter()
+    for word, n in counts.items():
+        for size in (2, 3, 4):
+            for start in range(0, max(0, len(word) - size + 1)):
+                pieces[("##" if start else "") + word[start:start + size]] += n
+    taken = set(vocab)
+    vocab += [p for p in by_count(pieces) if p not in taken][:max(0, vocab_size - len(vocab))]
+    tok = Tokenizer(models.WordPiece({t: i for i, t in enumerate(vocab)}, unk_token="[UNK]",
+                                     continuing_subword_prefix="##"))
+    tok.normalizer = normalizer
+    tok.pre_tokenizer = pre
     tok.decoder = decoders.WordPiece(prefix="##")
-    trainer = trainers.WordPieceTrainer(vocab_size=vocab_size, special_tokens=_BERT_SPECIALS,
-                                        initial_alphabet=_ALPHABET, show_progress=False)
-    tok.train_from_iterator(texts, trainer)
     cls, sep = tok.token_to_id("[CLS]"), tok.token_to_id("[SEP]")
     tok.post_processor = processors.TemplateProcessing(
         single="[CLS] $A [SEP]", pair="[CLS] $A [SEP] $B:1 [SEP]:1",

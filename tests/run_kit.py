@@ -10,7 +10,6 @@ from __future__ import annotations
 import hashlib
 import json
 import sys
-from contextlib import contextmanager
 from pathlib import Path
 
 import torch
@@ -99,16 +98,6 @@ def tree_digest(folder: Path) -> dict[str, str]:
     return {p.relative_to(folder).as_posix(): hashlib.sha256(p.read_bytes()).hexdigest()
             for p in sorted(Path(folder).rglob("*")) if p.is_file()}
 
-
-@contextmanager
-def torch_threads(n: int = 1):
-    """Tiny models on a shared 2-core machine: more threads only add contention."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(n)
-    try:
-        yield
-    finally:
-        torch.set_num_threads(before)
 
 
 def main(argv: list[str]) -> int:

@@ -15,13 +15,8 @@ from kadapt.checkpoint import (STATE_FILE, latest_checkpoint, load_checkpoint, o
                                save_checkpoint)
 from kadapt.infusion import infuse
 from kadapt.recipes import recipe_from_dict
-from run_kit import BACKBONE_KW, factual_recipe, small_world, torch_threads
+from run_kit import BACKBONE_KW, factual_recipe, small_world
 
-
-@pytest.fixture(autouse=True)
-def _one_thread():
-    with torch_threads(1):
-        yield
 
 
 @pytest.fixture(scope="module")

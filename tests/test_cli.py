@@ -10,15 +10,10 @@ import pytest
 
 from kadapt.cli import main
 from kadapt.tiny import roberta_large_config
-from run_kit import BACKBONE_KW, HIDDEN, factual_recipe, finetune_recipe, small_world, torch_threads, write_yaml
+from run_kit import BACKBONE_KW, HIDDEN, factual_recipe, finetune_recipe, small_world, write_yaml
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
-
-@pytest.fixture(autouse=True)
-def _one_thread():
-    with torch_threads(1):
-        yield
 
 
 @pytest.fixture(scope="module")
@@ -37,8 +32,7 @@ def infused(world, backbone_dir, tmp_path_factory):
     root = tmp_path_factory.mktemp("cli")
     recipe = write_yaml(root / "factual.yaml", factual_recipe(world, backbone_dir, root / "run", zoo=root / "zoo",
                                                                epochs=3))
-    with torch_threads(1):
-        code = main(["infuse", str(recipe), "training.epochs=1", "training.log_every=2"])
+    code = main(["infuse", str(recipe), "training.epochs=1", "training.log_every=2"])
     assert code == 0
     return root / "run", root / "zoo", recipe
 
@@ -172,3 +166,14 @@ def test_subprocess_truncated_plugin_is_one_line_error(infused, tmp_path):
     lines = proc.stderr.strip().splitlines()
     assert len(lines) == 1, proc.stderr
     assert str(bad / "model.safetensors") in lines[0] and "Traceback" not in proc.stderr
+
+
+def test_overrides_after_plugins_are_not_taken_as_plugin_paths(tmp_path):
+    from kadapt.cli import _split_plugins_and_overrides
+
+    real = tmp_path / "plug=in"  # an existing folder keeps its '=' and stays a plug-in
+    real.mkdir()
+    plugins, overrides = _split_plugins_and_overrides([str(real), "zoo/a", "training.epochs=1"], ["data.limit=5"])
+    assert plugins == [str(real), "zoo/a"]
+    assert overrides == ["data.limit=5", "training.epochs=1"]
+    assert _split_plugins_and_overrides(None, ["x=1"]) == (None, ["x=1"])

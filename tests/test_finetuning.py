@@ -14,14 +14,8 @@ from kadapt.finetuning import build_model, evaluate_run, finetune, load_finetune
 from kadapt.infusion import infuse
 from kadapt.objectives import build_objective
 from kadapt.recipes import recipe_from_dict
-from run_kit import (BACKBONE_KW, HIDDEN, factual_recipe, finetune_recipe, linguistic_recipe, small_world,
-                     torch_threads, tree_digest)
+from run_kit import (BACKBONE_KW, HIDDEN, factual_recipe, finetune_recipe, linguistic_recipe, small_world, tree_digest)
 
-
-@pytest.fixture(autouse=True)
-def _one_thread():
-    with torch_threads(1):
-        yield
 
 
 @pytest.fixture(scope="module")
@@ -43,9 +37,8 @@ def backbone(backbone_dir):
 def plugins(world, backbone_dir, backbone, tmp_path_factory):
     """Two infused plug-ins (one epoch each: only their format matters here)."""
     root = tmp_path_factory.mktemp("plugins")
-    with torch_threads(1):
-        a = infuse(recipe_from_dict(factual_recipe(world, backbone_dir, root / "f", epochs=1)), backbone=backbone)
-        b = infuse(recipe_from_dict(linguistic_recipe(world, backbone_dir, root / "l", epochs=1)), backbone=backbone)
+    a = infuse(recipe_from_dict(factual_recipe(world, backbone_dir, root / "f", epochs=1)), backbone=backbone)
+    b = infuse(recipe_from_dict(linguistic_recipe(world, backbone_dir, root / "l", epochs=1)), backbone=backbone)
     return [a.plugin_dir, b.plugin_dir]
 
 

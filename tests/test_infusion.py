@@ -16,13 +16,8 @@ from kadapt.metrics_log import read_metrics
 from kadapt.plugin_io import load_plugin
 from kadapt.recipes import load_recipe, recipe_from_dict
 from kadapt.zoo import Zoo
-from run_kit import BACKBONE_KW, factual_recipe, linguistic_recipe, small_world, torch_threads, tree_digest
+from run_kit import BACKBONE_KW, factual_recipe, linguistic_recipe, small_world, tree_digest
 
-
-@pytest.fixture(autouse=True)
-def _one_thread():
-    with torch_threads(1):
-        yield
 
 
 @pytest.fixture(scope="module")
@@ -150,11 +145,6 @@ def test_continual_infusion_leaves_earlier_plugins_bit_identical(world, backbone
     assert not (tmp_path / "escape").exists()
 
 
-@pytest.mark.xfail(strict=True, reason="kadapt.backbone.hash_tokenizer hashes the fast tokenizer's runtime "
-                   "truncation/padding settings, so a backbone whose fingerprint is first computed after "
-                   "tokenizing (e.g. one passed to infuse() after use) records a hash that a freshly loaded "
-                   "backbone does not match. infuse()/finetune() now hash before tokenizing; remove this "
-                   "marker once hash_tokenizer ignores that state.")
 def test_tokenizer_fingerprint_ignores_runtime_truncation_and_padding(backbone_dir):
     from kadapt.backbone import hash_tokenizer
 

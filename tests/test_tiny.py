@@ -94,3 +94,24 @@ def test_roberta_large_config_on_meta_device():
     # the published parameter count of roberta-large (with pooler)
     assert sum(p.numel() for p in model.parameters()) == 355_359_744
     assert cfg.model_type == "roberta" and cfg.pad_token_id == 1 and cfg.layer_norm_eps == 1e-5
+
+
+def test_bert_backbone_is_byte_identical_across_processes(tmp_path):
+    """Same corpus + seed → the same files in two fresh interpreters (quickstart relies on it)."""
+    import hashlib
+    import subprocess
+    import sys
+
+    script = (
+        "import sys; from kadapt.tiny import build_tiny_backbone\n"
+        "texts = ['Vorkel was born in Tashimu .', 'Records mention Zaikek with Fastaimou .'] * 3\n"
+        "build_tiny_backbone(sys.argv[1], 'bert', texts, num_layers=1, hidden_size=16, num_heads=2,\n"
+        "                    intermediate_size=32, vocab_size=300, seed=3)\n"
+    )
+    digests = []
+    for name in ("a", "b"):
+        subprocess.run([sys.executable, "-c", script, str(tmp_path / name)], check=True)
+        digests.append({p.name: hashlib.sha256(p.read_bytes()).hexdigest()
+                        for p in sorted((tmp_path / name).iterdir()) if p.is_file()})
+    assert digests[0] == digests[1]
+    assert "model.safetensors" in digests[0]

@@ -13,13 +13,8 @@ from kadapt.fileio import load_tensors
 from kadapt.infusion import infuse
 from kadapt.recipes import recipe_from_dict
 from kadapt.training import EpochSampler, linear_schedule, train
-from run_kit import BACKBONE_KW, factual_recipe, small_world, torch_threads, train_losses
+from run_kit import BACKBONE_KW, factual_recipe, small_world, train_losses
 
-
-@pytest.fixture(autouse=True)
-def _one_thread():
-    with torch_threads(1):
-        yield
 
 
 @pytest.fixture(scope="module")
