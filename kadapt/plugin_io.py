@@ -236,7 +236,7 @@ def render_card(record: dict, card: dict) -> str:
         "```python",
         "from kadapt import FrozenBackbone, load_plugin",
         "backbone = FrozenBackbone.from_pretrained('<the backbone above>')",
-        f"plugin = load_plugin('<this folder>', backbone).plugin",
+        "plugin = load_plugin('<this folder>', backbone).plugin",
         "```",
         "",
         f"Written by {record['created_by']}, plug-in format version {record['format_version']}.",
