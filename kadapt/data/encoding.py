@@ -99,9 +99,11 @@ def _check_relation(ex: RelationExample) -> None:
 
 def encode_relation(ex: RelationExample, tokenizer: PreTrainedTokenizerBase, max_length: int,
                     labels: LabelVocab | None = None) -> dict[str, Any]:
-    """Encode one relation example: ``{"input_ids", "subj_pos", "obj_pos"}`` (+ ``"labels"``).
+    """Encode one relation example: ``{"input_ids", "subj_pos", "obj_pos", "subj_end", "obj_end"}``
+    (+ ``"labels"``).
 
-    ``subj_pos`` / ``obj_pos`` are the indices of the first ``@`` / ``#`` marker token.  If
+    ``subj_pos`` / ``obj_pos`` are the indices of the first ``@`` / ``#`` marker token and
+    ``subj_end`` / ``obj_end`` those of the closing markers (the entity lies strictly between).  If
     truncation to ``max_length`` cuts off any of the four markers, a :class:`DataError` naming
     ``ex.source`` is raised ("entity cut off by truncation").  With ``labels`` given, its id for
     ``ex.label`` is added under ``"labels"`` (unknown labels of a frozen vocab raise DataError).
@@ -126,7 +128,8 @@ def encode_relation(ex: RelationExample, tokenizer: PreTrainedTokenizerBase, max
             raise ValueError(f"{type(tokenizer).__name__} produces no token for the marker "
                              f"{marked[p]!r}; it cannot encode K-Adapter relation inputs")
     features: dict[str, Any] = {"input_ids": list(enc["input_ids"]),
-                                "subj_pos": token_pos[0], "obj_pos": token_pos[2]}
+                                "subj_pos": token_pos[0], "obj_pos": token_pos[2],
+                                "subj_end": token_pos[1], "obj_end": token_pos[3]}
     if labels is not None:
         features["labels"] = labels.id(ex.label, ex.source)
     return features

@@ -1,7 +1,10 @@
 """Relation classification with ``@``/``#`` entity markers (K-Adapter factual objective, §3.3).
 
 The features at the first ``@`` (subject) and first ``#`` (object) marker are concatenated and
-classified. Metrics: accuracy and micro-F1 over the labels other than ``no_relation_label`` (the
+classified (``pooling="marker"``, the anchor code's choice and the default). ``pooling="mean"`` uses
+the mean of each entity's tokens between its markers instead — the paper's wording ("the pooling layer
+is applied to the input representations of the given entities"); it learns pair-level facts much faster
+over weak backbones because no attention from the marker to the entity has to be learned first. Metrics: accuracy and micro-F1 over the labels other than ``no_relation_label`` (the
 TACRED convention; with no such label micro-F1 equals accuracy).
 """
 from __future__ import annotations
@@ -21,8 +24,11 @@ class RelationClassification(Objective):
     main_metric = "micro_f1"
 
     def __init__(self, feature_size: int, labels: list[str], dropout: float = 0.1,
-                 no_relation_label: str | None = None):
+                 no_relation_label: str | None = None, pooling: str = "marker"):
         super().__init__(feature_size)
+        if pooling not in ("marker", "mean"):
+            raise ValueError(f"pooling must be 'marker' or 'mean', got {pooling!r}")
+        self.pooling = pooling
         if not labels:
             raise ValueError("relation_classification needs a non-empty label list")
         self.vocab = LabelVocab.from_list(list(labels))
@@ -38,11 +44,19 @@ class RelationClassification(Objective):
         return feats
 
     def forward(self, features: torch.Tensor, batch: dict) -> ObjectiveOutput:
-        rows = torch.arange(features.shape[0], device=features.device)
-        pair = torch.cat([features[rows, batch["subj_pos"]], features[rows, batch["obj_pos"]]], dim=-1)
+        pair = torch.cat([self._entity(features, batch, "subj"), self._entity(features, batch, "obj")], dim=-1)
         logits = self.classifier(self.dropout(pair))
         loss = F.cross_entropy(logits, batch["labels"]) if "labels" in batch else None
         return ObjectiveOutput(loss, logits)
+
+    def _entity(self, features: torch.Tensor, batch: dict, which: str) -> torch.Tensor:
+        start = batch[f"{which}_pos"]
+        if self.pooling == "marker":
+            return features[torch.arange(features.shape[0], device=features.device), start]
+        positions = torch.arange(features.shape[1], device=features.device)[None, :]
+        inside = (positions > start[:, None]) & (positions < batch[f"{which}_end"][:, None])
+        weights = inside.to(features.dtype)
+        return (features * weights[..., None]).sum(1) / weights.sum(1, keepdim=True).clamp_min(1.0)
 
     def count(self, logits: torch.Tensor, batch: dict) -> dict[str, float]:
         pred, gold = logits.argmax(-1), batch["labels"]
@@ -72,4 +86,4 @@ class RelationClassification(Objective):
 
     def config_dict(self) -> dict:
         return {"labels": self.vocab.to_list(), "dropout": self._dropout_p,
-                "no_relation_label": self.no_relation_label}
+                "no_relation_label": self.no_relation_label, "pooling": self.pooling}

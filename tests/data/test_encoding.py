@@ -81,7 +81,8 @@ def test_relation_exact_tokens_bert(hand_bert):
     assert tokens(hand_bert, f["input_ids"]) == ["[CLS]", "@", "the", "pup", "##py", "@", "bark",
                                                  "##ed", "#", "loud", "##ly", "#", ".", "[SEP]"]
     assert (f["subj_pos"], f["obj_pos"]) == (1, 8)
-    assert set(f) == {"input_ids", "subj_pos", "obj_pos"}
+    assert (f["subj_end"], f["obj_end"]) == (5, 11)  # closing markers
+    assert set(f) == {"input_ids", "subj_pos", "obj_pos", "subj_end", "obj_end"}
 
 
 def test_relation_exact_tokens_roberta(hand_roberta):
@@ -91,6 +92,7 @@ def test_relation_exact_tokens_roberta(hand_roberta):
     assert toks == ["<s>", "@", "Ġ", "The", "Ġpup", "py", "Ġ", "@", "Ġbark", "ed", "Ġ", "#",
                     "Ġloud", "ly", "Ġ", "#", "Ġ.", "</s>"]
     assert (f["subj_pos"], f["obj_pos"]) == (1, 11)
+    assert (f["subj_end"], f["obj_end"]) == (7, 15)
 
 
 def test_relation_markers_decode_on_trained_tokenizers(trained):
