@@ -235,3 +235,21 @@ def test_files_parse_with_conllu_library(world) -> None:
     sentences = conllu.parse(world["infuse_syntax_dev"].read_text(encoding="utf-8"))
     assert len(sentences) == world.counts["infuse_syntax_dev"]
     assert all(sum(t["head"] == 0 for t in s) == 1 for s in sentences)
+
+
+def test_files_parse_with_kadapt_readers(world) -> None:
+    relation_readers = pytest.importorskip("kadapt.data.relation_readers")
+    conllu_reader = pytest.importorskip("kadapt.data.conllu_reader")
+    for name, path in world.paths.items():
+        if name.startswith(("infuse_factual", "task_")):
+            examples = list(relation_readers.read_trex_rc(path))
+            records = _load(path)
+            assert len(examples) == len(records), name
+            for ex, r in zip(examples, records):
+                assert ex.text[slice(*ex.subj_span)] == " ".join(
+                    r["token"][r["subj_start"]:r["subj_end"] + 1])
+                assert ex.label == r["relation"]
+        elif name.startswith("infuse_syntax"):
+            examples = list(conllu_reader.read_conllu(path))
+            assert len(examples) == world.counts[name], name
+            assert all(grammar.check_tree(list(ex.heads)) is None for ex in examples)
