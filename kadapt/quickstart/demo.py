@@ -67,7 +67,8 @@ def _tree_digest(folder: Path) -> str:
 
 
 def run_quickstart(out: str | Path = "kadapt-quickstart", *, backbone: str = "tiny", seed: int = 0,
-                   infuse_epochs: int = 20, finetune_epochs: int = 30) -> QuickstartReport:
+                   infuse_epochs: int = 20, finetune_epochs: int = 30,
+                   world: WorldConfig | None = None) -> QuickstartReport:
     """Run the whole story into ``out``; re-running reuses the world, backbone and zoo entries."""
     import torch
 
@@ -75,13 +76,14 @@ def run_quickstart(out: str | Path = "kadapt-quickstart", *, backbone: str = "ti
     if backbone == "tiny":
         torch.set_num_threads(1)  # tiny matmuls: extra threads only add OpenMP contention
     try:
-        return _run(Path(out), backbone, seed, infuse_epochs, finetune_epochs)
+        return _run(Path(out), backbone, seed, infuse_epochs, finetune_epochs, world or WorldConfig(seed=seed))
     finally:
         torch.set_num_threads(threads)
 
 
-def _run(out: Path, backbone: str, seed: int, infuse_epochs: int, finetune_epochs: int) -> QuickstartReport:
-    world = generate_world(out / "world", WorldConfig(seed=seed))
+def _run(out: Path, backbone: str, seed: int, infuse_epochs: int, finetune_epochs: int,
+         world_config: WorldConfig) -> QuickstartReport:
+    world = generate_world(out / "world", world_config)
     corpus = world.paths["corpus"].read_text(encoding="utf-8").splitlines()
     frozen, backbone_path = _backbone(out, backbone, corpus, seed)
     zoo = out / "adapters_zoo"
