@@ -73,14 +73,20 @@ def load_tensors(path: str | Path) -> tuple[dict[str, torch.Tensor], dict[str, s
     return tensors, dict(header.get("__metadata__") or {})
 
 
-def read_json(path: str | Path, what: str = "JSON file") -> dict:
+def read_text(path: str | Path, what: str, error: type[Exception] = PluginFormatError) -> str:
+    """UTF-8 text of ``path``; a missing or undecodable file raises ``error`` naming it."""
     path = Path(path)
     try:
-        text = path.read_text(encoding="utf-8")
+        return path.read_text(encoding="utf-8")
     except FileNotFoundError:
-        raise PluginFormatError(f"{path}: {what} not found") from None
+        raise error(f"{path}: {what} not found") from None
     except UnicodeDecodeError as err:
-        raise PluginFormatError(f"{path}: not UTF-8 ({err.reason} at byte {err.start})") from None
+        raise error(f"{path}: not UTF-8 ({err.reason} at byte {err.start})") from None
+
+
+def read_json(path: str | Path, what: str = "JSON file") -> dict:
+    path = Path(path)
+    text = read_text(path, what)
     try:
         obj = json.loads(text)
     except json.JSONDecodeError as err:

@@ -20,8 +20,8 @@ from kadapt.fileio import atomic_write_json, atomic_write_text, load_tensors, re
 from kadapt.objectives import build_objective
 from kadapt.plugin_io import load_plugin
 from kadapt.recipes import Recipe, resolve_path
-from kadapt.runs import encode_records, load_backbone, objective_config_with_labels, prepare_run_dir, read_splits
-from kadapt.training import evaluate_model, make_accelerator, train
+from kadapt.runs import encode_records, load_backbone, objective_config_with_labels, start_run
+from kadapt.training import evaluate_model, train
 
 log = logging.getLogger(__name__)
 
@@ -46,12 +46,8 @@ def finetune(recipe: Recipe, *, plugins: list[str] | None = None, out: str | Pat
     """Run a ``finetune`` recipe; ``plugins`` (e.g. from ``--plugins``) replaces the recipe's list."""
     if plugins is not None:
         recipe.plugins = list(plugins)
-    accelerator = make_accelerator(recipe.training)
-    run_dir = prepare_run_dir(recipe, out, is_main=accelerator.is_main_process)
-    backbone = backbone or load_backbone(recipe.backbone)
-    _ = backbone.fingerprint  # hash now: tokenizing below changes the fast tokenizer's serialisation
-    policy = ErrorPolicy(recipe.data.on_error)
-    splits = read_splits(recipe.data, recipe.training.seed, policy)
+    run = start_run(recipe, out, backbone)
+    accelerator, run_dir, backbone, policy, splits = run.accelerator, run.run_dir, run.backbone, run.policy, run.splits
     model = build_model(backbone, recipe.plugins)
     config = objective_config_with_labels(recipe.objective.name, recipe.objective.config, splits.train)
     torch.manual_seed(recipe.training.seed)  # the head's init is part of the seeded run (as in infuse)

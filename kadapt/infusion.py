@@ -12,13 +12,12 @@ from pathlib import Path
 import torch
 
 from kadapt.compose import KnowledgeModel
-from kadapt.data.policy import ErrorPolicy
 from kadapt.objectives import build_objective
 from kadapt.plugin_io import save_plugin
 from kadapt.plugins import build_plugin
 from kadapt.recipes import Recipe
-from kadapt.runs import encode_records, load_backbone, objective_config_with_labels, prepare_run_dir, read_splits
-from kadapt.training import TrainResult, make_accelerator, train
+from kadapt.runs import encode_records, objective_config_with_labels, start_run
+from kadapt.training import TrainResult, train
 
 log = logging.getLogger(__name__)
 
@@ -38,12 +37,8 @@ def infuse(recipe: Recipe, *, out: str | Path | None = None, resume: bool = Fals
         from kadapt.zoo import Zoo
 
         Zoo(recipe.output.zoo).require_new(recipe.name)
-    accelerator = make_accelerator(recipe.training)
-    run_dir = prepare_run_dir(recipe, out, is_main=accelerator.is_main_process)
-    backbone = backbone or load_backbone(recipe.backbone)
-    _ = backbone.fingerprint  # hash now: tokenizing below changes the fast tokenizer's serialisation
-    policy = ErrorPolicy(recipe.data.on_error)
-    splits = read_splits(recipe.data, recipe.training.seed, policy)
+    run = start_run(recipe, out, backbone)
+    accelerator, run_dir, backbone, policy, splits = run.accelerator, run.run_dir, run.backbone, run.policy, run.splits
 
     torch.manual_seed(recipe.training.seed)
     plugin = build_plugin(recipe.plugin.kind, {"name": recipe.name, **recipe.plugin.config}, backbone.spec,

@@ -177,13 +177,10 @@ def apply_overrides(data: dict, overrides: list[str], source: str) -> dict:
 
 
 def load_recipe(path: str | Path, overrides: list[str] | None = None) -> Recipe:
+    from kadapt.fileio import read_text
+
     path = Path(path)
-    try:
-        text = path.read_text(encoding="utf-8")
-    except FileNotFoundError:
-        raise RecipeError(f"{path}: recipe not found") from None
-    except UnicodeDecodeError as err:
-        raise RecipeError(f"{path}: not UTF-8 ({err.reason})") from None
+    text = read_text(path, "recipe", RecipeError)
     try:
         data = yaml.safe_load(text)
     except yaml.YAMLError as err:

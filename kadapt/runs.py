@@ -43,6 +43,28 @@ def load_backbone(section: BackboneSection, device: str | torch.device = "cpu") 
 
 
 @dataclass
+class RunContext:
+    """What every run starts with: accelerator, run folder, backbone, error policy, data splits."""
+
+    accelerator: object
+    run_dir: Path
+    backbone: FrozenBackbone
+    policy: ErrorPolicy
+    splits: "Splits"
+
+
+def start_run(recipe: Recipe, out: str | Path | None, backbone: FrozenBackbone | None) -> RunContext:
+    from kadapt.training import make_accelerator
+
+    accelerator = make_accelerator(recipe.training)
+    run_dir = prepare_run_dir(recipe, out, is_main=accelerator.is_main_process)
+    backbone = backbone or load_backbone(recipe.backbone)
+    policy = ErrorPolicy(recipe.data.on_error)
+    splits = read_splits(recipe.data, recipe.training.seed, policy)
+    return RunContext(accelerator, run_dir, backbone, policy, splits)
+
+
+@dataclass
 class Splits:
     train: list
     dev: list

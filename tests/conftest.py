@@ -59,3 +59,26 @@ def tiny_backbone(tiny_backbone_dir):
     from kadapt.backbone import FrozenBackbone
 
     return FrozenBackbone.from_pretrained(tiny_backbone_dir("bert"))
+
+
+# The small generated world and 2-layer backbone shared by the training/infusion/CLI tests
+# (module scope: each test module gets fresh objects, as before).
+@pytest.fixture(scope="module")
+def world(tmp_path_factory):
+    from run_kit import small_world
+
+    return small_world(tmp_path_factory.mktemp("world"))
+
+
+@pytest.fixture(scope="module")
+def backbone_dir(tiny_backbone_dir):
+    from run_kit import BACKBONE_KW
+
+    return tiny_backbone_dir("bert", **BACKBONE_KW)
+
+
+@pytest.fixture(scope="module")
+def backbone(backbone_dir):
+    from kadapt.backbone import FrozenBackbone
+
+    return FrozenBackbone.from_pretrained(backbone_dir)

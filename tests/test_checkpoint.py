@@ -15,18 +15,7 @@ from kadapt.checkpoint import (STATE_FILE, latest_checkpoint, load_checkpoint, o
                                save_checkpoint)
 from kadapt.infusion import infuse
 from kadapt.recipes import recipe_from_dict
-from run_kit import BACKBONE_KW, factual_recipe, small_world
-
-
-
-@pytest.fixture(scope="module")
-def world(tmp_path_factory):
-    return small_world(tmp_path_factory.mktemp("world"))
-
-
-@pytest.fixture(scope="module")
-def backbone_dir(tiny_backbone_dir):
-    return tiny_backbone_dir("bert", **BACKBONE_KW)
+from run_kit import factual_recipe
 
 
 def _adam_after_steps(steps: int = 3):

@@ -10,20 +10,9 @@ import pytest
 
 from kadapt.cli import main
 from kadapt.tiny import roberta_large_config
-from run_kit import BACKBONE_KW, HIDDEN, factual_recipe, finetune_recipe, small_world, write_yaml
+from run_kit import HIDDEN, factual_recipe, finetune_recipe, write_yaml
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-
-
-
-@pytest.fixture(scope="module")
-def world(tmp_path_factory):
-    return small_world(tmp_path_factory.mktemp("world"))
-
-
-@pytest.fixture(scope="module")
-def backbone_dir(tiny_backbone_dir):
-    return tiny_backbone_dir("bert", **BACKBONE_KW)
 
 
 @pytest.fixture(scope="module")

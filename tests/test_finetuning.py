@@ -14,23 +14,7 @@ from kadapt.finetuning import build_model, evaluate_run, finetune, load_finetune
 from kadapt.infusion import infuse
 from kadapt.objectives import build_objective
 from kadapt.recipes import recipe_from_dict
-from run_kit import (BACKBONE_KW, HIDDEN, factual_recipe, finetune_recipe, linguistic_recipe, small_world, tree_digest)
-
-
-
-@pytest.fixture(scope="module")
-def world(tmp_path_factory):
-    return small_world(tmp_path_factory.mktemp("world"))
-
-
-@pytest.fixture(scope="module")
-def backbone_dir(tiny_backbone_dir):
-    return tiny_backbone_dir("bert", **BACKBONE_KW)
-
-
-@pytest.fixture(scope="module")
-def backbone(backbone_dir):
-    return FrozenBackbone.from_pretrained(backbone_dir)
+from run_kit import (BACKBONE_KW, HIDDEN, factual_recipe, finetune_recipe, linguistic_recipe, tree_digest)
 
 
 @pytest.fixture(scope="module")

@@ -16,23 +16,7 @@ from kadapt.metrics_log import read_metrics
 from kadapt.plugin_io import load_plugin
 from kadapt.recipes import load_recipe, recipe_from_dict
 from kadapt.zoo import Zoo
-from run_kit import BACKBONE_KW, factual_recipe, linguistic_recipe, small_world, tree_digest
-
-
-
-@pytest.fixture(scope="module")
-def world(tmp_path_factory):
-    return small_world(tmp_path_factory.mktemp("world"))
-
-
-@pytest.fixture(scope="module")
-def backbone_dir(tiny_backbone_dir):
-    return tiny_backbone_dir("bert", **BACKBONE_KW)
-
-
-@pytest.fixture(scope="module")
-def backbone(backbone_dir):
-    return FrozenBackbone.from_pretrained(backbone_dir)
+from run_kit import factual_recipe, linguistic_recipe, tree_digest
 
 
 def _epoch_means(run_dir) -> list[float]:

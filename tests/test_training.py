@@ -13,18 +13,7 @@ from kadapt.fileio import load_tensors
 from kadapt.infusion import infuse
 from kadapt.recipes import recipe_from_dict
 from kadapt.training import EpochSampler, linear_schedule, train
-from run_kit import BACKBONE_KW, factual_recipe, small_world, train_losses
-
-
-
-@pytest.fixture(scope="module")
-def world(tmp_path_factory):
-    return small_world(tmp_path_factory.mktemp("world"))
-
-
-@pytest.fixture(scope="module")
-def backbone_dir(tiny_backbone_dir):
-    return tiny_backbone_dir("bert", **BACKBONE_KW)
+from run_kit import factual_recipe, train_losses
 
 
 def test_epoch_sampler_is_a_pure_function_of_seed_and_epoch():
