@@ -17,13 +17,19 @@
   ``head_of`` (subject is the object's syntactic head), ``dependent_of`` (the reverse) or
   ``unrelated`` (no direct arc; drawn at distances where arcs occur), balanced thirds.
 * ``corpus.txt`` (every text once, one per line, relation texts with their ``@``/``#`` markers,
-  for training a tiny tokenizer), ``world_kb.json`` (entities,
-  facts, splits) and ``manifest.json`` (config, counts, labels; written last).
+  for training a tiny tokenizer), ``world_kb.json`` (entities, facts, splits) and
+  ``manifest.json`` (config, counts, labels; written last).
 
 Default sizes (about 1 min of infusion per plug-in on 2 CPU cores for a 4-layer hidden-64
 backbone): 113 entities, 305 facts; factual infusion 1,220 train / 305 dev sentences; fact task
 74 / 74 / 157; syntax infusion 3,000 / 300 trees (~11 words each); syntax task 240 / 240 / 480.
 Everything is a pure function of the config: two runs write byte-identical files.
+
+What to expect: ``kadapt quickstart`` (tiny random backbone, seed 0, default world) measured
+test facts micro-F1 25.5 bare / 75.2 +F / 17.8 +L / 64.3 +F+L and syntax accuracy 58.1 / 54.6 /
+69.4 / 66.0. A bare backbone can only learn entity types from the downstream train split; the
+syntax gain is smaller and noisier (+3 to +11 points in prototypes), largest when the head pools
+the entity tokens rather than reading the ``@``/``#`` markers.
 """
 from __future__ import annotations
 
