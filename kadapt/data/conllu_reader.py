@@ -10,15 +10,14 @@ root, no cycles, UTF-8 text.  A violation is a :class:`DataError` naming the fil
 """
 from __future__ import annotations
 
-import gzip
 import re
-import zlib
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from kadapt.data.policy import ErrorPolicy
 from kadapt.data.records import DependencyExample
+from kadapt.data.textfile import iter_raw_lines
 from kadapt.errors import DataError
 
 __all__ = ["read_conllu"]
@@ -121,20 +120,6 @@ def _finish(sent: _Sentence, end_line: int) -> tuple[tuple[str, ...], tuple[int,
     return tuple(sent.words), tuple(sent.heads)
 
 
-def _iter_lines(path: Path) -> Iterator[tuple[int, bytes]]:
-    """``(line_number, raw_bytes)`` of a plain or ``*.gz`` file; a corrupt gzip is a DataError."""
-    lineno = 0
-    try:
-        opener = gzip.open if path.suffix == ".gz" else open
-        with opener(path, "rb") as fh:
-            for lineno, raw in enumerate(fh, start=1):
-                yield lineno, raw
-    except (FileNotFoundError, IsADirectoryError, PermissionError):
-        raise
-    except (OSError, EOFError, zlib.error) as exc:
-        raise DataError(path, lineno + 1, f"cannot read compressed data: {exc}") from exc
-
-
 def _decode(raw: bytes, lineno: int) -> str:
     """Strict UTF-8 decoding of one line, without its line end (LF or CRLF)."""
     try:
@@ -166,7 +151,7 @@ def read_conllu(path: str | Path, policy: ErrorPolicy | None = None) -> Iterator
         return DependencyExample(words, heads, f"{path}:{done.start_line}")
 
     with policy.scope(path):
-        for lineno, raw in _iter_lines(path):
+        for lineno, raw in iter_raw_lines(path):
             if lineno == 1 and raw.startswith(b"\xef\xbb\xbf"):
                 raw = raw[3:]  # UTF-8 byte-order mark
             if not raw.strip():  # blank line: the sentence (if any) ends here

@@ -8,16 +8,16 @@ document, a corrupt gzip stream, an empty file) always raise: no record could be
 """
 from __future__ import annotations
 
-import gzip
 import json
 import re
 import zlib
 from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path
-from typing import Any, BinaryIO
+from typing import Any
 
 from kadapt.data.policy import ErrorPolicy
 from kadapt.data.records import RelationExample
+from kadapt.data.textfile import iter_raw_lines, open_binary
 from kadapt.errors import DataError
 
 __all__ = ["read_trex_rc", "read_fewrel", "read_lama_trex", "read_lama_trex_dir"]
@@ -36,26 +36,6 @@ class _Invalid(Exception):
 # --------------------------------------------------------------------------- file access
 
 
-def _open_binary(path: Path) -> BinaryIO:
-    """Open ``path`` for reading bytes, transparently un-gzipping ``*.gz``."""
-    if path.suffix == ".gz":
-        return gzip.open(path, "rb")  # type: ignore[return-value]
-    return open(path, "rb")
-
-
-def _iter_raw_lines(path: Path) -> Iterator[tuple[int, bytes]]:
-    """Yield ``(line_number, raw_bytes)``; a corrupt gzip stream raises :class:`DataError`."""
-    lineno = 0
-    try:
-        with _open_binary(path) as fh:
-            for lineno, raw in enumerate(fh, start=1):
-                yield lineno, raw
-    except (FileNotFoundError, IsADirectoryError, PermissionError):
-        raise
-    except (OSError, EOFError, zlib.error) as exc:
-        raise DataError(path, lineno + 1, f"cannot read compressed data: {exc}") from exc
-
-
 def _decode_line(raw: bytes) -> str:
     """Strict UTF-8 decoding of one line (a leading BOM is dropped)."""
     try:
@@ -66,7 +46,7 @@ def _decode_line(raw: bytes) -> str:
 
 def _read_document(path: Path) -> str:
     """Whole file as text; invalid UTF-8 is a file-level :class:`DataError` with its line."""
-    with _open_binary(path) as fh:
+    with open_binary(path) as fh:
         try:
             data = fh.read()
         except (OSError, EOFError, zlib.error) as exc:
@@ -168,7 +148,7 @@ def _trex_record(obj: Any, source: str) -> RelationExample:
 def _first_char(path: Path) -> str:
     """First non-whitespace character of the file (after a BOM), or ``""`` for a blank file."""
     try:
-        with _open_binary(path) as fh:
+        with open_binary(path) as fh:
             head = fh.read(3).lstrip(b"\xef\xbb\xbf")
             while chunk := head or fh.read(1 << 16):
                 head = b""
@@ -244,7 +224,7 @@ def read_trex_rc(path: str | Path, policy: ErrorPolicy | None = None) -> Iterato
                 except _Invalid as bad:
                     policy.handle(DataError(path, line, f"record #{index}: {bad}"), bad.reason)
         else:
-            for lineno, raw in _iter_raw_lines(path):
+            for lineno, raw in iter_raw_lines(path):
                 try:
                     line_text = _decode_line(raw)
                     if not line_text.strip():
@@ -366,7 +346,7 @@ def read_lama_trex(path: str | Path, policy: ErrorPolicy | None = None) -> Itera
     path = Path(path)
     policy = ErrorPolicy.resolve(policy)
     with policy.scope(path):
-        for lineno, raw in _iter_raw_lines(path):
+        for lineno, raw in iter_raw_lines(path):
             try:
                 line = _decode_line(raw)
                 if not line.strip():
