@@ -8,14 +8,17 @@ and trivial baselines, everything evaluated on held-out test data:
    ``@``/``#`` markers. Splits are made BY FACT (a fact = one line of a ``P*.jsonl.gz`` file; facts that
    share the same subject/object surface pair are kept together), seeded 80/10/10, after dropping
    identical (sentence, spans) duplicates and sentences whose (sentence, spans) carry two different
-   relations. Dev/test sentences that also occur in train (with other markers) are dropped too. The
-   splits are written as T-REx-rc JSON and read back through kadapt's ``trex_rc`` reader.
+   relations. Only sentences that fit ``FACT_MAX_LEN`` tokens with the four markers are kept. Dev/test
+   sentences that also occur in an earlier split (with other markers) are dropped too. The splits are
+   written as T-REx-rc JSON and read back through kadapt's ``trex_rc`` reader.
 2. **Linguistic** -- UD English EWT, dependency head prediction (UAS over first sub-tokens), on the
    official dev and test sets (a seeded subset of train sentences is used for training).
 
 Everything trains through kadapt's public entry points: ``infuse(recipe, backbone=...)`` and
 ``finetune(recipe, backbone=..., plugins=[...])`` with recipes built by ``recipe_from_dict``.
 Hyper-parameters were chosen on DEV only (see benchmarks/README.md); test is evaluated once per model.
+The frozen backbone's states are memoised per sequence (``make_cached_backbone``; ``--no-cache`` for the
+plain path) and OpenMP threads wait passively (``OMP_WAIT_POLICY=PASSIVE``), see README.
 
     python benchmarks/real_data_infusion.py --quick          # a few minutes
     python benchmarks/real_data_infusion.py                  # default size (well under 30 min on 2 cores)
@@ -43,7 +46,8 @@ from pathlib import Path
 # ---------------------------------------------------------------------------------------------- config
 
 # Sizes per mode. Eval sets take at most one evidence sentence per fact (more facts, fewer near-copies);
-# train takes at most ``train_per_fact`` evidences per fact.
+# train takes at most ``train_per_fact`` evidences per fact. A split smaller than asked (the full test
+# pool holds ~1,750 facts that fit FACT_MAX_LEN) is used whole.
 SIZES = {
     "quick": {
         "fact_train": 1500, "fact_dev": 400, "fact_test": 800, "train_per_fact": 2,
@@ -495,6 +499,9 @@ def run_factual(args, sizes, backbone, backbone_path, data_dir, out, timer, resu
     rows["chance (uniform)"] = {"test": relation_baselines(train_labels, [r.label for r in built["records"]["test"]])["chance"],
                                 "dev": relation_baselines(train_labels, [r.label for r in built["records"]["dev"]])["chance"]}
 
+    if args.tune:
+        for row in rows.values():
+            row.pop("test", None)
     test_path = None if args.tune else str(paths["test"])
     data = {"format": "trex_rc", "train": str(paths["train"]), "dev": str(paths["dev"]), "test": test_path,
             "max_length": FACT_MAX_LEN, "on_error": "raise"}
@@ -679,7 +686,7 @@ def render_markdown(results: dict) -> str:
             if gain:
                 lines.append(f"- {name} vs backbone probe, test accuracy: {gain['points']:+.1f} points "
                              f"(95% paired-bootstrap CI {gain['ci95'][0]:+.1f} .. {gain['ci95'][1]:+.1f}; "
-                             f"{gain['resamples']} resamples, share with no gain {gain['p_not_better']:.3f})")
+                             f"share of {gain['resamples']} resamples with gain ≤ 0: {gain['p_not_better']:.3f})")
         lines.append("")
     ling = results.get("linguistic")
     if ling and ling.get("rows"):
@@ -713,7 +720,7 @@ def parse_args(argv=None):
     p.add_argument("--tasks", nargs="+", default=["factual", "linguistic"], choices=["factual", "linguistic"])
     p.add_argument("--models", nargs="+", default=["probe", "infuse", "finetune"], choices=["probe", "infuse", "finetune"],
                    help="probe = bare-backbone head; infuse = K-Adapter infusion; finetune = fresh head over the factual plug-in")
-    p.add_argument("--tune", action="store_true", help="dev only: never read or evaluate the test split")
+    p.add_argument("--tune", action="store_true", help="dev only: no model or baseline is scored on test (for tuning)")
     p.add_argument("--seed", type=int, default=42)
     p.add_argument("--no-cache", action="store_true",
                    help="run the frozen backbone on every batch (plain library path) instead of memoising its states")
