@@ -9,6 +9,11 @@ from pathlib import Path
 
 from kadapt.errors import KadaptError
 
+# Modules that contribute subcommands: each defines ``add_commands(subparsers)`` and sets
+# ``func`` on its parsers. Feature areas (cache, knowledge graphs, tasks, ...) register here
+# with one line instead of growing this file.
+COMMAND_MODULES: tuple[str, ...] = ()
+
 
 def _print_json(obj) -> None:
     print(json.dumps(obj, indent=2, default=str))
@@ -172,6 +177,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--backbone", default="tiny", help="'tiny' (built from a config), 'minilm' (needs the extra) or a folder.")
     p.add_argument("--seed", type=int, default=0)
     p.set_defaults(func=cmd_quickstart)
+
+    import importlib
+
+    for module_name in COMMAND_MODULES:
+        importlib.import_module(module_name).add_commands(sub)
     return parser
 
 
