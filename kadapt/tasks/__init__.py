@@ -1,0 +1,3 @@
+"""Downstream task heads. Each task is an :class:`kadapt.objectives.Objective` registered under its
+name, so fine-tune recipes select it with ``objective.name``. Importing this package registers them.
+"""
