@@ -13,6 +13,7 @@ import torch
 from torch import nn
 
 from kadapt.backbone import FrozenBackbone
+from kadapt.cache import states_from_batch
 from kadapt.errors import KadaptError
 from kadapt.objectives.base import Objective, ObjectiveOutput
 from kadapt.plugins.base import Plugin
@@ -53,9 +54,16 @@ class KnowledgeModel(nn.Module):
             layers.update(plugin.required_layers())
         return sorted(layers)
 
-    def features(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
-        """``[backbone_last ; plugin outputs]`` from ONE backbone pass: (B, S, feature_size)."""
-        states = self.backbone.encode(input_ids, attention_mask, self.required_layers())
+    def features(self, input_ids: torch.Tensor, attention_mask: torch.Tensor,
+                 states: dict[int, torch.Tensor] | None = None) -> torch.Tensor:
+        """``[backbone_last ; plugin outputs]`` from ONE backbone pass: (B, S, feature_size).
+
+        ``states`` (e.g. read from the hidden-state cache) replaces the backbone pass when given.
+        """
+        if states is None:
+            states = self.backbone.encode(input_ids, attention_mask, self.required_layers())
+        else:
+            states = {k: v.to(self.backbone.dtype) for k, v in states.items()}
         last = states[self.backbone.spec.num_layers]
         parts = [last] + [plugin(states, attention_mask) for plugin in self.plugins]
         dtype = parts[-1].dtype
@@ -64,5 +72,5 @@ class KnowledgeModel(nn.Module):
     def forward(self, batch: dict) -> ObjectiveOutput:
         if self.head is None:
             raise KadaptError("KnowledgeModel has no head; call .features() for raw features")
-        feats = self.features(batch["input_ids"], batch["attention_mask"])
+        feats = self.features(batch["input_ids"], batch["attention_mask"], states_from_batch(batch))
         return self.head(feats, batch)

@@ -53,8 +53,11 @@ def infuse(recipe: Recipe, *, out: str | Path | None = None, resume: bool = Fals
     log.info("infusing %s (%s, %d parameters) on %d train / %d dev examples", recipe.name, plugin.kind,
              plugin.num_parameters(), len(train_set), len(dev_set))
 
+    collates = {}
+    if recipe.training.cache:
+        train_set, dev_set, collates = cache_splits(model, recipe, train_set, dev_set, accelerator)
     result = train(model, train_set, dev_set, recipe.training, run_dir, pad_id=tok.pad_token_id,
-                   resume=resume, accelerator=accelerator)
+                   resume=resume, accelerator=accelerator, **collates)
     plugin_dir = run_dir / "plugin"
     zoo_entry = None
     if accelerator.is_main_process:
@@ -65,6 +68,29 @@ def infuse(recipe: Recipe, *, out: str | Path | None = None, resume: bool = Fals
             zoo_entry = Zoo(recipe.output.zoo).add(plugin_dir, recipe.name)
     accelerator.wait_for_everyone()
     return InfusionResult(plugin_dir, run_dir, result, zoo_entry)
+
+
+def cache_splits(model: KnowledgeModel, recipe: Recipe, train_set: list, dev_set: list,
+                 accelerator=None) -> tuple[list, list, dict]:
+    """Train/dev examples read from the hidden-state cache, and the collates for ``train``."""
+    from kadapt.cache import cached_split
+    from kadapt.errors import KadaptError
+    from kadapt.recipes import resolve_path
+
+    for plugin in model.plugins:
+        if plugin.placement != "outside":
+            raise KadaptError(f"{recipe.source}: training.cache serves outside plug-ins only; {plugin.kind!r} "
+                              f"attaches {plugin.placement!r} (its backbone states depend on its weights)")
+    data, pad_id, layers = recipe.data, model.backbone.tokenizer.pad_token_id, model.required_layers()
+    files = [resolve_path(data.train)]
+    train_set, train_collate = cached_split(model.backbone, layers, train_set, files, data.max_length,
+                                            recipe.training, pad_id, f"{recipe.name} train", accelerator)
+    collates = {"collate_fn": train_collate}
+    if dev_set:
+        dev_files = [resolve_path(data.dev) if data.dev else resolve_path(data.train)]
+        dev_set, collates["dev_collate_fn"] = cached_split(model.backbone, layers, dev_set, dev_files, data.max_length,
+                                                           recipe.training, pad_id, f"{recipe.name} dev", accelerator)
+    return train_set, dev_set, collates
 
 
 def _save(model: KnowledgeModel, plugin_dir: Path, recipe: Recipe, result: TrainResult, backbone) -> Path:

@@ -49,6 +49,10 @@ class TrainConfig:
     keep_checkpoints: int = field(default=2, metadata={"help": "Checkpoints kept on disk (oldest deleted)."})
     num_workers: int = field(default=0, metadata={"help": "DataLoader worker processes."})
     cpu: bool = field(default=False, metadata={"help": "Force CPU even when a GPU is present."})
+    length_bucketing: bool = field(default=False, metadata={"help": "Batch examples of similar length together (seeded), so dynamic padding pads little."})
+    cache: bool = field(default=False, metadata={"help": "Infusion: compute the backbone's hidden states once, store them memory-mapped and train/evaluate from them (outside plug-ins)."})
+    cache_dir: str | None = field(default=None, metadata={"help": "Hidden-state cache folder (default: $KADAPT_CACHE_DIR or ~/.cache/kadapt/hidden_states)."})
+    cache_dtype: str = field(default="float16", metadata={"help": "Storage dtype of cached states: float16, bfloat16 or float32 (computation stays in the backbone's dtype)."})
 
 
 class EpochSampler(Sampler[int]):
@@ -117,15 +121,26 @@ def linear_schedule(optimizer, warmup: int, total: int):
     return torch.optim.lr_scheduler.LambdaLR(optimizer, factor)
 
 
+def make_sampler(config: TrainConfig, examples: list[dict]) -> Sampler[int]:
+    """The seeded per-epoch order of training examples (length-bucketed when asked)."""
+    if config.length_bucketing:
+        from kadapt.data.bucketing import LengthBucketSampler
+
+        return LengthBucketSampler([len(e["input_ids"]) for e in examples], config.batch_size, config.seed)
+    return EpochSampler(len(examples), config.seed)
+
+
 @torch.no_grad()
 def evaluate_model(model: KnowledgeModel, examples: list[dict], batch_size: int, pad_id: int,
-                   device, autocast=None, with_predictions: bool = False) -> tuple[dict, list]:
+                   device, autocast=None, with_predictions: bool = False,
+                   collate_fn: Callable | None = None) -> tuple[dict, list]:
     """Metrics (and optionally predictions) of ``model.head`` over encoded ``examples``."""
     was_training = model.training
     model.eval()
     counts: dict[str, float] = {}
     predictions: list = []
-    loader = DataLoader(examples, batch_size=batch_size, shuffle=False, collate_fn=lambda b: collate(b, pad_id))
+    loader = DataLoader(examples, batch_size=batch_size, shuffle=False,
+                        collate_fn=collate_fn or (lambda b: collate(b, pad_id)))
     for batch in loader:
         batch = {k: v.to(device) for k, v in batch.items()}
         if autocast is not None:
@@ -152,8 +167,13 @@ def train(
     resume: bool = False,
     accelerator=None,
     on_step: Callable[[int, float], None] | None = None,
+    collate_fn: Callable | None = None,
+    dev_collate_fn: Callable | None = None,
 ) -> TrainResult:
-    """Train every parameter of ``model`` that requires grad; returns dev metrics history."""
+    """Train every parameter of ``model`` that requires grad; returns dev metrics history.
+
+    ``collate_fn`` / ``dev_collate_fn`` replace the padding collate (e.g. to attach cached states).
+    """
     from accelerate.utils import set_seed
 
     run_dir = Path(run_dir)
@@ -166,11 +186,12 @@ def train(
     if not trainable:
         raise ValueError("nothing to train: every parameter of the model is frozen")
 
-    sampler = EpochSampler(len(train_examples), config.seed)
+    sampler = make_sampler(config, train_examples)
     # The loader gets its own generator: creating an iterator (each epoch, and again on resume)
     # must not draw from the global RNG that dropout uses, or a resumed run drifts.
     loader = DataLoader(train_examples, batch_size=config.batch_size, sampler=sampler,
-                        collate_fn=lambda b: collate(b, pad_id), num_workers=config.num_workers, drop_last=False,
+                        collate_fn=collate_fn or (lambda b: collate(b, pad_id)),
+                        num_workers=config.num_workers, drop_last=False,
                         generator=torch.Generator().manual_seed(config.seed))
     steps_per_epoch = max(1, math.ceil(len(loader) / config.grad_accum))
     total_steps = config.max_steps or steps_per_epoch * config.epochs
@@ -198,7 +219,7 @@ def train(
     def run_dev(epoch: int) -> None:
         if dev_examples and accelerator.is_main_process:
             result, _ = evaluate_model(unwrapped, dev_examples, config.batch_size, pad_id,
-                                       accelerator.device, accelerator.autocast)
+                                       accelerator.device, accelerator.autocast, collate_fn=dev_collate_fn)
             record = {"step": global_step, "epoch": epoch, "split": "dev", **result}
             dev_history.append(record)
             metrics.write(record)
