@@ -12,7 +12,7 @@ from kadapt.errors import KadaptError
 # Modules that contribute subcommands: each defines ``add_commands(subparsers)`` and sets
 # ``func`` on its parsers. Feature areas (cache, knowledge graphs, tasks, ...) register here
 # with one line instead of growing this file.
-COMMAND_MODULES: tuple[str, ...] = ()
+COMMAND_MODULES: tuple[str, ...] = ("kadapt.cache_commands",)
 
 
 def _print_json(obj) -> None:
@@ -23,9 +23,18 @@ def cmd_infuse(args) -> int:
     from kadapt.infusion import infuse
     from kadapt.recipes import load_recipe
 
-    result = infuse(load_recipe(args.recipe, args.overrides), out=args.out, resume=args.resume)
-    print(f"plug-in written to {result.plugin_dir}" + (f" (zoo: {result.zoo_entry})" if result.zoo_entry else ""))
-    print(f"dev: {json.dumps(result.train.final_dev)}")
+    # several recipes (kadapt infuse A.yaml B.yaml ...): one run, one backbone pass per batch
+    recipes = [args.recipe] + [o for o in args.overrides if "=" not in o]
+    overrides = [o for o in args.overrides if "=" in o]
+    if len(recipes) > 1:
+        from kadapt.multi_infusion import infuse_many
+
+        results = infuse_many([load_recipe(r, overrides) for r in recipes], out=args.out, resume=args.resume)
+    else:
+        results = [infuse(load_recipe(args.recipe, overrides), out=args.out, resume=args.resume)]
+    for result in results:
+        print(f"plug-in written to {result.plugin_dir}" + (f" (zoo: {result.zoo_entry})" if result.zoo_entry else ""))
+        print(f"dev: {json.dumps(result.train.final_dev)}")
     return 0
 
 
@@ -124,10 +133,12 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("-v", "--verbose", action="store_true", help="Log at INFO level.")
     sub = parser.add_subparsers(dest="command", required=True)
 
-    p = sub.add_parser("infuse", help="Train a plug-in from an infuse recipe.")
+    p = sub.add_parser("infuse", help="Train a plug-in from an infuse recipe (several recipes: one joint run).")
     p.add_argument("recipe")
-    p.add_argument("overrides", nargs="*", help="key.sub=value overrides, e.g. training.epochs=1")
-    p.add_argument("--out", help="Run folder (default: the recipe's output.dir).")
+    p.add_argument("overrides", nargs="*", help="More recipes, then key.sub=value overrides (applied to all), "
+                                                "e.g. training.epochs=1")
+    p.add_argument("--out", help="Run folder (default: the recipe's output.dir); with several recipes the "
+                                 "parent folder of one run folder per recipe name.")
     p.add_argument("--resume", action="store_true", help="Continue from the newest checkpoint in the run folder.")
     p.set_defaults(func=cmd_infuse)
 
