@@ -54,6 +54,13 @@ _STORAGE = {
 }
 
 
+def storage(dtype: str) -> tuple[type, torch.dtype]:
+    """(numpy storage dtype, torch dtype) of a cache dtype name; a clear error for unknown names."""
+    if dtype not in _STORAGE:
+        raise KadaptError(f"cache dtype {dtype!r} unknown; use one of {sorted(_STORAGE)}")
+    return _STORAGE[dtype]
+
+
 def default_cache_dir() -> Path:
     """``$KADAPT_CACHE_DIR``, else ``~/.cache/kadapt/hidden_states``."""
     env = os.environ.get("KADAPT_CACHE_DIR")
@@ -105,8 +112,7 @@ class CacheKey:
     @classmethod
     def for_data(cls, backbone, examples: Sequence[dict], data_files: Iterable[str | Path | None],
                  max_length: int, dtype: str = "float16") -> CacheKey:
-        if dtype not in _STORAGE:
-            raise KadaptError(f"cache dtype {dtype!r} unknown; use one of {sorted(_STORAGE)}")
+        storage(dtype)
         fingerprint = backbone.fingerprint
         if fingerprint.weights_sha256 is None:
             raise KadaptError("cannot cache the states of a backbone without weights (meta device)")
@@ -118,7 +124,7 @@ class CacheKey:
 def estimate_bytes(examples: Sequence[dict], layers: Sequence[int], hidden: int, dtype: str) -> int:
     """Disk use of an entry: tokens × hidden × layers × bytes per value (+ lengths)."""
     tokens = sum(len(e["input_ids"]) for e in examples)
-    return tokens * hidden * len(layers) * np.dtype(_STORAGE[dtype][0]).itemsize + 4 * len(examples)
+    return tokens * hidden * len(layers) * np.dtype(storage(dtype)[0]).itemsize + 4 * len(examples)
 
 
 class StateCache:
@@ -234,10 +240,10 @@ def build(backbone, examples: Sequence[dict], layers: Sequence[int], key: CacheK
     tmp.mkdir()
     lengths = np.asarray([len(e["input_ids"]) for e in examples], dtype=np.int32)
     offsets = np.concatenate([[0], np.cumsum(lengths.astype(np.int64))])
-    storage, torch_dtype = _STORAGE[key.dtype]
+    np_dtype, torch_dtype = storage(key.dtype)
     hidden = backbone.spec.hidden_size
     lengths.tofile(tmp / "lengths.i32")
-    maps = {k: np.memmap(tmp / f"layer_{k:03d}.bin", dtype=storage, mode="w+", shape=(int(offsets[-1]), hidden))
+    maps = {k: np.memmap(tmp / f"layer_{k:03d}.bin", dtype=np_dtype, mode="w+", shape=(int(offsets[-1]), hidden))
             for k in layers}
     order = np.argsort(lengths, kind="stable")
     for start in range(0, len(order), batch_size):

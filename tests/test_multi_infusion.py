@@ -36,7 +36,8 @@ def _assert_close(joint, separate):
 
 @pytest.mark.parametrize("cache", [False, True])
 def test_joint_run_equals_separate_runs(cache, world, backbone_dir, backbone, tmp_path):
-    extra = {"cache": True, "cache_dir": str(tmp_path / "cache"), "cache_dtype": "float32"} if cache else {}
+    extra = {"cache": True, "cache_dir": str(tmp_path / "cache"), "cache_dtype": "float32",
+             "length_bucketing": True} if cache else {}
     recipes = _two_factual(world, backbone_dir, tmp_path / "joint", **extra)
     joint = infuse_many([recipe_from_dict(r, f"r{i}.yaml") for i, r in enumerate(recipes)], backbone=backbone)
     assert [r.run_dir.name for r in joint] == ["a", "b"]
