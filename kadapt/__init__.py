@@ -1,6 +1,12 @@
 """kadapt: knowledge plug-ins for frozen pretrained encoders."""
 __version__ = "0.1.0"
 
+import os as _os
+
+# Before torch loads OpenMP: idle OpenMP threads sleep instead of spin-waiting, which on a machine
+# shared by several processes avoids ~100x slow-downs of small matmuls (a user's setting wins).
+_os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+
 from kadapt.backbone import BackboneSpec, Fingerprint, FrozenBackbone  # noqa: E402
 from kadapt.plugins import Plugin, PluginConfig, build_plugin, register_plugin  # noqa: E402
 from kadapt.plugin_io import LoadedPlugin, describe_plugin, load_plugin, save_plugin  # noqa: E402
