@@ -68,3 +68,21 @@ def test_recipes_on_different_data_are_refused_naming_both(world, backbone_dir, 
         infuse_many([fact, fact])
     with pytest.raises(KadaptError, match="--resume"):
         infuse_many([fact], resume=True)
+
+
+def test_cli_infuses_several_recipes_in_one_run(world, backbone_dir, tmp_path, capsys):
+    from run_kit import write_yaml
+
+    from kadapt.cli import main
+
+    first, second = _two_factual(world, backbone_dir, tmp_path / "unused")
+    paths = [write_yaml(tmp_path / "a.yaml", first), write_yaml(tmp_path / "b.yaml", second)]
+    assert main(["infuse", *map(str, paths), "training.epochs=1", "--out", str(tmp_path / "runs")]) == 0
+    out = capsys.readouterr().out
+    assert out.count("plug-in written to") == 2
+    for name in ("fact_a", "fact_b"):
+        assert (tmp_path / "runs" / name / "plugin" / "model.safetensors").exists()
+    linguistic = write_yaml(tmp_path / "l.yaml", linguistic_recipe(world, backbone_dir, tmp_path / "l"))
+    assert main(["infuse", str(paths[0]), str(linguistic)]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "a.yaml and" in err and "l.yaml" in err and "data.format" in err
