@@ -148,6 +148,27 @@ def interleaved(modes: dict[str, Callable[[], None]], repeats: int, steps: int) 
             for name, t in times.items()}
 
 
+def alone(mode: Callable[[], None], steps: int) -> dict:
+    """Peak RSS of one mode in this process (set-up done, peak reset, then warm-up + ``steps`` steps)."""
+    reset_peak_rss()
+    for _ in range(steps + 1):
+        mode()
+    return {"peak_rss_mb": peak_rss_mb()}
+
+
+def peak_rss_in_fresh_process(bench: str, mode: str, shape: Shape, steps: int = 2) -> float:
+    """Run one mode of one benchmark in a new Python process; its peak RSS (MB)."""
+    import json
+    import subprocess
+    import sys
+
+    code = (f"import sys, json; sys.path[:0] = {sys.path[:2]!r}; import torch; torch.set_num_threads(1); "
+            f"import perf; shape = perf.Shape(**{vars(shape)!r}); "
+            f"print(json.dumps(perf.BENCHMARKS[{bench!r}](shape, 1, {steps}, only={mode!r})))")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    return json.loads(done.stdout.strip().splitlines()[-1])["peak_rss_mb"]
+
+
 def matmul_flops(n: int = 1024, reps: int = 10) -> float:
     a, b = torch.randn(n, n), torch.randn(n, n)
     for _ in range(3):
@@ -162,7 +183,7 @@ def matmul_flops(n: int = 1024, reps: int = 10) -> float:
 
 
 # ------------------------------------------------------------------------------ benchmarks
-def infusion_cache(shape: Shape, repeats: int, steps: int) -> dict:
+def infusion_cache(shape: Shape, repeats: int, steps: int, only: str | None = None) -> dict:
     """Reference style (HF forward, all hidden states) vs kadapt uncached vs kadapt cached step."""
     from kadapt.data.encoding import collate
 
@@ -208,7 +229,10 @@ def infusion_cache(shape: Shape, repeats: int, steps: int) -> dict:
             batch = cached_collate(rows[a:b])
             train_step(model, opt, batch, cache.states_from_batch(batch))
 
-        result = interleaved({"reference": reference, "uncached": uncached, "cached": cached}, repeats, steps)
+        modes = {"reference": reference, "uncached": uncached, "cached": cached}
+        if only:
+            return alone(modes[only], steps)
+        result = interleaved(modes, repeats, steps)
     tokens = shape.batch * shape.seq
     plugin_params = model.plugins[0].num_parameters()
     backbone_params = sum(p.numel() for p in backbone.model.parameters())
@@ -223,7 +247,7 @@ def infusion_cache(shape: Shape, repeats: int, steps: int) -> dict:
             "cached_step_flops_fraction": cached_flops / flops}
 
 
-def two_plugins(shape: Shape, repeats: int, steps: int) -> dict:
+def two_plugins(shape: Shape, repeats: int, steps: int, only: str | None = None) -> dict:
     """Factual + linguistic infusion: one backbone pass per batch for both vs a pass per plug-in."""
     from kadapt.data.encoding import collate
 
@@ -249,14 +273,17 @@ def two_plugins(shape: Shape, repeats: int, steps: int) -> dict:
         train_step(fact, opts[0], f, states)
         train_step(ling, opts[1], g, states)
 
-    result = interleaved({"separate": separate, "joint": joint}, repeats, steps)
+    modes = {"separate": separate, "joint": joint}
+    if only:
+        return alone(modes[only], steps)
+    result = interleaved(modes, repeats, steps)
     return {**{f"{k}_step_s": v["step_s"] for k, v in result.items()},
             **{f"{k}_peak_rss_mb": v["peak_rss_mb"] for k, v in result.items()},
             **{f"{k}_extra_rss_mb": v["extra_rss_mb"] for k, v in result.items()},
             "two_plugins_one_pass_vs_separate": result["separate"]["step_s"] / result["joint"]["step_s"]}
 
 
-def finetune_step(shape: Shape, repeats: int, steps: int) -> dict:
+def finetune_step(shape: Shape, repeats: int, steps: int, only: str | None = None) -> dict:
     """Fine-tuning over [backbone; F; L] (frozen plug-ins, head trains): shared pass vs a pass per plug-in."""
     from kadapt.data.encoding import collate
 
@@ -293,7 +320,10 @@ def finetune_step(shape: Shape, repeats: int, steps: int) -> dict:
         loss.backward()
         opt.step()
 
-    result = interleaved({"per_plugin": per_plugin, "shared": shared}, repeats, steps)
+    modes = {"per_plugin": per_plugin, "shared": shared}
+    if only:
+        return alone(modes[only], steps)
+    result = interleaved(modes, repeats, steps)
     return {**{f"{k}_step_s": v["step_s"] for k, v in result.items()},
             **{f"{k}_peak_rss_mb": v["peak_rss_mb"] for k, v in result.items()},
             **{f"{k}_extra_rss_mb": v["extra_rss_mb"] for k, v in result.items()},
@@ -312,3 +342,6 @@ def bucketing_padding(batch: int = 32, seed: int = 0) -> dict:
     bucketed = LengthBucketSampler(lengths, batch, seed).batches()
     return {"padding_fraction_random": padding_fraction(lengths, random_batches),
             "padding_fraction_bucketed": padding_fraction(lengths, bucketed)}
+
+
+BENCHMARKS = {"infusion": infusion_cache, "two_plugins": two_plugins, "finetune": finetune_step}

@@ -32,6 +32,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--quick", action="store_true", help="Small sizes (CI / a busy 2-core machine).")
     parser.add_argument("--threads", type=int, default=1, help="torch intra-op threads (default 1).")
     parser.add_argument("--json", help="Also write every raw figure to this JSON file.")
+    parser.add_argument("--rss", action="store_true", help="Also measure each mode's peak RSS in a fresh process.")
     args = parser.parse_args(argv)
     torch.set_num_threads(args.threads)
     shape = perf.Shape(batch=8 if args.quick else 16)
@@ -64,6 +65,10 @@ def main(argv: list[str] | None = None) -> int:
         for name in names:  # process peak RSS in the mode, and that peak above the mode's starting RSS
             figures[f"peak_rss_mb_{bench}_{name}"] = result[f"{name}_peak_rss_mb"]
             figures[f"step_rss_mb_{bench}_{name}"] = result[f"{name}_extra_rss_mb"]
+    if args.rss:  # each mode alone in a fresh process: peaks not blurred by other modes' heap
+        for bench, names in (("infusion", ("reference", "uncached", "cached")), ("two_plugins", ("separate", "joint"))):
+            for name in names:
+                figures[f"fresh_process_peak_rss_mb_{bench}_{name}"] = perf.peak_rss_in_fresh_process(bench, name, shape)
     raw["bucketing"] = pad = perf.bucketing_padding()
     figures.update(pad)
     figures["benchmark_seconds"] = time.perf_counter() - started
