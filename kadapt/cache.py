@@ -280,10 +280,26 @@ def remove_partials(root: Path, name: str | None = None) -> list[Path]:
     """Delete leftover ``.partial-*`` build folders (all, or those of entry ``name``)."""
     removed = []
     for path in sorted(Path(root).glob(f"{name or '*'}.partial-*")):
+        if _build_in_progress(path):
+            continue
         log.warning("removing incomplete hidden-state cache build %s (interrupted earlier)", path)
         shutil.rmtree(path, ignore_errors=True)
         removed.append(path)
     return removed
+
+
+def _build_in_progress(path: Path) -> bool:
+    """A ``.partial-<pid>`` folder whose process is still alive (another run building it right now)."""
+    try:
+        pid = int(path.name.rsplit("-", 1)[1])
+        if pid == os.getpid():
+            return False
+        os.kill(pid, 0)
+    except (ValueError, ProcessLookupError):
+        return False
+    except PermissionError:
+        return True
+    return True
 
 
 def describe(cache_dir: str | Path | None = None) -> dict:
@@ -293,7 +309,9 @@ def describe(cache_dir: str | Path | None = None) -> dict:
     for folder in sorted(p for p in root.iterdir() if p.is_dir()) if root.is_dir() else []:
         size = sum(p.stat().st_size for p in folder.rglob("*") if p.is_file())
         entry = {"entry": folder.name, "bytes": size}
-        if ".partial-" in folder.name:
+        if ".partial-" in folder.name and _build_in_progress(folder):
+            entry["state"] = "being built by a running process"
+        elif ".partial-" in folder.name:
             entry["state"] = "partial build (interrupted); removed by the next build or `kadapt cache clear`"
         elif not (folder / MANIFEST).exists():
             entry["state"] = f"incomplete (no {MANIFEST}); rebuilt on next use"

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 
 import numpy as np
 import pytest
@@ -86,12 +87,15 @@ def test_mismatched_or_partial_cache_is_rebuilt_never_reused(tiny_backbone, exam
     # a wider request than the entry holds: rebuilt with the union of layers
     assert cache.open_or_build(tiny_backbone, examples, [1], key, root).layers == [0, 1, 2]
     # an interrupted build (no manifest) and a leftover partial folder: reported, then cleaned up
-    (root / f"{entry.folder.name}.partial-999").mkdir()
+    (root / f"{entry.folder.name}.partial-99999999").mkdir()  # no such process: an interrupted build
     (entry.folder / "manifest.json").unlink()
     states = {e["entry"]: e["state"] for e in cache.describe(root)["entries"]}
-    assert states[entry.folder.name].startswith("incomplete") and "partial build" in states[f"{entry.folder.name}.partial-999"]
+    assert states[entry.folder.name].startswith("incomplete") and "partial build" in states[f"{entry.folder.name}.partial-99999999"]
+    live = root / f"{entry.folder.name}.partial-{os.getppid()}"  # another process building right now
+    live.mkdir()
     cache.open_or_build(tiny_backbone, examples, layers, key, root)
-    assert [e["state"] for e in cache.describe(root)["entries"]] == ["complete"]
+    assert [e["state"] for e in cache.describe(root)["entries"]] == ["complete", "being built by a running process"]
+    live.rmdir()
     assert cache.clear(root) > 0 and cache.describe(root)["entries"] == []
 
 
