@@ -28,6 +28,7 @@ from pathlib import Path
 import torch
 from torch.utils.data import DataLoader
 
+from kadapt.cache import states_from_batch
 from kadapt.compose import KnowledgeModel
 from kadapt.data.encoding import collate
 from kadapt.errors import KadaptError
@@ -274,8 +275,6 @@ def _train_jointly(members: Sequence[Member], backbone, accelerator) -> list[Tra
         for batch_index, batches in enumerate(loader, start=1):
             batches = [{k: v.to(device) for k, v in b.items()} for b in batches]
             ids, mask = batches[0]["input_ids"], batches[0]["attention_mask"]
-            from kadapt.cache import states_from_batch
-
             states = states_from_batch(batches[0])
             with accelerator.autocast():
                 if states is None:
