@@ -127,9 +127,11 @@ def peak_rss_mb() -> float:
 
 
 def interleaved(modes: dict[str, Callable[[], None]], repeats: int, steps: int) -> dict[str, dict]:
-    """Median seconds per call of each mode (modes alternate within every repeat), the process's peak
+    """Median CPU seconds (``process_time``: robust to other jobs on a shared machine; one torch thread)
+    and wall seconds per call of each mode (modes alternate within every repeat), the process's peak
     RSS while the mode ran and that peak minus the RSS when the mode started (its own working memory)."""
     times: dict[str, list[float]] = {name: [] for name in modes}
+    walls: dict[str, list[float]] = {name: [] for name in modes}
     peaks: dict[str, float] = {name: 0.0 for name in modes}
     extra: dict[str, float] = {name: 0.0 for name in modes}
     for fn in modes.values():  # warm-up
@@ -138,14 +140,15 @@ def interleaved(modes: dict[str, Callable[[], None]], repeats: int, steps: int) 
         for name, fn in modes.items():
             reset_peak_rss()
             before = _status_mb("VmRSS")
-            start = time.perf_counter()
+            start, wall = time.process_time(), time.perf_counter()
             for _ in range(steps):
                 fn()
-            times[name].append((time.perf_counter() - start) / steps)
+            times[name].append((time.process_time() - start) / steps)
+            walls[name].append((time.perf_counter() - wall) / steps)
             peaks[name] = max(peaks[name], peak_rss_mb())
             extra[name] = max(extra[name], peak_rss_mb() - before)
-    return {name: {"step_s": statistics.median(t), "peak_rss_mb": peaks[name], "extra_rss_mb": extra[name]}
-            for name, t in times.items()}
+    return {name: {"step_s": statistics.median(t), "wall_step_s": statistics.median(walls[name]),
+                   "peak_rss_mb": peaks[name], "extra_rss_mb": extra[name]} for name, t in times.items()}
 
 
 def alone(mode: Callable[[], None], steps: int) -> dict:
@@ -174,11 +177,11 @@ def matmul_flops(n: int = 1024, reps: int = 10) -> float:
     for _ in range(3):
         a @ b
     best = float("inf")
-    for _ in range(3):
-        start = time.perf_counter()
+    for _ in range(3):  # CPU seconds, like the steps (one thread)
+        start = time.process_time()
         for _ in range(reps):
             a @ b
-        best = min(best, time.perf_counter() - start)
+        best = min(best, time.process_time() - start)
     return 2 * n**3 * reps / best
 
 
@@ -239,6 +242,7 @@ def infusion_cache(shape: Shape, repeats: int, steps: int, only: str | None = No
     flops = matmul_flops()
     cached_flops = 6 * plugin_params * tokens / result["cached"]["step_s"]
     return {**{f"{k}_step_s": v["step_s"] for k, v in result.items()},
+            **{f"{k}_wall_step_s": v["wall_step_s"] for k, v in result.items()},
             **{f"{k}_peak_rss_mb": v["peak_rss_mb"] for k, v in result.items()},
             **{f"{k}_extra_rss_mb": v["extra_rss_mb"] for k, v in result.items()},
             "cache_build_s": build_s, "cache_build_examples": len(data),
@@ -278,6 +282,7 @@ def two_plugins(shape: Shape, repeats: int, steps: int, only: str | None = None)
         return alone(modes[only], steps)
     result = interleaved(modes, repeats, steps)
     return {**{f"{k}_step_s": v["step_s"] for k, v in result.items()},
+            **{f"{k}_wall_step_s": v["wall_step_s"] for k, v in result.items()},
             **{f"{k}_peak_rss_mb": v["peak_rss_mb"] for k, v in result.items()},
             **{f"{k}_extra_rss_mb": v["extra_rss_mb"] for k, v in result.items()},
             "two_plugins_one_pass_vs_separate": result["separate"]["step_s"] / result["joint"]["step_s"]}
@@ -325,6 +330,7 @@ def finetune_step(shape: Shape, repeats: int, steps: int, only: str | None = Non
         return alone(modes[only], steps)
     result = interleaved(modes, repeats, steps)
     return {**{f"{k}_step_s": v["step_s"] for k, v in result.items()},
+            **{f"{k}_wall_step_s": v["wall_step_s"] for k, v in result.items()},
             **{f"{k}_peak_rss_mb": v["peak_rss_mb"] for k, v in result.items()},
             **{f"{k}_extra_rss_mb": v["extra_rss_mb"] for k, v in result.items()},
             "finetune_shared_pass_vs_separate": result["per_plugin"]["step_s"] / result["shared"]["step_s"]}

@@ -4,7 +4,9 @@
     python benchmarks/run.py              # larger batch, more repeats
     python benchmarks/run.py --json out.json
 
-Figures (ratios > 1 mean kadapt's way is faster; see benchmarks/perf.py for what each mode runs):
+Times are CPU seconds of this process (one torch thread), so other jobs on a shared machine do not
+distort the ratios; wall seconds are printed too. Figures (ratios > 1 mean kadapt's way is faster;
+see benchmarks/perf.py for what each mode runs):
 ``infusion_cached_vs_reference`` (cached step vs the reference style: full HF forward with all hidden
 states), ``infusion_uncached_vs_reference``, ``two_plugins_one_pass_vs_separate`` (F+L infusion, one
 backbone pass per batch vs one per plug-in), ``finetune_shared_pass_vs_separate`` (fine-tuning step
@@ -57,7 +59,8 @@ def main(argv: list[str] | None = None) -> int:
         "cached_step_gflops": cache["cached_step_gflops"],
     })
     for name in ("reference", "uncached", "cached"):
-        figures[f"infusion_{name}_step_s"] = cache[f"{name}_step_s"]
+        figures[f"infusion_{name}_step_cpu_s"] = cache[f"{name}_step_s"]
+        figures[f"infusion_{name}_step_wall_s"] = cache[f"{name}_wall_step_s"]
     figures["cache_build_s_per_example"] = cache["cache_build_s"] / cache["cache_build_examples"]
     for bench, result, names in (("infusion", cache, ("reference", "uncached", "cached")),
                                  ("two_plugins", two, ("separate", "joint")),
