@@ -76,11 +76,18 @@ class KnowledgeMemoryBank(nn.Module):
             self.global_count[slot] += 1
 
     def tensors(self) -> dict[str, torch.Tensor]:
-        """What ``memory.safetensors`` stores."""
-        return {"local": self.local, "global_sum": self.global_sum, "global_count": self.global_count,
-                "seen": self.seen.to(torch.uint8)}
+        """What ``memory.safetensors`` stores: the rows of the slots seen so far (sparse)."""
+        rows = torch.nonzero(self.seen).flatten()
+        return {"slots": rows, "local": self.local[rows], "global_sum": self.global_sum[rows],
+                "global_count": self.global_count[rows]}
 
     def load_tensors(self, tensors: dict[str, torch.Tensor]) -> None:
-        for name in ("local", "global_sum", "global_count"):
-            getattr(self, name).copy_(tensors[name])
-        self.seen.copy_(tensors["seen"].bool())
+        rows = tensors["slots"].long()
+        self.local.zero_()
+        self.global_sum.zero_()
+        self.global_count.zero_()
+        self.seen.zero_()
+        self.local[rows] = tensors["local"]
+        self.global_sum[rows] = tensors["global_sum"]
+        self.global_count[rows] = tensors["global_count"]
+        self.seen[rows] = True
