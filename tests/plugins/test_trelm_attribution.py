@@ -21,7 +21,8 @@ def hand_riemann_sum(model, batch, target, score, steps, layer) -> torch.Tensor:
     for row in range(batch["input_ids"].shape[0]):
         one = {k: v[row:row + 1] for k, v in batch.items()}
         captured = {}
-        handle = block.activation_module.register_forward_hook(lambda m, a, o: captured.setdefault("v", o.detach()))
+        handle = block.activation_module.register_forward_hook(
+            lambda m, a, o, captured=captured: captured.setdefault("v", o.detach()))
         with torch.no_grad():
             model(input_ids=one["input_ids"], attention_mask=one["attention_mask"])
         handle.remove()
@@ -30,7 +31,8 @@ def hand_riemann_sum(model, batch, target, score, steps, layer) -> torch.Tensor:
         for k in range(1, steps + 1):
             scaled = (k / steps * v).requires_grad_(True)
             where = target[row:row + 1, :, None]
-            handle = block.activation_module.register_forward_hook(lambda m, a, o: torch.where(where, scaled, o))
+            handle = block.activation_module.register_forward_hook(
+                lambda m, a, o, where=where, scaled=scaled: torch.where(where, scaled, o))
             hidden = model(input_ids=one["input_ids"], attention_mask=one["attention_mask"]).last_hidden_state
             handle.remove()
             (grad,) = torch.autograd.grad(score(hidden, one).sum(), scaled)
