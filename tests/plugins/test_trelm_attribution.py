@@ -49,12 +49,14 @@ def test_batched_ig_matches_hand_computed_riemann_sum(backbone):
     target = torch.zeros_like(batch["input_ids"], dtype=torch.bool)
     target[0, 2] = target[1, 3] = target[1, 4] = True
     score = score_of(torch.randn(backbone.spec.hidden_size))
-    batched = integrated_gradients(backbone.model, batch, target, score, steps=5)
-    assert len(batched) == backbone.spec.num_layers
+    batched = integrated_gradients(backbone.model, batch, target, score, steps=5)  # full passes
+    from_layer = integrated_gradients(backbone, batch, target, score, steps=5)  # passes start at layer l
+    assert len(batched) == len(from_layer) == backbone.spec.num_layers
     for layer in range(backbone.spec.num_layers):
         expected = hand_riemann_sum(backbone.model, batch, target, score, 5, layer)
         assert batched[layer].shape == (backbone.spec.intermediate_size,)
         torch.testing.assert_close(batched[layer], expected, atol=1e-6, rtol=1e-4)
+        torch.testing.assert_close(from_layer[layer], expected, atol=1e-6, rtol=1e-4)
     assert all(p.grad is None for p in backbone.model.parameters())
 
 

@@ -36,7 +36,7 @@ def _last_hidden(model: nn.Module, input_ids: torch.Tensor, attention_mask: torc
 
 
 def integrated_gradients(
-    model: nn.Module,
+    model,
     batch: dict,
     target_mask: torch.Tensor,
     score: ScoreFn,
@@ -46,9 +46,13 @@ def integrated_gradients(
 ) -> list[torch.Tensor]:
     """Attribution scores, one ``(intermediate_size,)`` tensor per FFN layer (eq. 11).
 
-    ``model`` is the HF encoder (hooks installed by the caller, e.g. a mask adapter, stay active);
+    ``model`` is the HF encoder, or a ``FrozenBackbone``: then the scaled passes for layer ``l`` start
+    from the cached input of layer ``l`` (the layers below see no scaling), which saves the lower
+    layers' work. Hooks installed by the caller (e.g. a mask adapter) stay active.
     ``target_mask`` (B, S) marks the positions whose intermediate states are scaled.
     """
+    backbone = model if hasattr(model, "run_layers") else None
+    model = backbone.model if backbone is not None else model
     if steps < 1:
         raise KadaptError(f"integrated gradients need steps >= 1, got {steps}")
     blocks = ffn_blocks(model)
@@ -57,10 +61,14 @@ def integrated_gradients(
     target = target_mask.bool()
     # baseline pass: the intermediate states v (the upper bounds of the integral) of every layer
     captured: dict[int, torch.Tensor] = {}
+    inputs: dict[int, torch.Tensor] = {}
     handles = [blocks[layer].activation_module.register_forward_hook(_capture(captured, layer)) for layer in layers]
     try:
         with torch.no_grad():
-            _last_hidden(model, ids, mask)
+            if backbone is not None:
+                inputs = backbone.encode(ids, mask, [*layers, max(layers) + 1])  # state l = input of layer l (0-based)
+            else:
+                _last_hidden(model, ids, mask)
     finally:
         for handle in handles:
             handle.remove()
@@ -80,7 +88,11 @@ def integrated_gradients(
         handle = blocks[layer].activation_module.register_forward_hook(replace)
         try:
             with torch.enable_grad():
-                hidden = _last_hidden(model, big["input_ids"], big["attention_mask"])
+                if backbone is not None:
+                    start = inputs[layer].repeat(steps, 1, 1)
+                    hidden = backbone.run_layers(start, layer, len(blocks), big["attention_mask"])
+                else:
+                    hidden = _last_hidden(model, big["input_ids"], big["attention_mask"])
                 (grad,) = torch.autograd.grad(score(hidden, big).sum(), scaled)
         finally:
             handle.remove()

@@ -188,7 +188,7 @@ class TRELMPlugin(Plugin):
             return {}
         rows["cka_negatives"] = objective.sample_negatives(labels.clamp_min(0).flatten()).view(*labels.shape, -1)
         with self.delta.installed(backbone.model):
-            scores = integrated_gradients(backbone.model, rows, target,
+            scores = integrated_gradients(backbone, rows, target,
                                           lambda h, b: objective.knowledge_probability(h, b), steps=self.config.ig_steps)
         chosen = select_neurons(scores, top_k=self.delta.counts)
         stats = self.delta.reselect(chosen, optimizer_state)
