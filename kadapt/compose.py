@@ -63,7 +63,8 @@ class KnowledgeModel(nn.Module):
         states = self.backbone.encode(input_ids, attention_mask, self.required_layers())
         last = states[self.backbone.spec.num_layers]
         parts = [last] + [
-            plugin.inside_features(self.backbone, input_ids, attention_mask, batch) if plugin.placement == "inside"
+            plugin.inside_features(self.backbone, input_ids, attention_mask, batch, plain_last=last)
+            if plugin.placement == "inside"
             else plugin(states, attention_mask)
             for plugin in self.plugins
         ]

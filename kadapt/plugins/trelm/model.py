@@ -112,12 +112,15 @@ class TRELMPlugin(Plugin):
 
     # ------------------------------------------------------------------ the pass
     def inside_features(self, backbone, input_ids: torch.Tensor, attention_mask: torch.Tensor,
-                        batch: dict | None = None) -> torch.Tensor:
-        """The last hidden state of the backbone run with the deltas (B, S, H); with autograd."""
+                        batch: dict | None = None, plain_last: torch.Tensor | None = None) -> torch.Tensor:
+        """The last hidden state of the backbone run with the deltas (B, S, H); with autograd.
+
+        ``plain_last``: the unmodified backbone's last states of the same batch, when the caller has
+        them (saves the original-sentence pass of the semantic-importance score)."""
         hidden = backbone.embed(input_ids)
         use_memory = self.training and batch is not None and "subj_key" in batch and self.current_lambda > 0
         if use_memory:
-            hidden, initial = self._mix_memory(backbone, input_ids, attention_mask, hidden, batch)
+            hidden, initial = self._mix_memory(backbone, input_ids, attention_mask, hidden, batch, plain_last)
         with self.delta.installed(backbone.model):
             out = backbone.run_layers(hidden, 0, backbone.spec.num_layers, attention_mask)
         if use_memory:
@@ -130,11 +133,11 @@ class TRELMPlugin(Plugin):
         positions = torch.arange(length, device=batch["subj_start"].device)[None, :]
         return (positions >= batch["subj_start"][:, None]) & (positions < batch["subj_end"][:, None])
 
-    def _mix_memory(self, backbone, input_ids, attention_mask, embedded, batch):
+    def _mix_memory(self, backbone, input_ids, attention_mask, embedded, batch, plain_last=None):
         subject = self._subject_mask(batch, input_ids.shape[1])
         weights = subject.to(embedded.dtype)[..., None]
         initial = (embedded * weights).sum(1) / weights.sum(1).clamp_min(1.0)
-        important = self.important_rows(backbone, input_ids, attention_mask, subject)
+        important = self.important_rows(backbone, input_ids, attention_mask, subject, plain_last)
         local, glob = self.memory.lookup(batch["subj_key"], initial)
         lam = self.current_lambda
         mixed = (1 - lam) * embedded + lam / 2 * (local + glob)[:, None, :]
@@ -142,26 +145,29 @@ class TRELMPlugin(Plugin):
         return torch.where(where, mixed, embedded), initial
 
     @torch.no_grad()
-    def semantic_importance(self, backbone, input_ids, attention_mask, entity_mask) -> torch.Tensor:
-        """SI (eq. 1) per row: ‖h_o‖·‖h_rep‖ / (h_o·h_rep) on mean-pooled frozen last states."""
+    def semantic_importance(self, backbone, input_ids, attention_mask, entity_mask,
+                            plain_last: torch.Tensor | None = None) -> torch.Tensor:
+        """SI (eq. 1) per row: ‖h_o‖·‖h_rep‖ / (h_o·h_rep) on mean-pooled frozen last states
+        (``plain_last``, when given, are the original sentence's states)."""
         mask_id = backbone.tokenizer.mask_token_id if backbone.tokenizer is not None else None
         if mask_id is None:
             raise KadaptError("semantic importance needs a tokenizer with a mask token")
         replaced = input_ids.masked_fill(entity_mask, mask_id)
         last = backbone.spec.num_layers
-        both = backbone.encode(torch.cat([input_ids, replaced]), torch.cat([attention_mask, attention_mask]), [last])[last]
-        weights = attention_mask.to(both.dtype)[..., None].repeat(2, 1, 1)
-        pooled = (both * weights).sum(1) / weights.sum(1).clamp_min(1.0)
-        h_o, h_rep = pooled.chunk(2)
+        if plain_last is None:
+            plain_last = backbone.encode(input_ids, attention_mask, [last])[last]
+        rep_last = backbone.encode(replaced, attention_mask, [last])[last]
+        weights = attention_mask.to(rep_last.dtype)[..., None]
+        h_o, h_rep = ((h * weights).sum(1) / weights.sum(1).clamp_min(1.0) for h in (plain_last.detach(), rep_last))
         return h_o.norm(dim=-1) * h_rep.norm(dim=-1) / (h_o * h_rep).sum(-1)
 
-    def important_rows(self, backbone, input_ids, attention_mask, entity_mask) -> torch.Tensor:
+    def important_rows(self, backbone, input_ids, attention_mask, entity_mask, plain_last=None) -> torch.Tensor:
         """Bool per row: among the rows whose entity has tokens, the top ``important_fraction`` by SI."""
         has_entity = entity_mask.any(1)
         wanted = round(self.config.important_fraction * int(has_entity.sum()))
         if wanted == 0:
             return torch.zeros_like(has_entity)
-        si = self.semantic_importance(backbone, input_ids, attention_mask, entity_mask)
+        si = self.semantic_importance(backbone, input_ids, attention_mask, entity_mask, plain_last)
         si = si.masked_fill(~has_entity, float("-inf"))
         chosen = torch.zeros_like(has_entity)
         chosen[torch.topk(si, wanted).indices] = True
