@@ -6,10 +6,11 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+from run_kit import finetune_recipe, train_losses, training, tree_digest, write_yaml
+
 from kadapt.cli import main
 from kadapt.plugin_io import describe_plugin
 from kadapt.recipes import load_recipe
-from run_kit import finetune_recipe, train_losses, training, tree_digest, write_yaml
 
 REPO = Path(__file__).resolve().parents[2]
 

@@ -6,7 +6,11 @@ import pytest
 import torch
 
 from kadapt.plugins import build_plugin
-from kadapt.plugins.trelm.memory_bank import KnowledgeMemoryBank, memory_lambda, window_mean
+from kadapt.plugins.trelm.memory_bank import (
+    KnowledgeMemoryBank,
+    memory_lambda,
+    window_mean,
+)
 
 
 def test_lambda_schedule_is_exact():
