@@ -93,7 +93,7 @@ def test_merge_then_unmerge_is_bit_exact(backbone):
     original = hash_state_dict(copy_model.state_dict())
     with torch.no_grad(), delta.installed(backbone.model):
         hooked = last_hidden(backbone.model, ids, mask)
-    saved = delta.merge_into(copy_model)
+    saved = delta.merge(copy_model)
     assert hash_state_dict(copy_model.state_dict()) != original
     with torch.no_grad():
         torch.testing.assert_close(last_hidden(copy_model, ids, mask), hooked, atol=1e-5, rtol=1e-5)

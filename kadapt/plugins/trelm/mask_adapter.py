@@ -9,7 +9,7 @@ backbone's stored weights are never written: forward hooks add the delta to the 
     ffn_out += a[..., idx] @ out_weight.T                        (= W_out[:, idx] + ΔW_out)
 
 which equals running the backbone with the scattered weights. Gradients and optimizer state exist
-only for these compact tensors. ``merge_into`` adds the deltas to a (copy of a) model's weights and
+only for these compact tensors. ``merge`` adds the deltas to a (copy of a) model's weights and
 remembers the original slices; ``unmerge`` writes those slices back, so the round trip is bit-exact.
 
 Re-selection (dynamic routing) keeps the number of neurons per layer, so parameter shapes and the
@@ -97,7 +97,7 @@ class SparseFFNDelta(nn.Module):
 
     # ------------------------------------------------------------------ merge / unmerge
     @torch.no_grad()
-    def merge_into(self, model: nn.Module) -> dict[str, torch.Tensor]:
+    def merge(self, model: nn.Module) -> dict[str, torch.Tensor]:
         """Add the deltas to ``model``'s FFN weights IN PLACE (pass a copy); returns the original slices
         that :meth:`unmerge` needs to restore the weights bit-exactly."""
         blocks = ffn_blocks(model)
@@ -116,7 +116,7 @@ class SparseFFNDelta(nn.Module):
 
     @torch.no_grad()
     def unmerge(self, model: nn.Module, saved: dict[str, torch.Tensor]) -> None:
-        """Write back the slices :meth:`merge_into` returned: the weights are bit-identical again."""
+        """Write back the slices :meth:`merge` returned: the weights are bit-identical again."""
         for layer, block in enumerate(ffn_blocks(model)):
             idx = self.neurons(layer)
             block.input_linear.weight[idx] = saved[f"{layer}.in_weight"]
