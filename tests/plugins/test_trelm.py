@@ -252,5 +252,9 @@ def test_bad_config_values(backbone):
         build_plugin("trelm", {"neurons_per_layer": [1, 2, 3]}, backbone.spec)
     with pytest.raises(KadaptError, match="outside 0..64"):
         build_plugin("trelm", {"neurons_per_layer": [65]}, backbone.spec)
+    with pytest.raises(KadaptError, match="memory_beta be >= 1"):
+        build_plugin("trelm", {"memory_beta": 0.5}, backbone.spec)
+    with pytest.raises(KadaptError, match="memory_window must be >= 0"):
+        build_plugin("trelm", {"memory_window": -1}, backbone.spec)
     with pytest.raises(KadaptError, match="inside plug-in"):
         tiny_trelm(backbone)({}, None)

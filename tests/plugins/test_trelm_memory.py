@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 
+from kadapt.errors import KadaptError
 from kadapt.plugins import build_plugin
 from kadapt.plugins.trelm.memory_bank import (
     KnowledgeMemoryBank,
@@ -60,7 +61,7 @@ def test_bank_moving_average_and_global_memory():
     other.load_tensors(saved)
     for name in ("local", "global_sum", "global_count", "seen"):
         assert torch.equal(getattr(other, name), getattr(bank, name))
-    with pytest.raises(ValueError, match="gamma"):
+    with pytest.raises(KadaptError, match="memory_gamma must lie in"):
         KnowledgeMemoryBank(4, 2, gamma=1.0)
 
 

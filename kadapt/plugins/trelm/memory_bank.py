@@ -21,6 +21,8 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from kadapt.errors import KadaptError
+
 
 def memory_lambda(initial: float, beta: float, epoch: int) -> float:
     """λ_q = λ / β^q (eq. 8)."""
@@ -43,9 +45,9 @@ class KnowledgeMemoryBank(nn.Module):
     def __init__(self, slots: int, hidden_size: int, gamma: float):
         super().__init__()
         if slots < 1:
-            raise ValueError(f"memory bank needs at least one slot, got {slots}")
+            raise KadaptError(f"memory_slots must be >= 1, got {slots}")
         if not 0.0 < gamma < 1.0:
-            raise ValueError(f"memory discount gamma must lie in (0, 1), got {gamma}")
+            raise KadaptError(f"memory_gamma must lie in (0, 1), got {gamma}")
         self.slots, self.gamma = slots, gamma
         self.register_buffer("local", torch.zeros(slots, hidden_size), persistent=False)
         self.register_buffer("global_sum", torch.zeros(slots, hidden_size), persistent=False)

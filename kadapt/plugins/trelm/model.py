@@ -76,6 +76,11 @@ class TRELMPlugin(Plugin):
         super().__init__(config, spec)
         if not 0.0 <= config.important_fraction <= 1.0:
             raise KadaptError(f"important_fraction must lie in [0, 1], got {config.important_fraction}")
+        if config.memory_beta < 1.0 or config.memory_lambda < 0.0 or config.memory_lambda > 1.0:
+            raise KadaptError(f"memory_lambda must lie in [0, 1] and memory_beta be >= 1 (λ decays as λ/β^epoch), "
+                              f"got λ={config.memory_lambda}, β={config.memory_beta}")
+        if config.ig_steps < 1:
+            raise KadaptError(f"ig_steps must be >= 1, got {config.ig_steps}")
         if config.memory_window < 0:
             raise KadaptError(f"memory_window must be >= 0, got {config.memory_window}")
         self.delta = SparseFFNDelta(spec.hidden_size, spec.intermediate_size, config.counts(spec.num_layers))
