@@ -201,6 +201,9 @@ class TRELMPlugin(Plugin):
         with self.delta.installed(backbone.model):
             scores = integrated_gradients(backbone, rows, target,
                                           lambda h, b: objective.knowledge_probability(h, b), steps=self.config.ig_steps)
+        if torch.distributed.is_available() and torch.distributed.is_initialized():
+            for layer_scores in scores:  # every process must pick the same path: sum their evidence
+                torch.distributed.all_reduce(layer_scores)
         chosen = select_neurons(scores, top_k=self.delta.counts)
         stats = self.delta.reselect(chosen, optimizer_state)
         self.selections += 1
