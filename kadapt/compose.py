@@ -1,7 +1,10 @@
 """``KnowledgeModel``: a frozen backbone, any set of plug-ins, and one head.
 
 One backbone pass per batch materialises the union of the hidden states every outside plug-in reads
-(plus the last one) and feeds them all; features are ``[backbone_last ; plugin_1 ; ... ; plugin_n]``.
+(plus the last one) and feeds them all; features are ``[backbone_last ; plugin_1 ; ... ; plugin_n]``
+in the order the plug-ins were given. An INSIDE plug-in (TRELM) changes the backbone pass itself, so
+it runs a pass of its own (``plugin.inside_features``) and contributes that pass's last hidden state;
+outside plug-ins and ``backbone_last`` still read the unmodified pass they were trained on.
 The backbone is kept out of the module tree (not in ``state_dict``, ``parameters()`` or DDP), so
 only plug-ins and head are ever saved, optimised or wrapped.
 """
@@ -25,7 +28,7 @@ class KnowledgeModel(nn.Module):
         object.__setattr__(self, "backbone", backbone)  # not a submodule
         self.plugins = nn.ModuleList(plugins)
         for plugin in plugins:
-            if plugin.placement != "outside":
+            if plugin.placement != "outside" and not hasattr(plugin, "inside_features"):
                 raise KadaptError(
                     f"plug-in {plugin.config.name!r} of kind {plugin.kind!r} attaches {plugin.placement!r}; "
                     "this KnowledgeModel composes outside plug-ins only"
@@ -55,22 +58,34 @@ class KnowledgeModel(nn.Module):
         return sorted(layers)
 
     def features(self, input_ids: torch.Tensor, attention_mask: torch.Tensor,
-                 states: dict[int, torch.Tensor] | None = None) -> torch.Tensor:
+                 states: dict[int, torch.Tensor] | None = None, batch: dict | None = None) -> torch.Tensor:
         """``[backbone_last ; plugin outputs]`` from ONE backbone pass: (B, S, feature_size).
 
-        ``states`` (e.g. read from the hidden-state cache) replaces the backbone pass when given.
-        """
+        ``states`` (e.g. read from the hidden-state cache) replaces the backbone pass when given;
+        ``batch`` (optional) reaches inside plug-ins (entity spans for TRELM's memory bank)."""
         if states is None:
             states = self.backbone.encode(input_ids, attention_mask, self.required_layers())
         else:
             states = {k: v.to(self.backbone.dtype) for k, v in states.items()}
         last = states[self.backbone.spec.num_layers]
-        parts = [last] + [plugin(states, attention_mask) for plugin in self.plugins]
+        parts = [last] + [
+            plugin.inside_features(self.backbone, input_ids, attention_mask, batch, plain_last=last)
+            if plugin.placement == "inside"
+            else plugin(states, attention_mask)
+            for plugin in self.plugins
+        ]
         dtype = parts[-1].dtype
         return torch.cat([p.to(dtype) for p in parts], dim=-1)
 
     def forward(self, batch: dict) -> ObjectiveOutput:
         if self.head is None:
             raise KadaptError("KnowledgeModel has no head; call .features() for raw features")
-        feats = self.features(batch["input_ids"], batch["attention_mask"], states_from_batch(batch))
+        feats = self.features(batch["input_ids"], batch["attention_mask"], states_from_batch(batch), batch)
         return self.head(feats, batch)
+
+    def before_step(self, batch: dict, step: int, epoch: int, optimizer=None) -> None:
+        """Training-loop hook, called before each optimizer step's first forward; forwarded to the
+        plug-ins that define ``before_step`` (TRELM: knowledge-path re-selection, λ schedule)."""
+        for plugin in self.plugins:
+            if hasattr(plugin, "before_step") and any(p.requires_grad for p in plugin.parameters()):
+                plugin.before_step(self, batch, step, epoch, optimizer)

@@ -47,6 +47,8 @@ def infuse(recipe: Recipe, *, out: str | Path | None = None, resume: bool = Fals
     objective_config = objective_config_with_labels(recipe.objective.name, recipe.objective.config, splits.train)
     model.head = build_objective(recipe.objective.name, model.feature_size, objective_config,
                                  source=f"{recipe.source}: objective")
+    if hasattr(model.head, "bind_backbone"):  # heads tied to the backbone's embeddings (TRELM MLM)
+        model.head.bind_backbone(backbone)
     tok, max_len = backbone.tokenizer, recipe.data.max_length
     train_set, _ = encode_records(model.head, splits.train, tok, max_len, policy, "train")
     dev_set, _ = encode_records(model.head, splits.dev, tok, max_len, policy, "dev")
@@ -101,6 +103,7 @@ def _save(model: KnowledgeModel, plugin_dir: Path, recipe: Recipe, result: Train
         plugin, plugin_dir, backbone.fingerprint,
         objectives=[{"name": head.name, "config": head.config_dict(), "dev_metrics": metrics}],
         heads={f"{head.name}.{k}": v for k, v in head.state_dict().items()},
+        memory=plugin.memory_tensors() if hasattr(plugin, "memory_tensors") else None,
         card={
             "summary": f"{recipe.name}: a {plugin.kind} plug-in infused with `{head.name}` by kadapt.",
             "data": f"{recipe.data.format}: train={recipe.data.train} dev={recipe.data.dev}",

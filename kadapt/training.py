@@ -258,6 +258,8 @@ def train(
         skip_batches = 0
         running = []
         for batch in epoch_loader:
+            if batches % config.grad_accum == 0 and hasattr(unwrapped, "before_step"):
+                unwrapped.before_step(batch, global_step, epoch, optimizer)  # plug-in hooks (TRELM routing)
             with accelerator.accumulate(wrapped):
                 loss = wrapped(batch).loss
                 accelerator.backward(loss)
