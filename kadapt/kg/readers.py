@@ -216,3 +216,13 @@ def read_kg(directory: str | Path, format: str = "auto", policy: ErrorPolicy | O
     except KeyError:
         raise KadaptError(f"unknown KG format {fmt!r}; known: {sorted(KG_READERS)}") from None
     return reader(directory, policy, **options)
+
+
+def read_kg_triples(directory: str | Path, policy: ErrorPolicy | OnError | None = None) -> list[tuple[int, int, int]]:
+    """The records of a KG folder for recipes (``data.format: kg``): its triples as index tuples,
+    in a fixed shuffled order (so ``data.limit`` takes a uniform sample, not the first entities)."""
+    import torch
+
+    graph = read_kg(directory, policy=policy)
+    order = torch.randperm(graph.num_triples, generator=torch.Generator().manual_seed(0))
+    return [tuple(t) for t in graph.triples[order].tolist()]
