@@ -79,8 +79,8 @@ class EntityMemory(nn.Module):
     def momentum_update(self, entities: torch.Tensor, relations: torch.Tensor) -> None:
         """Eq. 12: E <- m E + (1 - m) E_new (entities and relations)."""
         m = self.momentum
-        self.entities.mul_(m).add_(entities.to(self.entities), alpha=1 - m)
-        self.relations.mul_(m).add_(relations.to(self.relations), alpha=1 - m)
+        self.entities.copy_(self.entities * m + entities.to(self.entities) * (1 - m))
+        self.relations.copy_(self.relations * m + relations.to(self.relations) * (1 - m))
 
     def tick(self, encode: Callable[[], tuple[torch.Tensor, torch.Tensor]]) -> bool:
         """Count one training step; re-encode and momentum-update when T(i) steps have passed."""
