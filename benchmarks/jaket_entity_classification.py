@@ -16,7 +16,6 @@ Run:  OMP_WAIT_POLICY=PASSIVE nice -n 10 python benchmarks/jaket_entity_classifi
 from __future__ import annotations
 
 import argparse
-import json
 import logging
 import os
 import statistics
@@ -26,6 +25,7 @@ from pathlib import Path
 import torch
 
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+log = logging.getLogger("jaket_table")
 
 
 def main() -> None:
@@ -47,7 +47,10 @@ def main() -> None:
     from kadapt.fileio import atomic_write_json, load_tensors, save_tensors
     from kadapt.kg import read_kg
     from kadapt.plugins import build_plugin
-    from kadapt.plugins.jaket.entity_classification import split_entities, train_entity_classifier
+    from kadapt.plugins.jaket.entity_classification import (
+        split_entities,
+        train_entity_classifier,
+    )
     from kadapt.plugins.jaket.gat import CompositionGAT
     from kadapt.plugins.jaket.memory import EntityMemory
     from kadapt.plugins.jaket.objectives import JaketObjectives
@@ -72,7 +75,7 @@ def main() -> None:
         entities, relations = encode_graph(backbone, graph, plugin)
         save_tensors(cache, {"entities": entities, "relations": relations})
     timings["memory_seconds"] = round(time.perf_counter() - started, 1)
-    logging.info("memory of %d entities ready (%.0f s)", graph.num_entities, timings["memory_seconds"])
+    log.info("memory of %d entities ready (%.0f s)", graph.num_entities, timings["memory_seconds"])
 
     half = torch.zeros(graph.num_entities, dtype=torch.bool)
     half[torch.randperm(graph.num_entities, generator=torch.Generator().manual_seed(1234))[: graph.num_entities // 2]] = True
@@ -96,7 +99,7 @@ def main() -> None:
                    out / "infusion", pad_id=backbone.tokenizer.pad_token_id)
     timings["infusion_seconds"] = round(time.perf_counter() - started, 1)
     infusion_dev = result.dev_history
-    logging.info("infusion done: %s", infusion_dev[-1] if infusion_dev else {})
+    log.info("infusion done: %s", infusion_dev[-1] if infusion_dev else {})
 
     # ---- entity classification on the unseen half B
     labels_b = graph_b.category_tensor(labels_all)
@@ -126,7 +129,7 @@ def main() -> None:
                 t0 = time.perf_counter()
                 res = train_entity_classifier(graph_b, feats, rels, labels_b, split, gat, steps=args.steps, seed=seed)
                 results[name].setdefault(str(fraction), []).append(res["test_accuracy"])
-                logging.info("seed %d  %4.0f%%  %-26s test %.4f dev %.4f (best step %d, %d train entities, %.0f s)",
+                log.info("seed %d  %4.0f%%  %-26s test %.4f dev %.4f (best step %d, %d train entities, %.0f s)",
                              seed, 100 * fraction, name, res["test_accuracy"], res["dev_accuracy"], res["best_step"],
                              res["train_entities"], time.perf_counter() - t0)
                 atomic_write_json(out / "results.json", {"results": results, "timings": timings,

@@ -93,10 +93,8 @@ def read_kgbert(directory: str | Path, policy: ErrorPolicy | OnError | None = No
     entities = []
     for eid in ids:
         text = short.get(eid, "")
-        name, _, gloss = text.partition(", ")
-        entities.append((eid, name or text or None, long.get(eid) or (text or None)))
-        if long.get(eid):
-            entities[-1] = (eid, text or None, f"{text}, {long[eid]}" if text else long[eid])
+        description = (f"{text}, {long[eid]}" if text else long[eid]) if long.get(eid) else text
+        entities.append((eid, text.partition(", ")[0] or None, description or None))
     rel_text = _mapping(root / "relation2text.txt")
     rel_vocab = root / "relations.txt"
     rel_ids = [line.strip() for _, line in _lines(rel_vocab) if line.strip()] if rel_vocab.exists() else list(rel_text)

@@ -192,3 +192,21 @@ def test_gradients_reach_gat_through_frozen_lm2(tiny_backbone):
     assert not zero - {"layers.1.att_target", "layers.1.att_message"}
     assert plugin.merge_norm.weight.grad.abs().sum() > 0
     assert all(p.grad is None for p in tiny_backbone.model.parameters())
+
+
+def test_kg_memory_command_recomputes_for_a_kg(infused, tiny_backbone_dir, tmp_path, capsys):
+    from kadapt.fileio import load_tensors
+
+    result, backbone, _ = infused
+    out = tmp_path / "memory.safetensors"
+    args = ["kg-memory", str(TINY_KG), "--backbone", str(tiny_backbone_dir("bert")), "--plugin", str(result.plugin_dir),
+            "--out", str(out)]
+    assert main(args) == 0
+    summary = json.loads(capsys.readouterr().out)
+    assert summary["entities"] == 12 and summary["relations"] == 8 and summary["lm1_layers"] == 2
+    tensors, meta = load_tensors(out)
+    assert meta["kind"] == "jaket" and meta["entities"] == "12"
+    saved = load_plugin(result.plugin_dir, backbone).memory
+    assert torch.allclose(tensors["entities"], saved["entities"], atol=1e-5)
+    assert main(["kg-memory", str(tmp_path / "nope"), "--backbone", str(tiny_backbone_dir("bert")), "--out", str(out)]) == 2
+    assert "KG folder not found" in capsys.readouterr().err

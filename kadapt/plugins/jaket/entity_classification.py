@@ -36,7 +36,7 @@ def split_entities(labels: torch.Tensor, fractions: tuple[float, float, float] =
     order = labelled[torch.randperm(labelled.numel(), generator=torch.Generator().manual_seed(seed))]
     n_train, n_dev = int(fractions[0] * order.numel()), int(fractions[1] * order.numel())
     train = order[:n_train]
-    keep = max(1, int(round(train_fraction * train.numel())))
+    keep = max(1, round(train_fraction * train.numel()))
     return EntitySplit(train[:keep], order[n_train:n_train + n_dev], order[n_train + n_dev:])
 
 

@@ -77,10 +77,10 @@ class JaketPlugin(Plugin):
     def card_notes(self) -> list[str]:
         return [
             f"LM1 = backbone layers 1-{self.lm1_layer}, LM2 = layers {self.lm1_layer + 1}-{self.spec.num_layers} (frozen)",
-            f"composition GAT: {self.config.gat_layers} layers x {self.config.gat_heads} heads, "
-            f"neighbours sampled per hop {list(self.config.fanouts)}",
-            "the entity context memory (memory.safetensors) is LM1's description embeddings of the "
-            "infusion KG; for another KG recompute it with `kadapt kg-memory KG_DIR --plugin DIR`",
+            (f"composition GAT: {self.config.gat_layers} layers x {self.config.gat_heads} heads, "
+             f"neighbours sampled per hop {list(self.config.fanouts)}"),
+            ("the entity context memory (memory.safetensors) is LM1's description embeddings of the "
+             "infusion KG; for another KG recompute it with `kadapt kg-memory KG_DIR --plugin DIR`"),
         ]
 
     def knowledge(self, entity_memory: torch.Tensor, relation_memory: torch.Tensor,

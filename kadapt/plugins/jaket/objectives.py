@@ -20,7 +20,12 @@ import torch.nn.functional as F
 from torch import nn
 
 from kadapt.errors import DataError
-from kadapt.objectives.base import Objective, ObjectiveOutput, register_objective, safe_div
+from kadapt.objectives.base import (
+    Objective,
+    ObjectiveOutput,
+    register_objective,
+    safe_div,
+)
 
 #: order of the per-batch tallies the model returns as ``logits`` (they sum across batches)
 TALLIES = ("category_correct", "category_n", "relation_correct", "relation_n", "entity_correct", "entity_n")

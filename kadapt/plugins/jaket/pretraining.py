@@ -9,6 +9,8 @@ negatives) come from a generator seeded by (seed, step), so a resumed run draws 
 from __future__ import annotations
 
 import logging
+from pathlib import Path
+
 import torch
 from torch import nn
 
@@ -123,3 +125,29 @@ class JaketPretrainingModel(nn.Module):
         neighbours = torch.where(neighbours >= 0, neighbours, fill)
         random = torch.randint(total, (true.numel(), k_rand), generator=gen)
         return torch.cat([true[:, None], neighbours, random], 1)
+
+
+def memory_for_kg(kg_dir: str | Path, backbone, *, plugin_dir: str | Path | None = None, out: str | Path,
+                  on_error: str = "raise", batch_size: int = 256) -> dict:
+    """Recompute the entity memory for a (new, unseen) KG with LM1 of ``backbone``; write ``out``.
+
+    With ``plugin_dir`` the plug-in's config (LM1 depth, description length, inverse relations) is used
+    and its backbone fingerprint is checked; without it, the JAKET defaults. Returns a summary.
+    """
+    import hashlib
+
+    from kadapt.fileio import save_tensors
+    from kadapt.kg import read_kg
+    from kadapt.plugin_io import FORMAT_VERSION, load_plugin
+    from kadapt.plugins import build_plugin
+
+    graph = read_kg(kg_dir, policy=on_error)
+    plugin = load_plugin(plugin_dir, backbone, expected_kind="jaket").plugin if plugin_dir else \
+        build_plugin("jaket", {}, backbone.spec)
+    memory = build_memory(backbone, graph, plugin, batch_size)
+    ids_sha = hashlib.sha256("\n".join(graph.entity_ids).encode()).hexdigest()
+    meta = {"kind": "jaket", "format_version": str(FORMAT_VERSION), "kg": str(graph.source),
+            "entities": str(graph.num_entities), "entity_ids_sha256": ids_sha, "lm1_layers": str(plugin.lm1_layer)}
+    save_tensors(out, memory.to_tensors(), meta)
+    return {"out": str(out), "entities": graph.num_entities, "relations": int(memory.relations.shape[0]),
+            "hidden": int(memory.entities.shape[1]), "lm1_layers": plugin.lm1_layer, "kg_stats": graph.stats}
