@@ -29,27 +29,6 @@ log = logging.getLogger("jaket_table")
 FULL_ONLY = ("LM1 (descriptions only)", "GNN, random features")
 
 
-def bfs_region(graph, size: int, taken: torch.Tensor, seed: int, chunk: int = 200) -> torch.Tensor:
-    """``size`` entities reached breadth-first (edges both ways) from seeded random starts, at most
-    ``chunk`` per start (many small dense neighbourhoods, so no single taxonomy dominates)."""
-    csr = graph.csr(inverse=True)
-    gen = torch.Generator().manual_seed(seed)
-    region = torch.zeros(graph.num_entities, dtype=torch.bool)
-    while int(region.sum()) < size:
-        free = torch.nonzero(~taken & ~region).flatten()
-        frontier = free[torch.randint(free.numel(), (1,), generator=gen)]
-        region[frontier] = True
-        target = min(size, int(region.sum()) + chunk - 1)
-        while frontier.numel() and int(region.sum()) < target:
-            starts, ends = csr.indptr[frontier], csr.indptr[frontier + 1]
-            nxt = torch.cat([csr.neighbors[a:b] for a, b in zip(starts.tolist(), ends.tolist())]).unique()
-            nxt = nxt[~region[nxt] & ~taken[nxt]]
-            nxt = nxt[torch.randperm(nxt.numel(), generator=gen)][: target - int(region.sum())]
-            region[nxt] = True
-            frontier = nxt
-    return region
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--kg", default=None, help="KG-BERT folder with entity2category.tsv (default: WN18RR)")
@@ -63,8 +42,6 @@ def main() -> None:
     parser.add_argument("--seeds", type=int, nargs="*", default=[0])
     parser.add_argument("--fractions", type=float, nargs="*", default=[1.0, 0.2, 0.05])
     parser.add_argument("--description-length", type=int, default=32)
-    parser.add_argument("--region-size", type=int, default=0,
-                        help="use two disjoint breadth-first regions of this many entities instead of two halves")
     parser.add_argument("--threads", type=int, default=1)
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
