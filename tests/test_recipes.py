@@ -7,8 +7,8 @@ import pytest
 import yaml
 
 from kadapt.errors import RecipeError
-from kadapt.recipes import apply_overrides, check_recipe, load_recipe, recipe_from_dict, resolve_path
 from kadapt.plugins import registered_kinds
+from kadapt.recipes import apply_overrides, check_recipe, load_recipe, recipe_from_dict, resolve_path
 from kadapt.training import TrainConfig
 
 REPO = Path(__file__).resolve().parents[1]
