@@ -21,6 +21,12 @@ from kadapt.training import TrainResult, train
 
 log = logging.getLogger(__name__)
 
+#: plug-in kinds whose infusion is not "plug-in + objective head over one backbone pass" (re-entrant or
+#: inside plug-ins) name their own pipeline here as "module:function" (imported on use).
+INFUSION_PIPELINES: dict[str, str] = {
+    "jaket": "kadapt.plugins.jaket.infusion:infuse_jaket",
+}
+
 
 @dataclass
 class InfusionResult:
@@ -37,6 +43,11 @@ def infuse(recipe: Recipe, *, out: str | Path | None = None, resume: bool = Fals
         from kadapt.zoo import Zoo
 
         Zoo(recipe.output.zoo).require_new(recipe.name)
+    if recipe.plugin.kind in INFUSION_PIPELINES:
+        import importlib
+
+        module, function = INFUSION_PIPELINES[recipe.plugin.kind].split(":")
+        return getattr(importlib.import_module(module), function)(recipe, out=out, resume=resume, backbone=backbone)
     run = start_run(recipe, out, backbone)
     accelerator, run_dir, backbone, policy, splits = run.accelerator, run.run_dir, run.backbone, run.policy, run.splits
 

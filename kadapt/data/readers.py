@@ -32,12 +32,19 @@ def _conllu(path, policy=None):
     return read_conllu(path, policy=policy)
 
 
+def _kg(path, policy=None):
+    from kadapt.kg.readers import read_kg_triples
+
+    return read_kg_triples(path, policy=policy)
+
+
 READERS: dict[str, Callable[..., Iterator]] = {
     "trex_rc": _trex_rc,
     "tacred": _trex_rc,
     "fewrel": _fewrel,
     "lama_trex": _lama,
     "conllu": _conllu,
+    "kg": _kg,
 }
 
 

@@ -1,0 +1,6 @@
+"""Knowledge graphs: the graph type, readers for KG releases, a CSR neighbour sampler, DGL interop."""
+from kadapt.kg.graph import CSR, KnowledgeGraph
+from kadapt.kg.readers import KG_READERS, read_kg
+from kadapt.kg.sampler import NeighborSampler, SampledSubgraph
+
+__all__ = ["CSR", "KG_READERS", "KnowledgeGraph", "NeighborSampler", "SampledSubgraph", "read_kg"]
