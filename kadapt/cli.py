@@ -12,7 +12,9 @@ from kadapt.errors import KadaptError
 # Modules that contribute subcommands: each defines ``add_commands(subparsers)`` and sets
 # ``func`` on its parsers. Feature areas (cache, knowledge graphs, tasks, ...) register here
 # with one line instead of growing this file.
-COMMAND_MODULES: tuple[str, ...] = ()
+COMMAND_MODULES: tuple[str, ...] = (
+    "kadapt.data.multilingual_cli",
+)
 
 
 def _print_json(obj) -> None:

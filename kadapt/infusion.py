@@ -71,10 +71,13 @@ def _save(model: KnowledgeModel, plugin_dir: Path, recipe: Recipe, result: Train
     plugin = model.plugins[0]
     head = model.head
     metrics = {k: round(v, 4) for k, v in result.final_dev.items() if isinstance(v, float)}
+    # objectives with a memory (XLM-K candidate queues) save it to memory.safetensors, not to the heads
+    memory = head.memory_state() if hasattr(head, "memory_state") else {}
     return save_plugin(
         plugin, plugin_dir, backbone.fingerprint,
         objectives=[{"name": head.name, "config": head.config_dict(), "dev_metrics": metrics}],
-        heads={f"{head.name}.{k}": v for k, v in head.state_dict().items()},
+        heads={f"{head.name}.{k}": v for k, v in head.state_dict().items() if k not in memory},
+        memory={f"{head.name}.{k}": v for k, v in memory.items()},
         card={
             "summary": f"{recipe.name}: a {plugin.kind} plug-in infused with `{head.name}` by kadapt.",
             "data": f"{recipe.data.format}: train={recipe.data.train} dev={recipe.data.dev}",

@@ -32,12 +32,19 @@ def _conllu(path, policy=None):
     return read_conllu(path, policy=policy)
 
 
+def _xlmk_knowledge(path, policy=None):
+    from kadapt.data.multilingual_converters import read_knowledge_source
+
+    return read_knowledge_source(path, policy=policy)
+
+
 READERS: dict[str, Callable[..., Iterator]] = {
     "trex_rc": _trex_rc,
     "tacred": _trex_rc,
     "fewrel": _fewrel,
     "lama_trex": _lama,
     "conllu": _conllu,
+    "xlmk_knowledge": _xlmk_knowledge,
 }
 
 
