@@ -27,7 +27,7 @@ from __future__ import annotations
 import json
 import logging
 from collections import Counter
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from urllib.parse import unquote
 
@@ -288,4 +288,6 @@ def read_knowledge_source(path: str | Path, policy: ErrorPolicy | None = None) -
         raise KadaptError(f"{path}: neither a multilingual knowledge folder nor an mParaRel, LAMA or DBP15K folder")
     with tempfile.TemporaryDirectory(prefix="kadapt-knowledge-") as tmp:
         writer.write(tmp)
-        return list(read_knowledge(tmp, policy))
+        records = list(read_knowledge(tmp, policy))
+    # name the source set (and the converted file's line) in later errors, not the vanished folder
+    return [replace(r, source=r.source.replace(tmp, f"{path} (converted)", 1)) for r in records]
