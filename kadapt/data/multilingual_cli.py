@@ -5,8 +5,12 @@ import json
 
 
 def cmd_convert(args) -> int:
-    from kadapt.data.multilingual_converters import (MPARAREL_LANGUAGES, convert_dbp15k, convert_lama_trex,
-                                                     convert_mpararel)
+    from kadapt.data.multilingual_converters import (
+        MPARAREL_LANGUAGES,
+        convert_dbp15k,
+        convert_lama_trex,
+        convert_mpararel,
+    )
 
     policy = args.on_error
     if args.source == "mpararel":

@@ -47,10 +47,11 @@ def _jsonl(path: Path, policy: ErrorPolicy):
             continue
         try:
             obj = json.loads(raw.decode("utf-8"))
-            if not isinstance(obj, dict):
-                raise ValueError("not a JSON object")
         except (UnicodeDecodeError, ValueError) as err:
             policy.handle(DataError(path, line, f"malformed line: {err}"), "malformed line")
+            continue
+        if not isinstance(obj, dict):
+            policy.handle(DataError(path, line, "malformed line: not a JSON object"), "malformed line")
             continue
         yield line, obj
 
@@ -186,7 +187,8 @@ def convert_lama_trex(root: str | Path, *, mpararel: str | Path | None = None, p
                     out.add_mention(text, at, at + len(sub_surface), sub, "en")
     if mpararel is not None:
         wanted = {e for e, _ in out.descriptions}
-        for fact in read_mpararel_facts(mpararel, policy=policy).values():
+        languages = tuple(sorted(p.name for p in (Path(mpararel) / "tuples").iterdir() if p.is_dir()))
+        for fact in read_mpararel_facts(mpararel, languages, policy=policy).values():
             for lang, (sub_label, obj_label) in fact.labels.items():
                 if fact.subject in wanted:
                     out.add_description(fact.subject, lang, sub_label)

@@ -17,7 +17,15 @@ from collections.abc import Iterable
 from pathlib import Path
 
 import torch
-from tokenizers import Regex, Tokenizer, decoders, models, normalizers, pre_tokenizers, processors
+from tokenizers import (
+    Regex,
+    Tokenizer,
+    decoders,
+    models,
+    normalizers,
+    pre_tokenizers,
+    processors,
+)
 from transformers import XLMRobertaConfig, XLMRobertaModel, XLMRobertaTokenizerFast
 
 SPECIALS = ["<s>", "<pad>", "</s>", "<unk>", "<mask>"]
@@ -40,7 +48,7 @@ def multilingual_tokenizer(texts: Iterable[str], vocab_size: int = 4000) -> XLMR
         for c in word:
             chars[c] += n
         for size in (2, 3, 4):
-            for start in range(0, len(word) - size + 1):
+            for start in range(len(word) - size + 1):
                 pieces[word[start:start + size]] += n
     for c in _ALWAYS:
         chars.setdefault(c, 1)

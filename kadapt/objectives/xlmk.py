@@ -29,8 +29,18 @@ from torch import nn
 
 from kadapt.data.multilingual import MentionExample, TripleExample, stable_hash
 from kadapt.errors import DataError
-from kadapt.objectives.base import Objective, ObjectiveOutput, register_objective, safe_div
-from kadapt.objectives.xlmk_contrastive import CandidateQueue, gather_across_ranks, info_nce, world_size
+from kadapt.objectives.base import (
+    Objective,
+    ObjectiveOutput,
+    register_objective,
+    safe_div,
+)
+from kadapt.objectives.xlmk_contrastive import (
+    CandidateQueue,
+    gather_across_ranks,
+    info_nce,
+    world_size,
+)
 
 ENTITY_TASK, OBJECT_TASK = 0, 1
 KEY_IDS = "key_input_ids"  # padded with -100 by collate; the mask is built from that
@@ -62,10 +72,10 @@ class XLMKObjective(Objective):
         self.relations = list(relations)
         self.relation_index = {r: i for i, r in enumerate(self.relations)}
         hidden, out = projection_size or feature_size, output_size or feature_size
-        self.options = dict(relations=self.relations, entity_task=entity_task, object_task=object_task,
-                            projection_size=projection_size, output_size=output_size, queue_size=queue_size,
-                            temperature=temperature, normalize=normalize, mask_same_entity=mask_same_entity,
-                            mask_mention=mask_mention)
+        self.options = {"relations": self.relations, "entity_task": entity_task, "object_task": object_task,
+                        "projection_size": projection_size, "output_size": output_size, "queue_size": queue_size,
+                        "temperature": temperature, "normalize": normalize, "mask_same_entity": mask_same_entity,
+                        "mask_mention": mask_mention}
         self.tasks = {}
         if entity_task:
             self.mention_proj = projection(feature_size, hidden, out)       # W1, W2

@@ -38,7 +38,7 @@ class XLMKPlugin(KAdapter):
     def card_notes(self) -> list[str]:
         return [
             f"adapter layers read backbone hidden states {list(self.layer_ids)} (0 = embeddings)",
-            "XLM-K (Jiang et al., 2022) knowledge tasks: masked entity prediction + object entailment, "
-            "InfoNCE against in-batch candidates and a FIFO candidate queue (memory.safetensors)",
+            ("XLM-K (Jiang et al., 2022) knowledge tasks: masked entity prediction + object entailment, "
+             "InfoNCE against in-batch candidates and a FIFO candidate queue (memory.safetensors)"),
             "one plug-in encodes sentences and descriptions (shared parameters, as in the paper)",
         ]

@@ -3,17 +3,22 @@ from __future__ import annotations
 
 import pytest
 import torch
+from xlmk_kit import FIXTURE, PLUGIN, build_backbone
 
 from kadapt.backbone import FrozenBackbone, hash_state_dict
 from kadapt.compose import KnowledgeModel
 from kadapt.data.encoding import collate
-from kadapt.data.multilingual import MentionExample, TripleExample, read_knowledge, stable_hash
+from kadapt.data.multilingual import (
+    MentionExample,
+    TripleExample,
+    read_knowledge,
+    stable_hash,
+)
 from kadapt.errors import DataError
 from kadapt.objectives import build_objective
 from kadapt.objectives.xlmk import ENTITY_TASK, OBJECT_TASK, XLMKObjective
 from kadapt.objectives.xlmk_contrastive import info_nce
 from kadapt.plugins import build_plugin
-from xlmk_kit import FIXTURE, PLUGIN, build_backbone
 
 
 @pytest.fixture(scope="module")

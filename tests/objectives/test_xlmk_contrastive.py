@@ -7,7 +7,11 @@ import pytest
 import torch
 
 from kadapt.checkpoint import resumable_state
-from kadapt.objectives.xlmk_contrastive import CandidateQueue, gather_across_ranks, info_nce
+from kadapt.objectives.xlmk_contrastive import (
+    CandidateQueue,
+    gather_across_ranks,
+    info_nce,
+)
 
 
 def _hand_nce(q, cands, positive, temperature=1.0, skip=()):

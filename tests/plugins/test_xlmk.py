@@ -5,7 +5,9 @@ import functools
 
 import pytest
 import torch
+from run_kit import train_losses
 from transformers import XLMRobertaConfig
+from xlmk_kit import build_backbone, xlmk_recipe
 
 import kadapt.infusion
 from kadapt.backbone import FrozenBackbone, hash_state_dict
@@ -17,8 +19,6 @@ from kadapt.plugin_io import load_plugin
 from kadapt.plugins import build_plugin
 from kadapt.recipes import recipe_from_dict
 from kadapt.training import train
-from run_kit import train_losses
-from xlmk_kit import build_backbone, xlmk_recipe
 
 
 def _xlmr(hidden: int, layers: int) -> XLMRobertaConfig:
@@ -107,7 +107,7 @@ def _crash_at(step: int):
 
 
 def test_queue_survives_kill_and_resume_bit_identically(backbone_dir, tmp_path, monkeypatch):
-    kw = dict(epochs=2, save_every=2)
+    kw = {"epochs": 2, "save_every": 2}
     full = infuse(recipe_from_dict(xlmk_recipe(backbone_dir, tmp_path / "full", **kw)))
     run = tmp_path / "resumed"
     monkeypatch.setattr(kadapt.infusion, "train", functools.partial(train, on_step=_crash_at(5)))

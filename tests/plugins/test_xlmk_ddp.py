@@ -12,12 +12,12 @@ import sys
 from pathlib import Path
 
 import pytest
-import torch
-
 import test_ddp as ddp_kit
-from kadapt.fileio import load_tensors
+import torch
 from run_kit import train_losses, write_yaml
 from xlmk_kit import build_backbone, xlmk_recipe
+
+from kadapt.fileio import load_tensors
 
 
 @pytest.mark.slow
