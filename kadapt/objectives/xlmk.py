@@ -12,7 +12,9 @@ backbone + the plug-in being trained; features ``[backbone_last ; plug-in]``):
 
 Each task's loss is InfoNCE (eq. 5) against the batch's keys of that task plus a FIFO queue of earlier
 keys (:class:`~kadapt.objectives.xlmk_contrastive.CandidateQueue`, default 32,768 as the paper's
-"32k"); ``L = L_e + L_o``. The projections have no bias, as in the equations. Eq. 5 is a plain dot
+"32k"); ``L = L_e + L_o``. The projections have no bias, as in the equations; ``batch_norm`` adds
+the anchor code's BatchNorm layers (under DDP they are per-rank statistics, so N processes then
+differ slightly from one). Eq. 5 is a plain dot
 product: ``temperature=1, normalize=False`` is the paper; the anchor code offers L2 normalisation and
 a temperature, both configurable here. The paper's MLM term needs a trainable LM, which a frozen
 backbone with an outside plug-in does not have, so it is left out.
@@ -46,9 +48,24 @@ ENTITY_TASK, OBJECT_TASK = 0, 1
 KEY_IDS = "key_input_ids"  # padded with -100 by collate; the mask is built from that
 
 
-def projection(size_in: int, hidden: int, size_out: int) -> nn.Sequential:
-    """``W_b·ReLU(W_a·x)`` without biases (eq. 1–4)."""
-    return nn.Sequential(nn.Linear(size_in, hidden, bias=False), nn.ReLU(), nn.Linear(hidden, size_out, bias=False))
+class BatchNorm(nn.BatchNorm1d):
+    """BatchNorm1d that uses its running statistics for a training batch of fewer than two rows."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self.training and x.shape[0] < 2:
+            return nn.functional.batch_norm(x, self.running_mean, self.running_var, self.weight, self.bias,
+                                            False, 0.0, self.eps)
+        return super().forward(x)
+
+
+def projection(size_in: int, hidden: int, size_out: int, batch_norm: bool = False) -> nn.Sequential:
+    """``W_b·ReLU(W_a·x)`` without biases (eq. 1–4); with ``batch_norm`` the anchor code's variant
+    ``BN(W_b·ReLU(BN(W_a·x)))`` (the last BN without affine), which removes the component that all
+    states share — frozen encoders' first-token states are strongly anisotropic."""
+    if not batch_norm:
+        return nn.Sequential(nn.Linear(size_in, hidden, bias=False), nn.ReLU(), nn.Linear(hidden, size_out, bias=False))
+    return nn.Sequential(nn.Linear(size_in, hidden, bias=False), BatchNorm(hidden), nn.ReLU(),
+                         nn.Linear(hidden, size_out, bias=False), BatchNorm(size_out, affine=False))
 
 
 @register_objective
@@ -61,7 +78,7 @@ class XLMKObjective(Objective):
     def __init__(self, feature_size: int, relations: list[str] = (), entity_task: bool = True,
                  object_task: bool = True, projection_size: int | None = None, output_size: int | None = None,
                  queue_size: int = 32768, temperature: float = 1.0, normalize: bool = False,
-                 mask_same_entity: bool = True, mask_mention: bool = True):
+                 mask_same_entity: bool = True, mask_mention: bool = True, batch_norm: bool = False):
         super().__init__(feature_size)
         if not (entity_task or object_task):
             raise ValueError("xlmk_contrastive needs entity_task or object_task (or both)")
@@ -75,18 +92,18 @@ class XLMKObjective(Objective):
         self.options = {"relations": self.relations, "entity_task": entity_task, "object_task": object_task,
                         "projection_size": projection_size, "output_size": output_size, "queue_size": queue_size,
                         "temperature": temperature, "normalize": normalize, "mask_same_entity": mask_same_entity,
-                        "mask_mention": mask_mention}
+                        "mask_mention": mask_mention, "batch_norm": batch_norm}
         self.tasks = {}
         if entity_task:
-            self.mention_proj = projection(feature_size, hidden, out)       # W1, W2
-            self.description_proj = projection(feature_size, hidden, out)   # W3, W4
+            self.mention_proj = projection(feature_size, hidden, out, batch_norm)       # W1, W2
+            self.description_proj = projection(feature_size, hidden, out, batch_norm)   # W3, W4
             self.entity_queue = CandidateQueue(queue_size, out)
             self.tasks[ENTITY_TASK] = (self.mention_proj, self.description_proj, self.entity_queue)
         if object_task:
             self.relation_embedding = nn.Embedding(len(self.relations), feature_size)
             nn.init.normal_(self.relation_embedding.weight, std=0.02)
-            self.subject_proj = projection(feature_size, hidden, out)       # W5, W6
-            self.object_proj = projection(feature_size, hidden, out)        # W7, W8
+            self.subject_proj = projection(feature_size, hidden, out, batch_norm)       # W5, W6
+            self.object_proj = projection(feature_size, hidden, out, batch_norm)        # W7, W8
             self.object_queue = CandidateQueue(queue_size, out)
             self.tasks[OBJECT_TASK] = (self.subject_proj, self.object_proj, self.object_queue)
 

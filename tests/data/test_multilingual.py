@@ -5,13 +5,18 @@ import json
 import logging
 
 import pytest
+from xlmk_kit import FIXTURE
 
-from kadapt.data.multilingual import (KnowledgeWriter, MentionExample, TripleExample, pick_language,
-                                      read_knowledge)
+from kadapt.data.multilingual import (
+    KnowledgeWriter,
+    MentionExample,
+    TripleExample,
+    pick_language,
+    read_knowledge,
+)
 from kadapt.data.policy import ErrorPolicy
 from kadapt.data.readers import read_records
 from kadapt.errors import DataError, KadaptError
-from xlmk_kit import FIXTURE
 
 
 def _write(folder, name, rows):

@@ -7,8 +7,15 @@ import json
 import pytest
 
 from kadapt.data.multilingual import MentionExample, TripleExample, read_knowledge
-from kadapt.data.multilingual_converters import (convert_dbp15k, convert_lama_trex, convert_mpararel,
-                                                 dbpedia_name, fill_template, in_part, read_knowledge_source)
+from kadapt.data.multilingual_converters import (
+    convert_dbp15k,
+    convert_lama_trex,
+    convert_mpararel,
+    dbpedia_name,
+    fill_template,
+    in_part,
+    read_knowledge_source,
+)
 from kadapt.errors import DataError
 
 

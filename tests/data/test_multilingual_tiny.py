@@ -6,9 +6,10 @@ import subprocess
 import sys
 from pathlib import Path
 
+from xlmk_kit import fixture_texts
+
 from kadapt.backbone import FrozenBackbone, hash_tokenizer
 from kadapt.data.multilingual_tiny import build_tiny_xlmr, multilingual_tokenizer
-from xlmk_kit import fixture_texts
 
 REPO = Path(__file__).resolve().parents[2]
 _PROBE = ("import sys; sys.path.insert(0, 'tests'); from xlmk_kit import fixture_texts; "
