@@ -55,7 +55,6 @@ from kadapt.objectives import build_objective
 from kadapt.objectives.xlmk import ENTITY_TASK, OBJECT_TASK, XLMKObjective
 from kadapt.objectives.xlmk_retrieval import (
     embed_mentions,
-    embed_texts,
     hits_at_k,
     load_xlmk_model,
     project_keys,
@@ -125,13 +124,12 @@ def run_dbp15k(args, backbone) -> dict:
 
 def probe_set(root: Path, lang: str, facts, per_language: int, policy, tokenizer) -> tuple[list, dict]:
     """Held-out facts of ``lang`` as masked mentions, and each relation's candidate objects (labels)."""
-    candidates: dict[str, dict[str, str]] = defaultdict(dict)
-    for fact in facts.values():
-        if lang in fact.labels:
-            candidates[fact.relation][fact.object] = fact.labels[lang][1]
-    probes = []
     test = sorted((f for f in facts.values() if lang in f.labels and in_part(f.relation, f.lineid, "test", 0.1)),
                   key=lambda f: stable_hash(f"{f.relation}:{f.lineid}"))
+    candidates: dict[str, dict[str, str]] = defaultdict(dict)  # every object of a held-out fact of the relation
+    for fact in test:
+        candidates[fact.relation][fact.object] = fact.labels[lang][1]
+    probes = []
     for fact in test:
         path = root / "patterns" / lang / f"{fact.relation}.jsonl"
         if not path.is_file():
@@ -151,16 +149,21 @@ def probe_set(root: Path, lang: str, facts, per_language: int, policy, tokenizer
     return probes, candidates
 
 
-def probe_accuracy(model, probes, candidates, project: bool, task: int | None) -> float:
-    queries = embed_mentions(model, [p for p, _ in probes], project=project)
-    correct = 0
+def probe_accuracy(model, probes, candidates) -> dict[str, float]:
+    """Accuracy@1 of the raw states (``features``) and of the trained projections (``projection``)."""
+    states = embed_mentions(model, [p for p, _ in probes], project=False)
+    projected = embed_mentions(model, [p for p, _ in probes], project=True)
+    correct = {"features": 0, "projection": 0}
     for relation in sorted({r for _, r in probes}):
         objects = sorted(candidates[relation])
-        keys = embed_texts(model, [candidates[relation][o] for o in objects], task=task, max_length=24)
+        first, _ = text_states(model, [candidates[relation][o] for o in objects], 24)
         rows = [i for i, (_, r) in enumerate(probes) if r == relation]
-        best = (queries[rows] @ keys.T).argmax(-1).tolist()
-        correct += sum(objects[b] == probes[i][0].entity for i, b in zip(rows, best))
-    return correct / max(1, len(probes))
+        gold = [probes[i][0].entity for i in rows]
+        for name, queries, keys in (("features", states, project_keys(model, first, None)),
+                                    ("projection", projected, project_keys(model, first, ENTITY_TASK))):
+            best = (queries[rows] @ keys.T).argmax(-1).tolist()
+            correct[name] += sum(objects[b] == g for b, g in zip(best, gold))
+    return {k: v / max(1, len(probes)) for k, v in correct.items()}
 
 
 def run_mpararel(args, backbone) -> dict:
@@ -181,15 +184,15 @@ def run_mpararel(args, backbone) -> dict:
         results[f"{lang}/candidates_mean"] = sum(len(sets[lang][1][r]) for _, r in probes) / max(1, len(probes))
     before = untrained_model(backbone, args.seed)
     for lang, (probes, cands) in sets.items():
-        results[f"{lang}/before:features"] = probe_accuracy(before, probes, cands, project=False, task=None)
+        results[f"{lang}/before:features"] = probe_accuracy(before, probes, cands)["features"]
         log.info("%s before: %.3f", lang, results[f"{lang}/before:features"])
     plugin_dir, seconds = train_plugin(backbone, knowledge, Path(args.out) / "run", args, 48)
     results["train_seconds"] = round(seconds, 1)
     trained = load_xlmk_model(plugin_dir, backbone)
     for lang, (probes, cands) in sets.items():
-        results[f"{lang}/after:features"] = probe_accuracy(trained, probes, cands, project=False, task=None)
-        results[f"{lang}/after:projection"] = probe_accuracy(trained, probes, cands, project=True, task=ENTITY_TASK)
-        log.info("%s after: %.3f / %.3f", lang, results[f"{lang}/after:features"], results[f"{lang}/after:projection"])
+        after = probe_accuracy(trained, probes, cands)
+        results[f"{lang}/after:features"], results[f"{lang}/after:projection"] = after["features"], after["projection"]
+        log.info("%s after: %s", lang, after)
     return results
 
 
