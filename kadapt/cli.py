@@ -16,6 +16,7 @@ COMMAND_MODULES: tuple[str, ...] = (
     "kadapt.cache_commands",
     "kadapt.predict",
     "kadapt.plugins.jaket.cli",
+    "kadapt.data.multilingual_cli",
 )
 
 

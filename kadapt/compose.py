@@ -80,6 +80,9 @@ class KnowledgeModel(nn.Module):
     def forward(self, batch: dict) -> ObjectiveOutput:
         if self.head is None:
             raise KadaptError("KnowledgeModel has no head; call .features() for raw features")
+        if getattr(self.head, "encodes_several_sequences", False):
+            # heads that read several sequences per record (XLM-K: sentence + description) run the model themselves
+            return self.head.forward_with_model(self, batch)
         feats = self.features(batch["input_ids"], batch["attention_mask"], states_from_batch(batch), batch)
         return self.head(feats, batch)
 

@@ -106,15 +106,25 @@ def cache_splits(model: KnowledgeModel, recipe: Recipe, train_set: list, dev_set
     return train_set, dev_set, collates
 
 
+def _memory_tensors(plugin, head_name: str, head_memory: dict) -> dict | None:
+    """memory.safetensors content: the plug-in's own memory (TRELM's bank) and the objective's
+    (XLM-K's candidate queues, keys prefixed with the objective name)."""
+    memory = dict(plugin.memory_tensors()) if hasattr(plugin, "memory_tensors") else {}
+    memory.update({f"{head_name}.{k}": v for k, v in head_memory.items()})
+    return memory or None
+
+
 def _save(model: KnowledgeModel, plugin_dir: Path, recipe: Recipe, result: TrainResult, backbone) -> Path:
     plugin = model.plugins[0]
     head = model.head
     metrics = {k: round(v, 4) for k, v in result.final_dev.items() if isinstance(v, float)}
+    # objectives with a memory (XLM-K candidate queues) save it to memory.safetensors, not to the heads
+    memory = head.memory_state() if hasattr(head, "memory_state") else {}
     return save_plugin(
         plugin, plugin_dir, backbone.fingerprint,
         objectives=[{"name": head.name, "config": head.config_dict(), "dev_metrics": metrics}],
-        heads={f"{head.name}.{k}": v for k, v in head.state_dict().items()},
-        memory=plugin.memory_tensors() if hasattr(plugin, "memory_tensors") else None,
+        heads={f"{head.name}.{k}": v for k, v in head.state_dict().items() if k not in memory},
+        memory=_memory_tensors(plugin, head.name, memory),
         card={
             "summary": f"{recipe.name}: a {plugin.kind} plug-in infused with `{head.name}` by kadapt.",
             "data": f"{recipe.data.format}: train={recipe.data.train} dev={recipe.data.dev}",

@@ -13,7 +13,7 @@ from kadapt.data.policy import ErrorPolicy
 from kadapt.data.readers import read_records
 from kadapt.errors import DataError, KadaptError
 from kadapt.fileio import atomic_write_text
-from kadapt.objectives.base import Objective
+from kadapt.objectives.base import Objective, objective_class
 from kadapt.recipes import BackboneSection, DataSection, Recipe, resolve_path
 
 log = logging.getLogger(__name__)
@@ -116,6 +116,9 @@ def relation_labels(records: list) -> list[str]:
 def objective_config_with_labels(name: str, config: dict, train_records: list) -> dict:
     """Fill in the label list from the training data for label-set objectives."""
     config = dict(config)
+    complete = getattr(objective_class(name), "complete_config", None)
+    if complete is not None:  # objectives that derive their config from the data (XLM-K: relations)
+        return complete(config, train_records)
     if name == "relation_classification" and "labels" not in config:
         config["labels"] = relation_labels(train_records)
     return config

@@ -36,6 +36,10 @@ def _kg(path, policy=None):
     from kadapt.kg.readers import read_kg_triples
 
     return read_kg_triples(path, policy=policy)
+def _xlmk_knowledge(path, policy=None):
+    from kadapt.data.multilingual_converters import read_knowledge_source
+
+    return read_knowledge_source(path, policy=policy)
 
 
 READERS: dict[str, Callable[..., Iterator]] = {
@@ -45,6 +49,7 @@ READERS: dict[str, Callable[..., Iterator]] = {
     "lama_trex": _lama,
     "conllu": _conllu,
     "kg": _kg,
+    "xlmk_knowledge": _xlmk_knowledge,
 }
 
 
