@@ -3,7 +3,9 @@
 One backbone pass per batch materialises the union of the hidden states every outside plug-in reads
 (plus the last one) and feeds them all; features are ``[backbone_last ; plugin_1 ; ... ; plugin_n]``.
 The backbone is kept out of the module tree (not in ``state_dict``, ``parameters()`` or DDP), so
-only plug-ins and head are ever saved, optimised or wrapped.
+only plug-ins and head are ever saved, optimised or wrapped. Inputs of shape (batch, n, seq) (multiple
+choice: one row per choice; QA: one row per document window) are encoded as batch·n rows and the head
+gets features of shape (batch, n, seq, feature_size).
 """
 from __future__ import annotations
 
@@ -64,5 +66,9 @@ class KnowledgeModel(nn.Module):
     def forward(self, batch: dict) -> ObjectiveOutput:
         if self.head is None:
             raise KadaptError("KnowledgeModel has no head; call .features() for raw features")
-        feats = self.features(batch["input_ids"], batch["attention_mask"])
+        input_ids, mask = batch["input_ids"], batch["attention_mask"]
+        if input_ids.dim() == 3:  # (batch, choices|windows, seq): encode flat, hand the head 4-D features
+            feats = self.features(input_ids.flatten(0, 1), mask.flatten(0, 1))
+            return self.head(feats.unflatten(0, input_ids.shape[:2]), batch)
+        feats = self.features(input_ids, mask)
         return self.head(feats, batch)
