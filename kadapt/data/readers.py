@@ -32,12 +32,30 @@ def _conllu(path, policy=None):
     return read_conllu(path, policy=policy)
 
 
+def _task(name: str):
+    """Reader ``name`` of :mod:`kadapt.data.task_readers` / :mod:`kadapt.data.lama_cloze`, imported lazily."""
+    def read(path, policy=None):
+        from kadapt.data import lama_cloze, task_readers
+
+        module = lama_cloze if name == "read_lama_cloze" else task_readers
+        return getattr(module, name)(path, policy=policy)
+
+    return read
+
+
 READERS: dict[str, Callable[..., Iterator]] = {
     "trex_rc": _trex_rc,
     "tacred": _trex_rc,
     "fewrel": _fewrel,
     "lama_trex": _lama,
     "conllu": _conllu,
+    "conllu_upos": _task("read_conllu_upos"),
+    "conll_ner": _task("read_conll_ner"),
+    "cosmosqa": _task("read_cosmosqa"),
+    "squad": _task("read_squad"),
+    "mlqa": _task("read_squad"),
+    "xnli": _task("read_xnli"),
+    "lama_cloze": _task("read_lama_cloze"),
 }
 
 
