@@ -47,11 +47,12 @@ class ExtractiveQA(Objective):
     main_metric = "f1"
 
     def __init__(self, feature_size: int, doc_stride: int = 128, max_answer_tokens: int = 30,
-                 scheme: str = "squad", dropout: float = 0.1):
+                 scheme: str = "squad", max_question_tokens: int = 64, dropout: float = 0.1):
         super().__init__(feature_size)
         if scheme not in ("squad", "mlqa"):
             raise ValueError(f"scheme must be 'squad' or 'mlqa', got {scheme!r}")
         self.doc_stride, self.max_answer_tokens, self.scheme = doc_stride, max_answer_tokens, scheme
+        self.max_question_tokens = max_question_tokens
         self._dropout_p = dropout
         self.dropout = nn.Dropout(dropout)
         self.span = nn.Linear(feature_size, 2)
@@ -61,8 +62,14 @@ class ExtractiveQA(Objective):
         if record.language not in LANGUAGES:
             raise DataError(record.source or "<example>", None,
                             f"language {record.language!r} not among MLQA's {LANGUAGES}")
-        enc = tokenizer(record.question, record.context, truncation="only_second", max_length=max_length,
-                        stride=min(self.doc_stride, max_length // 2), return_overflowing_tokens=True,
+        question = self._question(record, tokenizer)
+        room = max_length - tokenizer.num_special_tokens_to_add(pair=True) - len(
+            tokenizer(question, add_special_tokens=False)["input_ids"])
+        if room < 2:
+            raise DataError(record.source or "<example>", None,
+                            f"question {record.id}: max_length {max_length} leaves no room for the context")
+        enc = tokenizer(question, record.context, truncation="only_second", max_length=max_length,
+                        stride=min(self.doc_stride, room // 2), return_overflowing_tokens=True,
                         return_offsets_mapping=True)
         n_windows = len(enc["input_ids"])
         starts, ends = [], []
@@ -94,6 +101,13 @@ class ExtractiveQA(Objective):
             "answer_chars": [_codes(a) for a, _ in record.answers] or [[-1]],
             "lang_id": LANGUAGES.index(record.language),
         }
+
+    def _question(self, record: QAExample, tokenizer) -> str:
+        """The question, cut to ``max_question_tokens`` tokens (the usual max_query_length)."""
+        enc = tokenizer(record.question, add_special_tokens=False, return_offsets_mapping=True)
+        if len(enc["input_ids"]) <= self.max_question_tokens:
+            return record.question
+        return record.question[:enc["offset_mapping"][self.max_question_tokens - 1][1]]
 
     # ------------------------------------------------------------------ model
     def forward(self, features: torch.Tensor, batch: dict) -> ObjectiveOutput:
@@ -154,4 +168,4 @@ class ExtractiveQA(Objective):
 
     def config_dict(self) -> dict:
         return {"doc_stride": self.doc_stride, "max_answer_tokens": self.max_answer_tokens,
-                "scheme": self.scheme, "dropout": self._dropout_p}
+                "scheme": self.scheme, "max_question_tokens": self.max_question_tokens, "dropout": self._dropout_p}

@@ -37,6 +37,11 @@ IGNORE = -100
 LAMA_MASK = "[MASK]"
 
 
+def _multi_token(err: DataError) -> DataError:
+    err.reason = "multi-token object"  # the skip category ErrorPolicy counts under
+    return err
+
+
 @register_objective
 class LamaProbe(Objective):
     name = "lama_probe"
@@ -93,12 +98,13 @@ class LamaProbe(Objective):
         covering = [t for t, ((s, e), special) in enumerate(zip(enc["offset_mapping"], enc["special_tokens_mask"]))
                     if not special and s < end and e > start]
         if len(covering) != 1:
-            raise DataError(where, None, f"multi-token object: {record.answer!r} is {len(covering)} tokens; "
-                            "LAMA probes need a single-token object")
+            raise _multi_token(DataError(where, None, f"multi-token object: {record.answer!r} is {len(covering)} "
+                                         "tokens; LAMA probes need a single-token object"))
         (t,) = covering
         s, e = enc["offset_mapping"][t]
         if (s, e) != (start, end) and filled[s:e].strip() != record.answer:
-            raise DataError(where, None, f"multi-token object: {record.answer!r} shares its token with neighbours")
+            raise _multi_token(DataError(where, None, f"multi-token object: {record.answer!r} shares its token "
+                                         "with neighbours"))
         ids = list(enc["input_ids"])
         labels = [IGNORE] * len(ids)
         labels[t] = ids[t]

@@ -1,8 +1,9 @@
 """Multiple choice (CosmosQA; K-Adapter §4.2): one row per candidate answer, scored on its first token.
 
 Each choice is encoded as the pair (context, question + " " + answer) — K-Adapter's
-``<s> context </s> question answer </s>`` — truncating the context first; all choices of an example go
-through the model as rows of one (batch, choices, seq) input. A linear layer maps each row's first
+``<s> context </s> question answer </s>`` ; all choices of an example go
+through the model as rows of one (batch, choices, seq) input. Truncation takes tokens from the longer
+of the two sides first (the context, in practice). A linear layer maps each row's first
 token to a score; softmax over the choices. Metric: accuracy. Records without a label (the
 CosmosQA test file) get predictions but are not scored.
 """
@@ -35,7 +36,7 @@ class MultipleChoice(Objective):
         self.scorer = nn.Linear(feature_size, 1)
 
     def encode(self, record: MultipleChoiceExample, tokenizer, max_length: int) -> dict:
-        rows = [tokenizer(record.context, f"{record.question} {answer}", truncation="only_first",
+        rows = [tokenizer(record.context, f"{record.question} {answer}", truncation="longest_first",
                           max_length=max_length) for answer in record.choices]
         return {"input_ids": [list(r["input_ids"]) for r in rows],
                 "attention_mask": [list(r["attention_mask"]) for r in rows],
