@@ -56,6 +56,7 @@ READERS: dict[str, Callable[..., Iterator]] = {
     "mlqa": _task("read_squad"),
     "xnli": _task("read_xnli"),
     "lama_cloze": _task("read_lama_cloze"),
+    "text_lines": _task("read_text_lines"),
 }
 
 

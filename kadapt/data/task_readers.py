@@ -11,6 +11,8 @@
 - ``conll_ner``: CoNLL-2003 columns (space-separated, tag last, ``-DOCSTART-`` lines and blank lines
   between sentences).
 - ``conllu_upos``: UD CoNLL-U through :func:`kadapt.data.conllu_reader.read_conllu`, words + UPOS.
+- ``text_lines``: raw text, one record per non-empty line; WikiText's `` = Heading = `` lines are left
+  out (K-Adapter trains its LAMA MLM layer on raw WikiText-2).
 
 Every problem is a :class:`DataError` naming the file and line (or JSON key), or a counted skip.
 """
@@ -28,6 +30,7 @@ from kadapt.data.records import (
     QAExample,
     SentencePairExample,
     TaggingExample,
+    TextExample,
 )
 from kadapt.data.textfile import iter_raw_lines
 from kadapt.errors import DataError
@@ -205,3 +208,13 @@ def read_conllu_upos(path: str | Path, policy: ErrorPolicy | None = None) -> Ite
                           "bad UPOS")
             continue
         yield TaggingExample(sent.words, sent.upos, sent.source)
+
+
+_HEADING = re.compile(r"\s*=( =)* .* =( =)*\s*")
+
+
+def read_text_lines(path: str | Path, policy: ErrorPolicy | None = None) -> Iterator[TextExample]:
+    path = Path(path)
+    for lineno, line in _lines(path):
+        if line.strip() and not _HEADING.fullmatch(line):
+            yield TextExample(tuple(line.split()), f"{path}:{lineno}")

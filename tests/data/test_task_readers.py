@@ -116,3 +116,12 @@ def test_lama_cloze_without_template(tmp_path):
     path.write_text(json.dumps({"uuid": "u", "obj_label": "x", "sub_label": "y", "predicate_id": "P999"}) + "\n")
     with pytest.raises(DataError, match=r"P999.jsonl:1: relation 'P999' has no template"):
         read_records("lama_cloze", path)
+
+
+def test_text_lines_skip_wikitext_headings(tmp_path):
+    path = tmp_path / "wiki.train.raw"
+    path.write_text(" \n = Valkyria Chronicles III = \n \n Senjō no Valkyria 3 is a game .\n = = Gameplay = = \n"
+                    " It is played in real time .\n")
+    records = read_records("text_lines", path)
+    assert [r.words[:2] for r in records] == [("Senjō", "no"), ("It", "is")]
+    assert records[1].source.endswith("wiki.train.raw:6")
