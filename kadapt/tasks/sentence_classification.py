@@ -1,7 +1,7 @@
 """Sentence(-pair) classification (XNLI): a linear layer on the first token (``<s>``/``[CLS]``).
 
 Pairs are encoded as the tokenizer's pair template (``<s> a </s></s> b </s>``), truncating the longer
-side first. Metric: accuracy (plus accuracy per language when the records carry several).
+side first. Metric: accuracy, plus ``accuracy_<lang>`` for each of XNLI's 15 languages present.
 """
 from __future__ import annotations
 
@@ -18,6 +18,8 @@ from kadapt.objectives.base import (
     register_objective,
     safe_div,
 )
+
+XNLI_LANGUAGES = ("ar", "bg", "de", "el", "en", "es", "fr", "hi", "ru", "sw", "th", "tr", "ur", "vi", "zh")
 
 
 @register_objective
@@ -42,7 +44,9 @@ class SentenceClassification(Objective):
         if record.label is None:
             raise DataError(record.source or "<example>", None, "example has no label")
         enc = tokenizer(record.text_a, record.text_b, truncation=True, max_length=max_length)
-        return {"input_ids": list(enc["input_ids"]), "labels": self.vocab.id(record.label, record.source)}
+        lang = XNLI_LANGUAGES.index(record.language) if record.language in XNLI_LANGUAGES else -1
+        return {"input_ids": list(enc["input_ids"]), "labels": self.vocab.id(record.label, record.source),
+                "lang_id": lang}
 
     def forward(self, features: torch.Tensor, batch: dict) -> ObjectiveOutput:
         logits = self.classifier(self.dropout(features[:, 0]))
@@ -50,11 +54,23 @@ class SentenceClassification(Objective):
         return ObjectiveOutput(loss, logits)
 
     def count(self, logits: torch.Tensor, batch: dict) -> dict[str, float]:
-        return {"n": float(batch["labels"].numel()), "correct": float((logits.argmax(-1) == batch["labels"]).sum())}
+        right = logits.argmax(-1) == batch["labels"]
+        counts = {"n": float(right.numel()), "correct": float(right.sum())}
+        lang = batch.get("lang_id")
+        for index in ([] if lang is None else lang.unique().tolist()):
+            if index >= 0:
+                chosen = lang == index
+                counts[f"n_{XNLI_LANGUAGES[index]}"] = float(chosen.sum())
+                counts[f"correct_{XNLI_LANGUAGES[index]}"] = float(right[chosen].sum())
+        return counts
 
     @staticmethod
     def summarize(counts: dict[str, float]) -> dict[str, float]:
-        return {"accuracy": safe_div(counts["correct"], counts["n"])}
+        out = {"accuracy": safe_div(counts["correct"], counts["n"])}
+        languages = sorted(k[2:] for k in counts if k.startswith("n_"))
+        if len(languages) > 1:
+            out.update({f"accuracy_{lang}": safe_div(counts[f"correct_{lang}"], counts[f"n_{lang}"]) for lang in languages})
+        return out
 
     def predict(self, logits: torch.Tensor, batch: dict) -> list:
         labels = self.vocab.to_list()

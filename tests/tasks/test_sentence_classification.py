@@ -18,7 +18,9 @@ def test_xnli_pairs_accuracy_and_training(head_model, fixtures):
     assert feats["input_ids"].count(tok.sep_token_id) == 2  # [CLS] a [SEP] b [SEP]
     batch = batch_of(model, records)
     logits = torch.tensor([[0.0, 0, 1], [1, 0, 0], [0, 0, 1], [0, 1, 0]])  # gold: neutral, contra, entail, entail
-    assert model.head.summarize(model.head.count(logits, batch)) == {"accuracy": 0.75}
+    # en: 2 of 3 right, de: 1 of 1
+    assert model.head.summarize(model.head.count(logits, batch)) == {"accuracy": 0.75, "accuracy_de": 1.0,
+                                                                     "accuracy_en": 2 / 3}
     assert model.head.predict(logits, batch) == ["neutral", "contradiction", "neutral", "entailment"]
     distinct = batch_of(model, records[1:])  # records 0 and 1 are the same pair with two labels
     tuned = head_model("sentence_classification", {"labels": labels, "dropout": 0.0}, backbone_mode="full")
