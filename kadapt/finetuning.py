@@ -63,6 +63,8 @@ def finetune(recipe: Recipe, *, plugins: list[str] | None = None, out: str | Pat
     model = build_model(backbone, recipe.plugins, recipe.finetune, copy_weights=not own_backbone)
     log.info("trainable parameters: %s", model.trainable_counts())
     model.head = build_objective(recipe.objective.name, model.feature_size, config, source=f"{recipe.source}: objective")
+    if hasattr(model.head, "bind_backbone"):  # heads initialised from backbone weights (lama_probe)
+        model.head.bind_backbone(model.backbone)
     tok, max_len = backbone.tokenizer, recipe.data.max_length
     encoded, kept = {}, {}
     for name in ("train", "dev", "test"):
@@ -84,9 +86,19 @@ def finetune(recipe: Recipe, *, plugins: list[str] | None = None, out: str | Pat
     return FinetuneResult(run_dir, metrics)
 
 
+def _gold(record):
+    """The record's gold answer for the predictions file (label, cloze object, or QA answer texts)."""
+    if getattr(record, "label", None) is not None:
+        return record.label
+    if getattr(record, "answer", None) is not None:
+        return record.answer
+    answers = getattr(record, "answers", None)
+    return [text for text, _ in answers] if answers else None
+
+
 def write_predictions(path: Path, records: list, predictions: list) -> None:
     lines = [json.dumps({**({"id": r.id} if getattr(r, "id", None) is not None else {}),
-                         "source": getattr(r, "source", ""), "gold": getattr(r, "label", None), "prediction": p})
+                         "source": getattr(r, "source", ""), "gold": _gold(r), "prediction": p})
              for r, p in zip(records, predictions)]
     atomic_write_text(path, "\n".join(lines) + ("\n" if lines else ""))
 

@@ -12,6 +12,10 @@ counts (reason ``multi-token object``) and the run reports. Predictions rank the
 
 The MLM layer's output size is the tokenizer's vocabulary; it is created at the first ``encode``
 call when ``vocab_size`` is not given (``config_dict`` then records it for reloading).
+``decoder_init: random`` (default, K-Adapter's "add and train a linear layer") or ``embeddings``: the
+weights over the backbone part of the features start as the backbone's input word embeddings (the tied
+read-out of BERT-style MLM heads), the plug-in part at zero — so a small training corpus starts from a
+sensible read-out; ``fine-tuning`` calls :meth:`bind_backbone` for it.
 """
 from __future__ import annotations
 
@@ -48,12 +52,29 @@ class LamaProbe(Objective):
     main_metric = "precision_at_1"
 
     def __init__(self, feature_size: int, vocab_size: int | None = None, mask_probability: float = 0.15,
-                 seed: int = 0, top_k: int = 5):
+                 seed: int = 0, top_k: int = 5, decoder_init: str = "random"):
         super().__init__(feature_size)
-        self.mask_probability, self.seed, self.top_k = mask_probability, seed, top_k
+        if decoder_init not in ("random", "embeddings"):
+            raise ValueError(f"decoder_init must be 'random' or 'embeddings', got {decoder_init!r}")
+        self.mask_probability, self.seed, self.top_k, self.decoder_init = mask_probability, seed, top_k, decoder_init
         self.vocab_size = vocab_size
         self.decoder = nn.Linear(feature_size, vocab_size) if vocab_size else None
         self._tokens: list[str] | None = None
+
+    def bind_backbone(self, backbone) -> None:
+        """Create the MLM layer for ``backbone``'s vocabulary; with ``decoder_init: embeddings``
+        start it from the backbone's word embeddings (features are ``[backbone_last ; plug-ins]``)."""
+        self._ensure_decoder(backbone.tokenizer)
+        if self.decoder_init != "embeddings":
+            return
+        words = backbone.model.get_input_embeddings().weight.detach()
+        hidden = backbone.spec.hidden_size
+        if words.shape[0] < self.vocab_size:
+            raise ValueError(f"backbone has {words.shape[0]} word embeddings for a {self.vocab_size}-token tokenizer")
+        with torch.no_grad():
+            self.decoder.weight.zero_()
+            self.decoder.weight[:, :hidden] = words[: self.vocab_size].to(self.decoder.weight.dtype)
+            self.decoder.bias.zero_()
 
     # ------------------------------------------------------------------ encoding
     def _ensure_decoder(self, tokenizer) -> None:
@@ -154,4 +175,4 @@ class LamaProbe(Objective):
 
     def config_dict(self) -> dict:
         return {"vocab_size": self.vocab_size, "mask_probability": self.mask_probability, "seed": self.seed,
-                "top_k": self.top_k}
+                "top_k": self.top_k, "decoder_init": self.decoder_init}

@@ -75,3 +75,13 @@ def test_probe_run_trains_on_text_and_tests_on_cloze(fixtures, backbone_dir, tmp
     again = evaluate_run(tmp_path / "run", fixtures / "lama", on_error="skip")
     assert again["precision_at_1"] == result.metrics["test"]["precision_at_1"]
     assert again["skipped_records"] == {"multi-token object": 1}
+
+
+def test_decoder_can_start_from_the_word_embeddings(head_model):
+    model = head_model("lama_probe", {"decoder_init": "embeddings"})
+    model.head.bind_backbone(model.backbone)
+    words = model.backbone.model.get_input_embeddings().weight
+    assert torch.equal(model.head.decoder.weight[:, : words.shape[1]], words)
+    assert not model.head.decoder.bias.any()
+    with pytest.raises(ValueError, match="decoder_init must be"):
+        head_model("lama_probe", {"decoder_init": "tied"})
