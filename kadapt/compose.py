@@ -6,7 +6,9 @@ in the order the plug-ins were given. An INSIDE plug-in (TRELM) changes the back
 it runs a pass of its own (``plugin.inside_features``) and contributes that pass's last hidden state;
 outside plug-ins and ``backbone_last`` still read the unmodified pass they were trained on.
 The backbone is kept out of the module tree (not in ``state_dict``, ``parameters()`` or DDP), so
-only plug-ins and head are ever saved, optimised or wrapped.
+only plug-ins and head are ever saved, optimised or wrapped. Inputs of shape (batch, n, seq) (multiple
+choice: one row per choice; QA: one row per document window) are encoded as batch·n rows and the head
+gets features of shape (batch, n, seq, feature_size).
 """
 from __future__ import annotations
 
@@ -83,7 +85,11 @@ class KnowledgeModel(nn.Module):
         if getattr(self.head, "encodes_several_sequences", False):
             # heads that read several sequences per record (XLM-K: sentence + description) run the model themselves
             return self.head.forward_with_model(self, batch)
-        feats = self.features(batch["input_ids"], batch["attention_mask"], states_from_batch(batch), batch)
+        input_ids, mask = batch["input_ids"], batch["attention_mask"]
+        if input_ids.dim() == 3:  # (batch, choices|windows, seq): encode flat, hand the head 4-D features
+            feats = self.features(input_ids.flatten(0, 1), mask.flatten(0, 1))
+            return self.head(feats.unflatten(0, input_ids.shape[:2]), batch)
+        feats = self.features(input_ids, mask, states_from_batch(batch), batch)
         return self.head(feats, batch)
 
     def before_step(self, batch: dict, step: int, epoch: int, optimizer=None) -> None:

@@ -1,8 +1,11 @@
 """Downstream fine-tuning over ``[backbone_last ; plug-ins]`` and evaluation of a fine-tuned run.
 
-Plug-ins are loaded strictly (fingerprint checked) and frozen; only the task head trains. The run
-folder gets ``head.safetensors`` + ``head_config.json`` (task, head config, plug-in folders, backbone
-fingerprint), ``metrics.json`` (dev and test) and ``predictions.jsonl`` (test).
+Plug-ins are loaded strictly (fingerprint checked). By default they and the backbone are frozen and
+only the task head trains; the recipe's ``finetune`` section selects other modes (trainable plug-ins,
+full or adapter fine-tuning of the backbone, K-Adapter fusion; see :mod:`kadapt.finetune_modes`). The
+run folder gets ``head.safetensors`` + ``head_config.json`` (task, head config, plug-in folders, base
+backbone fingerprint, mode), the mode's tuned weights, ``metrics.json`` (dev and test) and
+``predictions.jsonl`` (test).
 """
 from __future__ import annotations
 
@@ -16,7 +19,8 @@ import torch
 from kadapt.compose import KnowledgeModel
 from kadapt.data.policy import ErrorPolicy
 from kadapt.data.readers import read_records
-from kadapt.fileio import atomic_write_json, atomic_write_text, load_tensors, read_json, save_tensors
+from kadapt.fileio import atomic_write_json, atomic_write_text, read_json
+from kadapt.finetune_modes import FinetuneSection, TunableKnowledgeModel, load_tuned, make_backbone, save_tuned
 from kadapt.objectives import build_objective
 from kadapt.plugin_io import load_plugin
 from kadapt.recipes import Recipe, resolve_path
@@ -32,13 +36,17 @@ class FinetuneResult:
     metrics: dict
 
 
-def build_model(backbone, plugin_dirs: list[str | Path]) -> KnowledgeModel:
+def build_model(backbone, plugin_dirs: list[str | Path], section: FinetuneSection | None = None,
+                *, copy_weights: bool = True) -> KnowledgeModel:
+    """Backbone (wrapped for a trainable mode) + plug-ins loaded against the BASE fingerprint."""
+    section = section or FinetuneSection()
+    backbone = make_backbone(backbone, section, copy_weights=copy_weights)
     plugins = []
     for directory in plugin_dirs:
         plugin = load_plugin(resolve_path(str(directory)), backbone).plugin
         plugin.requires_grad_(False)
         plugins.append(plugin)
-    return KnowledgeModel(backbone, plugins)
+    return TunableKnowledgeModel(backbone, plugins, section=section)
 
 
 def finetune(recipe: Recipe, *, plugins: list[str] | None = None, out: str | Path | None = None,
@@ -46,12 +54,17 @@ def finetune(recipe: Recipe, *, plugins: list[str] | None = None, out: str | Pat
     """Run a ``finetune`` recipe; ``plugins`` (e.g. from ``--plugins``) replaces the recipe's list."""
     if plugins is not None:
         recipe.plugins = list(plugins)
+    own_backbone = backbone is None
     run = start_run(recipe, out, backbone)
     accelerator, run_dir, backbone, policy, splits = run.accelerator, run.run_dir, run.backbone, run.policy, run.splits
-    model = build_model(backbone, recipe.plugins)
     config = objective_config_with_labels(recipe.objective.name, recipe.objective.config, splits.train)
-    torch.manual_seed(recipe.training.seed)  # the head's init is part of the seeded run (as in infuse)
+    torch.manual_seed(recipe.training.seed)  # head, fusion and task-adapter inits are part of the seeded run
+    # a backbone the caller passed in is copied before a trainable mode changes it
+    model = build_model(backbone, recipe.plugins, recipe.finetune, copy_weights=not own_backbone)
+    log.info("trainable parameters: %s", model.trainable_counts())
     model.head = build_objective(recipe.objective.name, model.feature_size, config, source=f"{recipe.source}: objective")
+    if hasattr(model.head, "bind_backbone"):  # heads initialised from backbone weights (lama_probe)
+        model.head.bind_backbone(model.backbone)
     tok, max_len = backbone.tokenizer, recipe.data.max_length
     encoded, kept = {}, {}
     for name in ("train", "dev", "test"):
@@ -59,7 +72,8 @@ def finetune(recipe: Recipe, *, plugins: list[str] | None = None, out: str | Pat
     result = train(model, encoded["train"], encoded["dev"], recipe.training, run_dir,
                    pad_id=tok.pad_token_id, resume=resume, accelerator=accelerator)
     metrics = {"dev": result.final_dev, "train_seconds": round(result.seconds, 2), "steps": result.global_step,
-               "plugins": [str(p) for p in recipe.plugins], "skipped_records": policy.summary()}
+               "plugins": [str(p) for p in recipe.plugins], "skipped_records": policy.summary(),
+               "finetune": model.section.to_dict(), "trainable_parameters": model.trainable_counts()}
     if accelerator.is_main_process:
         if encoded["test"]:
             test_metrics, predictions = evaluate_model(model, encoded["test"], recipe.training.batch_size,
@@ -72,14 +86,26 @@ def finetune(recipe: Recipe, *, plugins: list[str] | None = None, out: str | Pat
     return FinetuneResult(run_dir, metrics)
 
 
+def _gold(record):
+    """The record's gold answer for the predictions file (label, cloze object, or QA answer texts)."""
+    if getattr(record, "label", None) is not None:
+        return record.label
+    if getattr(record, "answer", None) is not None:
+        return record.answer
+    answers = getattr(record, "answers", None)
+    return [text for text, _ in answers] if answers else None
+
+
 def write_predictions(path: Path, records: list, predictions: list) -> None:
-    lines = [json.dumps({"source": getattr(r, "source", ""), "gold": getattr(r, "label", None), "prediction": p})
+    lines = [json.dumps({**({"id": r.id} if getattr(r, "id", None) is not None else {}),
+                         "source": getattr(r, "source", ""), "gold": _gold(r), "prediction": p})
              for r, p in zip(records, predictions)]
     atomic_write_text(path, "\n".join(lines) + ("\n" if lines else ""))
 
 
-def save_head(run_dir: Path, model: KnowledgeModel, recipe: Recipe) -> None:
-    save_tensors(run_dir / "head.safetensors", model.head.state_dict(), {"objective": model.head.name})
+def save_head(run_dir: Path, model: TunableKnowledgeModel, recipe: Recipe) -> None:
+    """Head and every other tuned weight of the mode (:func:`~kadapt.finetune_modes.save_tuned`)."""
+    mode_info = save_tuned(run_dir, model)
     atomic_write_json(run_dir / "head_config.json", {
         "objective": model.head.name,
         "config": model.head.config_dict(),
@@ -87,23 +113,31 @@ def save_head(run_dir: Path, model: KnowledgeModel, recipe: Recipe) -> None:
         "backbone": recipe.backbone.name_or_path,
         "backbone_fingerprint": model.backbone.fingerprint.to_dict(),
         "data_format": recipe.data.format,
+        "test_format": recipe.data.test_format,
         "max_length": recipe.data.max_length,
+        **mode_info,
     })
 
 
 def load_finetuned(run_dir: str | Path, backbone=None) -> KnowledgeModel:
-    """Rebuild a fine-tuned model (backbone, frozen plug-ins, trained head) from its run folder."""
+    """Rebuild a fine-tuned model (backbone, plug-ins, head, the mode's tuned weights) from its run folder.
+
+    The recorded fingerprint is the BASE backbone's (also after full fine-tuning): it is checked
+    against the freshly loaded base model before the tuned weights go in. A ``backbone`` passed in is
+    copied, not changed, by the trainable modes.
+    """
     from kadapt.backbone import Fingerprint
     from kadapt.recipes import BackboneSection
 
     run_dir = Path(run_dir)
     info = read_json(run_dir / "head_config.json", "fine-tuned head config")
+    own_backbone = backbone is None
     backbone = backbone or load_backbone(BackboneSection(name_or_path=info["backbone"]))
     Fingerprint.from_dict(info["backbone_fingerprint"]).check_matches(backbone.fingerprint, str(run_dir / "head_config.json"))
-    model = build_model(backbone, info["plugins"])
+    section = FinetuneSection.from_dict(info.get("finetune"), str(run_dir / "head_config.json"))
+    model = build_model(backbone, info["plugins"], section, copy_weights=not own_backbone)
     model.head = build_objective(info["objective"], model.feature_size, info["config"])
-    weights, _ = load_tensors(run_dir / "head.safetensors")
-    model.head.load_state_dict(weights, strict=True)
+    load_tuned(run_dir, model, info)
     model.eval()
     return model
 
@@ -115,7 +149,7 @@ def evaluate_run(run_dir: str | Path, data: str | Path, fmt: str | None = None, 
     info = read_json(run_dir / "head_config.json", "fine-tuned head config")
     model = load_finetuned(run_dir)
     policy = ErrorPolicy(on_error)
-    records = read_records(fmt or info["data_format"], resolve_path(str(data)), policy)
+    records = read_records(fmt or info.get("test_format") or info["data_format"], resolve_path(str(data)), policy)
     tok = model.backbone.tokenizer
     encoded, kept = encode_records(model.head, records, tok, info["max_length"], policy, str(data))
     metrics, predictions = evaluate_model(model, encoded, batch_size, tok.pad_token_id,

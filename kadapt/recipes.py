@@ -26,6 +26,7 @@ from pathlib import Path
 import yaml
 
 from kadapt.errors import RecipeError
+from kadapt.finetune_modes import FinetuneSection
 from kadapt.plugins.base import PluginConfig
 from kadapt.training import TrainConfig
 
@@ -57,6 +58,7 @@ class DataSection:
     train: str | None = field(default=None, metadata={"help": "Training file (or folder for lama_trex)."})
     dev: str | None = field(default=None, metadata={"help": "Dev file; metrics each epoch."})
     test: str | None = field(default=None, metadata={"help": "Test file (fine-tuning: final metrics + predictions)."})
+    test_format: str | None = field(default=None, metadata={"help": "Reader of the test file when it differs from `format` (e.g. LAMA cloze queries after MLM-head training on text)."})
     max_length: int = field(default=128, metadata={"help": "Maximum tokens per example."})
     on_error: str = field(default="raise", metadata={"help": "'raise' on a bad record, or 'skip' (counted and logged)."})
     limit: int | None = field(default=None, metadata={"help": "Use only the first N records of each split."})
@@ -79,6 +81,7 @@ class Recipe:
     objective: ObjectiveSection = field(default_factory=ObjectiveSection)
     data: DataSection = field(default_factory=DataSection)
     training: TrainConfig = field(default_factory=TrainConfig)
+    finetune: FinetuneSection | None = field(default=None, metadata={"help": "Fine-tuning mode (finetune only; kadapt.finetune_modes): backbone frozen|full|lora|bottleneck, plugins frozen|trainable, fusion concat|kadapter."})
     output: OutputSection = field(default_factory=OutputSection)
     source: str = field(default="<recipe>", metadata={"help": "Where the recipe came from (not serialised)."})
 
@@ -87,6 +90,8 @@ class Recipe:
         data.pop("source")
         if self.plugin is None:
             data.pop("plugin")
+        if self.finetune is None:
+            data.pop("finetune")
         return data
 
     def to_yaml(self) -> str:
@@ -139,9 +144,15 @@ def recipe_from_dict(data: dict, source: str = "<recipe>") -> Recipe:
     if not isinstance(plugins, list) or not all(isinstance(p, str) for p in plugins):
         raise RecipeError(f"{source}: 'plugins' must be a list of plug-in folders")
     values["plugins"] = plugins
+    if data.get("finetune") is not None:
+        if not isinstance(data["finetune"], dict):
+            raise RecipeError(f"{source}: finetune: expected a mapping")
+        values["finetune"] = FinetuneSection.from_dict(data["finetune"], f"{source}: finetune")
     recipe = Recipe(**values)
     if recipe.kind == "infuse" and recipe.plugin is None:
         raise RecipeError(f"{source}: an infuse recipe needs a 'plugin' section")
+    if recipe.finetune is not None and recipe.kind != "finetune":
+        raise RecipeError(f"{source}: a 'finetune' section belongs to a finetune recipe, not {recipe.kind!r}")
     if recipe.data.on_error not in ("raise", "skip"):
         raise RecipeError(f"{source}: data.on_error must be 'raise' or 'skip', got {recipe.data.on_error!r}")
     return recipe
@@ -234,6 +245,8 @@ def check_recipe(recipe: Recipe) -> list[str]:
         problems.append(f"objective.name {recipe.objective.name!r} unknown; known: {registered_objectives()}")
     if recipe.data.format not in reader_names():
         problems.append(f"data.format {recipe.data.format!r} unknown; known: {reader_names()}")
+    if recipe.data.test_format is not None and recipe.data.test_format not in reader_names():
+        problems.append(f"data.test_format {recipe.data.test_format!r} unknown; known: {reader_names()}")
     if recipe.data.train is None:
         problems.append("data.train is not set")
     for split in ("train", "dev", "test"):

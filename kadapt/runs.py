@@ -75,7 +75,8 @@ def read_splits(data: DataSection, seed: int, policy: ErrorPolicy) -> Splits:
     """Records of each split; a dev split is carved from train when asked and no dev file exists."""
     def read(split: str) -> list:
         path = resolve_path(getattr(data, split))
-        return [] if path is None else read_records(data.format, path, policy, data.limit)
+        fmt = data.test_format if split == "test" and data.test_format else data.format
+        return [] if path is None else read_records(fmt, path, policy, data.limit)
 
     train, dev, test = read("train"), read("dev"), read("test")
     if not dev and data.dev_fraction > 0 and train:
@@ -115,10 +116,15 @@ def relation_labels(records: list) -> list[str]:
 
 def objective_config_with_labels(name: str, config: dict, train_records: list) -> dict:
     """Fill in the label list from the training data for label-set objectives."""
+    from kadapt.objectives import objective_class
+
     config = dict(config)
     complete = getattr(objective_class(name), "complete_config", None)
     if complete is not None:  # objectives that derive their config from the data (XLM-K: relations)
         return complete(config, train_records)
     if name == "relation_classification" and "labels" not in config:
         config["labels"] = relation_labels(train_records)
+    label_set = getattr(objective_class(name), "label_set", None)  # task heads with a label inventory
+    if label_set is not None and "labels" not in config:
+        config["labels"] = label_set(train_records)
     return config

@@ -45,6 +45,7 @@ class _Sentence:
     start_line: int
     words: list[str] = field(default_factory=list)
     heads: list[int] = field(default_factory=list)
+    upos: list[str] = field(default_factory=list)
     lines: list[int] = field(default_factory=list)
     next_range_start: int = 1  # the first word ID a multiword-token range may start at
     has_tokens: bool = False
@@ -70,6 +71,7 @@ def _add_token_line(sent: _Sentence, line: str, lineno: int) -> None:
             raise _BadSentence(lineno, "bad head", f"word {tid} is its own head")
         sent.words.append(form)
         sent.heads.append(int(head))
+        sent.upos.append(cols[3])
         sent.lines.append(lineno)
         sent.next_range_start = max(sent.next_range_start, expected + 1)
         return
@@ -148,7 +150,7 @@ def read_conllu(path: str | Path, policy: ErrorPolicy | None = None) -> Iterator
         except _BadSentence as bad:
             policy.handle(DataError(path, bad.line, str(bad)), bad.reason)
             return None
-        return DependencyExample(words, heads, f"{path}:{done.start_line}")
+        return DependencyExample(words, heads, f"{path}:{done.start_line}", tuple(done.upos), tuple(done.lines))
 
     with policy.scope(path):
         for lineno, raw in iter_raw_lines(path):

@@ -234,6 +234,8 @@ def collate(features: Sequence[Mapping[str, Any]], pad_token_id: int) -> dict[st
     ``input_ids`` are padded with ``pad_token_id`` and an ``attention_mask`` is built (unless given);
     other list-valued features are padded with 0 (``attention_mask``, ``token_type_ids``), 1
     (``special_tokens_mask``) or ``-100`` (``head_positions``, token labels, anything else).
+    Lists of lists (multiple-choice rows, QA windows) become (batch, rows, seq) tensors padded the
+    same way in both inner dimensions; they must come with their own ``attention_mask``.
     Scalar features (``subj_pos``, ``obj_pos``, ``labels``) are stacked: ints as LongTensor, floats
     as FloatTensor.  All features must have the same keys.
     """
@@ -253,7 +255,10 @@ def collate(features: Sequence[Mapping[str, Any]], pad_token_id: int) -> dict[st
             dtype=torch.long)
     for key in keys:
         values = [f[key] for f in features]
-        if isinstance(values[0], (list, tuple)):
+        if isinstance(values[0], (list, tuple)) and values[0] and isinstance(values[0][0], (list, tuple)):
+            pad = pad_token_id if key == "input_ids" else _LIST_PAD.get(key, IGNORE_INDEX)
+            batch[key] = _pad_nested(values, pad)
+        elif isinstance(values[0], (list, tuple)):
             pad = pad_token_id if key == "input_ids" else _LIST_PAD.get(key, IGNORE_INDEX)
             longest = max(len(v) for v in values)
             rows = [list(v) + [pad] * (longest - len(v)) for v in values]
@@ -261,6 +266,16 @@ def collate(features: Sequence[Mapping[str, Any]], pad_token_id: int) -> dict[st
         else:
             batch[key] = torch.tensor(values, dtype=_dtype(values))
     return batch
+
+
+def _pad_nested(values: Sequence[Sequence[Sequence[Any]]], pad: Any) -> torch.Tensor:
+    """(batch, rows, seq) from lists of rows (choices, windows, answers): both inner dims padded with
+    ``pad``; missing rows are all ``pad`` (an all-zero attention mask for padded windows)."""
+    n_rows = max(len(v) for v in values)
+    width = max(len(row) for v in values for row in v)
+    out = [[list(row) + [pad] * (width - len(row)) for row in v] + [[pad] * width] * (n_rows - len(v))
+           for v in values]
+    return torch.tensor(out, dtype=_dtype(x for v in out for row in v for x in row))
 
 
 def _dtype(values: Iterable[Any]) -> torch.dtype:

@@ -22,7 +22,10 @@ _MODES = ("raise", "skip")
 
 
 def _reason_of(err: DataError) -> str:
-    """The message of ``err`` without its ``path:line:`` prefix (used when no reason is given)."""
+    """``err.reason`` when the raiser set one (a short category), else the message of ``err``
+    without its ``path:line:`` prefix (used when no reason is given)."""
+    if getattr(err, "reason", None):
+        return err.reason
     text = str(err)
     where = f"{err.path}:{err.line}" if err.line is not None else err.path
     prefix = f"{where}: "

@@ -36,10 +36,23 @@ def _kg(path, policy=None):
     from kadapt.kg.readers import read_kg_triples
 
     return read_kg_triples(path, policy=policy)
+
+
 def _xlmk_knowledge(path, policy=None):
     from kadapt.data.multilingual_converters import read_knowledge_source
 
     return read_knowledge_source(path, policy=policy)
+
+
+def _task(name: str):
+    """Reader ``name`` of :mod:`kadapt.data.task_readers` / :mod:`kadapt.data.lama_cloze`, imported lazily."""
+    def read(path, policy=None):
+        from kadapt.data import lama_cloze, task_readers
+
+        module = lama_cloze if name == "read_lama_cloze" else task_readers
+        return getattr(module, name)(path, policy=policy)
+
+    return read
 
 
 READERS: dict[str, Callable[..., Iterator]] = {
@@ -50,6 +63,14 @@ READERS: dict[str, Callable[..., Iterator]] = {
     "conllu": _conllu,
     "kg": _kg,
     "xlmk_knowledge": _xlmk_knowledge,
+    "conllu_upos": _task("read_conllu_upos"),
+    "conll_ner": _task("read_conll_ner"),
+    "cosmosqa": _task("read_cosmosqa"),
+    "squad": _task("read_squad"),
+    "mlqa": _task("read_squad"),
+    "xnli": _task("read_xnli"),
+    "lama_cloze": _task("read_lama_cloze"),
+    "text_lines": _task("read_text_lines"),
 }
 
 

