@@ -64,5 +64,9 @@ class KnowledgeModel(nn.Module):
     def forward(self, batch: dict) -> ObjectiveOutput:
         if self.head is None:
             raise KadaptError("KnowledgeModel has no head; call .features() for raw features")
-        feats = self.features(batch["input_ids"], batch["attention_mask"])
+        ids, mask = batch["input_ids"], batch["attention_mask"]
+        if ids.dim() == 3:  # grouped inputs (B, G, S), e.g. few-shot pairs: the head gets (B, G, S, F)
+            b, g, s = ids.shape
+            return self.head(self.features(ids.reshape(b * g, s), mask.reshape(b * g, s)).reshape(b, g, s, -1), batch)
+        feats = self.features(ids, mask)
         return self.head(feats, batch)

@@ -55,7 +55,8 @@ def finetune(recipe: Recipe, *, plugins: list[str] | None = None, out: str | Pat
     tok, max_len = backbone.tokenizer, recipe.data.max_length
     encoded, kept = {}, {}
     for name in ("train", "dev", "test"):
-        encoded[name], kept[name] = encode_records(model.head, getattr(splits, name), tok, max_len, policy, name)
+        records = model.head.prepare_records(getattr(splits, name), name, recipe.training.seed)
+        encoded[name], kept[name] = encode_records(model.head, records, tok, max_len, policy, name)
     result = train(model, encoded["train"], encoded["dev"], recipe.training, run_dir,
                    pad_id=tok.pad_token_id, resume=resume, accelerator=accelerator)
     metrics = {"dev": result.final_dev, "train_seconds": round(result.seconds, 2), "steps": result.global_step,
@@ -73,9 +74,17 @@ def finetune(recipe: Recipe, *, plugins: list[str] | None = None, out: str | Pat
 
 
 def write_predictions(path: Path, records: list, predictions: list) -> None:
-    lines = [json.dumps({"source": getattr(r, "source", ""), "gold": getattr(r, "label", None), "prediction": p})
+    lines = [json.dumps({"source": getattr(r, "source", ""), "gold": _gold(r), "prediction": p})
              for r, p in zip(records, predictions)]
     atomic_write_text(path, "\n".join(lines) + ("\n" if lines else ""))
+
+
+def _gold(record):
+    """The record's gold answer for predictions.jsonl (``label``, or a label set as a list)."""
+    if hasattr(record, "label"):
+        return record.label
+    labels = getattr(record, "labels", None)
+    return list(labels) if isinstance(labels, (tuple, list)) else labels
 
 
 def save_head(run_dir: Path, model: KnowledgeModel, recipe: Recipe) -> None:
@@ -88,6 +97,7 @@ def save_head(run_dir: Path, model: KnowledgeModel, recipe: Recipe) -> None:
         "backbone_fingerprint": model.backbone.fingerprint.to_dict(),
         "data_format": recipe.data.format,
         "max_length": recipe.data.max_length,
+        "seed": recipe.training.seed,
     })
 
 
@@ -116,6 +126,7 @@ def evaluate_run(run_dir: str | Path, data: str | Path, fmt: str | None = None, 
     model = load_finetuned(run_dir)
     policy = ErrorPolicy(on_error)
     records = read_records(fmt or info["data_format"], resolve_path(str(data)), policy)
+    records = model.head.prepare_records(records, "test", info.get("seed", 0))
     tok = model.backbone.tokenizer
     encoded, kept = encode_records(model.head, records, tok, info["max_length"], policy, str(data))
     metrics, predictions = evaluate_model(model, encoded, batch_size, tok.pad_token_id,

@@ -13,7 +13,7 @@ from kadapt.data.policy import ErrorPolicy
 from kadapt.data.readers import read_records
 from kadapt.errors import DataError, KadaptError
 from kadapt.fileio import atomic_write_text
-from kadapt.objectives.base import Objective
+from kadapt.objectives.base import Objective, objective_class
 from kadapt.recipes import BackboneSection, DataSection, Recipe, resolve_path
 
 log = logging.getLogger(__name__)
@@ -118,4 +118,7 @@ def objective_config_with_labels(name: str, config: dict, train_records: list) -
     config = dict(config)
     if name == "relation_classification" and "labels" not in config:
         config["labels"] = relation_labels(train_records)
+    labels_from_records = getattr(objective_class(name), "labels_from_records", None)
+    if labels_from_records is not None and "labels" not in config:
+        config["labels"] = labels_from_records(train_records)
     return config

@@ -245,6 +245,8 @@ def collate(features: Sequence[Mapping[str, Any]], pad_token_id: int) -> dict[st
             raise ValueError(f"feature {i} has keys {sorted(f)}, feature 0 has {sorted(keys)}")
     if "input_ids" not in keys:
         raise ValueError("features need 'input_ids'")
+    if features[0]["input_ids"] and isinstance(features[0]["input_ids"][0], (list, tuple)):
+        return _collate_grouped(features, keys, pad_token_id)
     width = max(len(f["input_ids"]) for f in features)
     batch: dict[str, torch.Tensor] = {}
     if "attention_mask" not in keys:
@@ -260,6 +262,26 @@ def collate(features: Sequence[Mapping[str, Any]], pad_token_id: int) -> dict[st
             batch[key] = torch.tensor(rows, dtype=_dtype(v for row in rows for v in row))
         else:
             batch[key] = torch.tensor(values, dtype=_dtype(values))
+    return batch
+
+
+def _collate_grouped(features: Sequence[Mapping[str, Any]], keys: list[str], pad_token_id: int) -> dict[str, torch.Tensor]:
+    """Grouped inputs (several sequences per example, e.g. few-shot pairs): ``input_ids`` is a list of
+    G sequences per example -> (B, G, S) padded ids and mask; every example must have the same G.
+    Other keys are stacked as in :func:`collate` (a list of G values per example -> (B, G))."""
+    groups = {len(f["input_ids"]) for f in features}
+    if len(groups) != 1:
+        raise ValueError(f"grouped examples must have the same number of sequences, got {sorted(groups)}")
+    width = max(len(seq) for f in features for seq in f["input_ids"])
+    ids = [[list(seq) + [pad_token_id] * (width - len(seq)) for seq in f["input_ids"]] for f in features]
+    mask = [[[1] * len(seq) + [0] * (width - len(seq)) for seq in f["input_ids"]] for f in features]
+    batch = {"input_ids": torch.tensor(ids, dtype=torch.long), "attention_mask": torch.tensor(mask, dtype=torch.long)}
+    for key in keys:
+        if key in batch:
+            continue
+        values = [f[key] for f in features]
+        flat = [v for row in values for v in row] if isinstance(values[0], (list, tuple)) else values
+        batch[key] = torch.tensor(values, dtype=_dtype(flat))
     return batch
 
 

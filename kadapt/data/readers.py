@@ -26,6 +26,18 @@ def _fewrel(path, policy=None):
     return read_fewrel(path, policy=policy)
 
 
+def _open_entity(path, policy=None):
+    from kadapt.data.open_entity_reader import read_open_entity
+
+    return read_open_entity(path, policy=policy)
+
+
+def _semeval2010(path, policy=None):
+    from kadapt.data.semeval_reader import read_semeval2010
+
+    return read_semeval2010(path, policy=policy)
+
+
 def _conllu(path, policy=None):
     from kadapt.data.conllu_reader import read_conllu
 
@@ -38,6 +50,8 @@ READERS: dict[str, Callable[..., Iterator]] = {
     "fewrel": _fewrel,
     "lama_trex": _lama,
     "conllu": _conllu,
+    "open_entity": _open_entity,
+    "semeval2010": _semeval2010,
 }
 
 

@@ -27,3 +27,13 @@ class DependencyExample:
     words: tuple[str, ...]
     heads: tuple[int, ...]
     source: str = ""
+
+
+@dataclass(frozen=True)
+class EntityTypingExample:
+    """One sentence with a marked entity mention and its (possibly empty) set of type labels."""
+
+    text: str
+    span: tuple[int, int]
+    labels: tuple[str, ...]
+    source: str = ""
