@@ -2,10 +2,11 @@
 """Knowledge-effect benchmark: what do infused plug-ins buy on downstream tasks? (K-Adapter Tables 2-4
 layout, on CPU: MiniLM backbone, real data.)
 
-1. **Plug-ins.** A factual (F) and a linguistic (L) K-Adapter are infused ONCE (seed 42) with exactly the
-   settings of ``benchmarks/real_data_infusion.py`` (run as a subprocess with ``--models infuse``): F on
-   LAMA T-REx evidence sentences (relation classification), L on UD English EWT (dependency heads).
-   They are cached in ``OUT/infuse`` and reused by later runs.
+1. **Plug-ins.** A factual (F) and a linguistic (L) K-Adapter are infused ONCE (seed 42) by
+   ``benchmarks/real_data_infusion.py --models infuse`` (a subprocess): F on LAMA T-REx evidence
+   sentences (relation classification) at that script's full size; L on UD English EWT (dependency
+   heads) with 2,000 sentences x 3 epochs instead of 6,000 x 5 (``--ud-train``/``--ud-epochs``), to fit
+   the time budget. They are cached in ``OUT/infuse`` and reused by later runs.
 2. **Tasks**, each through kadapt's readers and task heads (``objective.encode`` / ``forward`` /
    ``count`` / ``summarize``):
    - Open Entity (crowd split, 9 general types; official train/dev/test): ``entity_typing``, P / R / micro-F1;
@@ -62,7 +63,7 @@ log = logging.getLogger("knowledge-effect")
 # ---------------------------------------------------------------------------------------------- plug-ins
 
 
-def infuse_plugins(out: Path, quick: bool, threads: int) -> dict[str, Path]:
+def infuse_plugins(out: Path, quick: bool, threads: int, ud_train: int | None, ud_epochs: int | None) -> dict[str, Path]:
     """F and L plug-in folders, infused by real_data_infusion.py once and cached under ``out``."""
     plugin = {"F": out / "runs" / "factual-infuse" / "plugin", "L": out / "runs" / "linguistic-infuse" / "plugin"}
     if all((p / "adapter_config.json").exists() for p in plugin.values()):
@@ -70,6 +71,10 @@ def infuse_plugins(out: Path, quick: bool, threads: int) -> dict[str, Path]:
         return plugin
     cmd = [sys.executable, str(HERE / "real_data_infusion.py"), "--models", "infuse", "--out", str(out),
            "--seed", "42", "--threads", str(threads)] + (["--quick"] if quick else [])
+    if ud_train and not quick:
+        cmd += ["--ud-train", str(ud_train)]
+    if ud_epochs and not quick:
+        cmd += ["--ud-epochs", str(ud_epochs)]
     log.info("infusing plug-ins: %s", " ".join(cmd))
     subprocess.run(cmd, check=True)
     return plugin
@@ -277,6 +282,11 @@ def parse_args(argv=None):
     p.add_argument("--tasks", nargs="+", default=list(TASKS), choices=list(TASKS))
     p.add_argument("--seeds", nargs="+", type=int, default=None, help="head seeds (default: 42 7 1; quick: 42 7)")
     p.add_argument("--epochs", type=int, default=None)
+    p.add_argument("--ud-train", type=int, default=2000,
+                   help="UD sentences for the linguistic infusion (real_data_infusion's full size is 6000)")
+    p.add_argument("--ud-epochs", type=int, default=3, help="linguistic infusion epochs (full size: 5)")
+    p.add_argument("--plugins", nargs=2, metavar=("FACTUAL", "LINGUISTIC"), default=None,
+                   help="use these plug-in folders instead of infusing (or reusing) F and L")
     p.add_argument("--threads", type=int, default=2)
     return p.parse_args(argv)
 
@@ -308,7 +318,11 @@ def main(argv=None) -> int:
     timings: dict[str, float] = {}
 
     t0 = time.perf_counter()
-    plugin_dirs = infuse_plugins(out / ("infuse-quick" if args.quick else "infuse"), args.quick, args.threads)
+    if args.plugins:
+        plugin_dirs = {"F": Path(args.plugins[0]), "L": Path(args.plugins[1])}
+    else:
+        plugin_dirs = infuse_plugins(out / ("infuse-quick" if args.quick else "infuse"), args.quick, args.threads,
+                                     args.ud_train, args.ud_epochs)
     timings["infuse plug-ins (or reuse)"] = round(time.perf_counter() - t0, 1)
     backbone = FrozenBackbone.from_pretrained(minilm_path())
     plugins = [load_plugin(plugin_dirs[k], backbone).plugin for k in ("F", "L")]
