@@ -8,11 +8,11 @@ from pathlib import Path
 
 import pytest
 import yaml
+from run_kit import factual_recipe, write_yaml
 
 from kadapt.cli import main
 from kadapt.infusion import infuse
 from kadapt.recipes import recipe_from_dict
-from run_kit import factual_recipe, write_yaml
 
 REPO = Path(__file__).resolve().parents[2]
 FIXTURES = REPO / "tests" / "fixtures"

@@ -8,7 +8,11 @@ import torch
 
 from kadapt.data.semeval_reader import read_semeval2010
 from kadapt.objectives import build_objective
-from kadapt.tasks.relation_semeval import relation_type, semeval_counts, summarize_semeval
+from kadapt.tasks.relation_semeval import (
+    relation_type,
+    semeval_counts,
+    summarize_semeval,
+)
 
 FIXTURE = Path(__file__).resolve().parents[1] / "fixtures" / "semeval2010_task8.txt"
 
