@@ -14,7 +14,9 @@ layout, on CPU: MiniLM backbone, real data.)
      official macro-F1;
    - FewRel 5-way 1-shot (``val_wiki.json``: 8 relations for training episodes, 8 held-out relations for
      dev/test episodes): ``fewshot_pair`` (PAIR), accuracy.
-3. **Variants**: bare backbone, +F, +L, +F+L; each task head is trained with 3 seeds (the same data
+3. **Variants**: bare backbone, +F, +L, +F+L, and +R: an adapter of F's configuration, freshly
+   initialised and never infused (K-Adapter's "w/o knowledge" control: extra features that read the
+   backbone's lower layers, but no infused knowledge); each task head is trained with 3 seeds (the same data
    split; the seed sets head init, dropout and data order), the epoch is chosen on dev, test is reported.
 
 Backbone and plug-ins are frozen while the heads train, so the features ``[backbone_last ; F ; L]``
@@ -43,7 +45,9 @@ import time
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
-VARIANTS = {"bare": (), "+F": ("F",), "+L": ("L",), "+F+L": ("F", "L")}  # variant -> plug-ins used
+VARIANTS = {"bare": (), "+F": ("F",), "+L": ("L",), "+F+L": ("F", "L"),  # variant -> plug-ins used
+            "+R": ("R",)}  # R: the same adapter, freshly initialised, never infused (the "w/o knowledge" control)
+PLUGIN_NAMES = ("F", "L", "R")
 SIZES = {
     "quick": {"semeval": (200, 100, 200), "open_entity": (200, 100, 200), "fewrel": (40, 20, 40),
               "epochs": 5, "seeds": [42, 7]},
@@ -181,7 +185,7 @@ def variant_columns(variant: str, hidden: int, sizes: list[int]):
 
     parts = [torch.arange(hidden)]
     start = hidden
-    for name, size in zip(("F", "L"), sizes):
+    for name, size in zip(PLUGIN_NAMES, sizes):
         if name in VARIANTS[variant]:
             parts.append(torch.arange(start, start + size))
         start += size
@@ -259,7 +263,7 @@ def render_markdown(results: dict) -> str:
               "epoch chosen on dev per run."), "",
              "| model | " + " | ".join(c[2] for c in cols) + " |", "|---|" + "---:|" * len(cols)]
     names = {"bare": "MiniLM (frozen), no plug-in", "+F": "+ factual plug-in (F)", "+L": "+ linguistic plug-in (L)",
-             "+F+L": "+ F + L"}
+             "+F+L": "+ F + L", "+R": "+ un-infused adapter (R, control)"}
     for variant in VARIANTS:
         cells = []
         for task, metric, _ in cols:
@@ -267,7 +271,7 @@ def render_markdown(results: dict) -> str:
             cells.append(_ms([r["test"][metric] for r in runs]) if runs else "–")
         lines.append(f"| {names[variant]} | " + " | ".join(cells) + " |")
     lines += ["", "Gain over the bare backbone on the main test metric (points, mean over seeds, paired by seed):", "",
-              "| task | +F | +L | +F+L |", "|---|---:|---:|---:|"]
+              "| task | " + " | ".join(list(VARIANTS)[1:]) + " |", "|---|" + "---:|" * (len(VARIANTS) - 1)]
     for task, info in results["tasks"].items():
         base = [r["test"][r["main_metric"]] for r in info["runs"]["bare"]]
         cells = []
@@ -313,6 +317,7 @@ def main(argv=None) -> int:
     from kadapt.compose import KnowledgeModel
     from kadapt.objectives import build_objective, objective_class
     from kadapt.plugin_io import load_plugin
+    from kadapt.plugins import build_plugin
     from kadapt.recipes import default_data_dir, minilm_path
 
     mode = "quick" if args.quick else "full"
@@ -334,6 +339,8 @@ def main(argv=None) -> int:
     timings["infuse plug-ins (or reuse)"] = round(time.perf_counter() - t0, 1)
     backbone = FrozenBackbone.from_pretrained(minilm_path())
     plugins = [load_plugin(plugin_dirs[k], backbone).plugin for k in ("F", "L")]
+    torch.manual_seed(0)
+    plugins.append(build_plugin(plugins[0].kind, {**plugins[0].config.to_dict(), "name": "uninfused"}, backbone.spec))
     for plugin in plugins:
         plugin.requires_grad_(False)
     model = KnowledgeModel(backbone, plugins)
