@@ -13,6 +13,10 @@ reader yields: ``holdout_relations > 0`` sets that many relations aside (chosen 
 ``relation_seed``) for dev/test episodes and trains on episodes of the others, so one FewRel file
 gives relation-disjoint train and test sets; with 0, every split samples from all of its relations
 (use separate train/val files, as FewRel's own split does).
+
+An encoded episode is a *grouped* input: ``input_ids`` holds N·K pair sequences, which ``collate`` pads
+to (B, N·K, S) and ``KnowledgeModel`` runs as one (B·N·K, S) backbone pass, handing the head
+(B, N·K, S, F) features.
 """
 from __future__ import annotations
 
