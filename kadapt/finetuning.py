@@ -68,7 +68,8 @@ def finetune(recipe: Recipe, *, plugins: list[str] | None = None, out: str | Pat
     tok, max_len = backbone.tokenizer, recipe.data.max_length
     encoded, kept = {}, {}
     for name in ("train", "dev", "test"):
-        encoded[name], kept[name] = encode_records(model.head, getattr(splits, name), tok, max_len, policy, name)
+        records = model.head.prepare_records(getattr(splits, name), name, recipe.training.seed)
+        encoded[name], kept[name] = encode_records(model.head, records, tok, max_len, policy, name)
     result = train(model, encoded["train"], encoded["dev"], recipe.training, run_dir,
                    pad_id=tok.pad_token_id, resume=resume, accelerator=accelerator)
     metrics = {"dev": result.final_dev, "train_seconds": round(result.seconds, 2), "steps": result.global_step,
@@ -87,9 +88,12 @@ def finetune(recipe: Recipe, *, plugins: list[str] | None = None, out: str | Pat
 
 
 def _gold(record):
-    """The record's gold answer for the predictions file (label, cloze object, or QA answer texts)."""
+    """The record's gold answer for the predictions file (label, label set, cloze object, or QA
+    answer texts)."""
     if getattr(record, "label", None) is not None:
         return record.label
+    if isinstance(getattr(record, "labels", None), (tuple, list)):
+        return list(record.labels)
     if getattr(record, "answer", None) is not None:
         return record.answer
     answers = getattr(record, "answers", None)
@@ -115,6 +119,7 @@ def save_head(run_dir: Path, model: TunableKnowledgeModel, recipe: Recipe) -> No
         "data_format": recipe.data.format,
         "test_format": recipe.data.test_format,
         "max_length": recipe.data.max_length,
+        "seed": recipe.training.seed,
         **mode_info,
     })
 
@@ -150,6 +155,7 @@ def evaluate_run(run_dir: str | Path, data: str | Path, fmt: str | None = None, 
     model = load_finetuned(run_dir)
     policy = ErrorPolicy(on_error)
     records = read_records(fmt or info.get("test_format") or info["data_format"], resolve_path(str(data)), policy)
+    records = model.head.prepare_records(records, "test", info.get("seed", 0))
     tok = model.backbone.tokenizer
     encoded, kept = encode_records(model.head, records, tok, info["max_length"], policy, str(data))
     metrics, predictions = evaluate_model(model, encoded, batch_size, tok.pad_token_id,

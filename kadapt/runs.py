@@ -13,7 +13,7 @@ from kadapt.data.policy import ErrorPolicy
 from kadapt.data.readers import read_records
 from kadapt.errors import DataError, KadaptError
 from kadapt.fileio import atomic_write_text
-from kadapt.objectives.base import Objective, objective_class
+from kadapt.objectives.base import Objective
 from kadapt.recipes import BackboneSection, DataSection, Recipe, resolve_path
 
 log = logging.getLogger(__name__)

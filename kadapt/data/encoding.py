@@ -235,7 +235,7 @@ def collate(features: Sequence[Mapping[str, Any]], pad_token_id: int) -> dict[st
     other list-valued features are padded with 0 (``attention_mask``, ``token_type_ids``), 1
     (``special_tokens_mask``) or ``-100`` (``head_positions``, token labels, anything else).
     Lists of lists (multiple-choice rows, QA windows) become (batch, rows, seq) tensors padded the
-    same way in both inner dimensions; they must come with their own ``attention_mask``.
+    same way in both inner dimensions; without an ``attention_mask`` one is built from the row lengths.
     Scalar features (``subj_pos``, ``obj_pos``, ``labels``) are stacked: ints as LongTensor, floats
     as FloatTensor.  All features must have the same keys.
     """
@@ -247,9 +247,12 @@ def collate(features: Sequence[Mapping[str, Any]], pad_token_id: int) -> dict[st
             raise ValueError(f"feature {i} has keys {sorted(f)}, feature 0 has {sorted(keys)}")
     if "input_ids" not in keys:
         raise ValueError("features need 'input_ids'")
-    width = max(len(f["input_ids"]) for f in features)
     batch: dict[str, torch.Tensor] = {}
-    if "attention_mask" not in keys:
+    nested = bool(features[0]["input_ids"]) and isinstance(features[0]["input_ids"][0], (list, tuple))
+    if nested and "attention_mask" not in keys:  # grouped inputs (few-shot pairs): mask from row lengths
+        batch["attention_mask"] = _pad_nested([[[1] * len(row) for row in f["input_ids"]] for f in features], 0)
+    width = 0 if nested else max(len(f["input_ids"]) for f in features)
+    if not nested and "attention_mask" not in keys:
         batch["attention_mask"] = torch.tensor(
             [[1] * len(f["input_ids"]) + [0] * (width - len(f["input_ids"])) for f in features],
             dtype=torch.long)

@@ -26,6 +26,18 @@ def _fewrel(path, policy=None):
     return read_fewrel(path, policy=policy)
 
 
+def _open_entity(path, policy=None):
+    from kadapt.data.open_entity_reader import read_open_entity
+
+    return read_open_entity(path, policy=policy)
+
+
+def _semeval2010(path, policy=None):
+    from kadapt.data.semeval_reader import read_semeval2010
+
+    return read_semeval2010(path, policy=policy)
+
+
 def _conllu(path, policy=None):
     from kadapt.data.conllu_reader import read_conllu
 
@@ -71,6 +83,8 @@ READERS: dict[str, Callable[..., Iterator]] = {
     "xnli": _task("read_xnli"),
     "lama_cloze": _task("read_lama_cloze"),
     "text_lines": _task("read_text_lines"),
+    "open_entity": _open_entity,
+    "semeval2010": _semeval2010,
 }
 
 

@@ -91,4 +91,13 @@ class TextExample:
     """One line of raw text as whitespace-separated words (e.g. WikiText-2 for the LAMA probe's MLM layer)."""
 
     words: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class EntityTypingExample:
+    """One sentence with a marked entity mention and its (possibly empty) set of type labels."""
+
+    text: str
+    span: tuple[int, int]
+    labels: tuple[str, ...]
     source: str = ""

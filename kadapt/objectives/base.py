@@ -2,6 +2,7 @@
 
 The same contract serves infusion objectives and downstream task heads. An objective
 
+* ``prepare_records(records, split, seed)`` → the units to encode (default: the records unchanged);
 * ``encode(record, tokenizer, max_length)`` → a feature dict for one record (may raise ``DataError``);
 * ``forward(features, batch)`` → ``ObjectiveOutput(loss, logits)``;
 * ``count(logits, batch)`` → summable counts (they add up across batches and processes);
@@ -33,6 +34,11 @@ class Objective(nn.Module):
     def __init__(self, feature_size: int):
         super().__init__()
         self.feature_size = feature_size
+
+    def prepare_records(self, records: list, split: str, seed: int) -> list:
+        """The units this objective encodes, from one split's records (``split``: train/dev/test or a
+        file name). Default: the records themselves; few-shot heads sample seeded episodes here."""
+        return records
 
     def encode(self, record, tokenizer, max_length: int) -> dict:
         raise NotImplementedError
