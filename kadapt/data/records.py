@@ -91,6 +91,7 @@ class TextExample:
     """One line of raw text as whitespace-separated words (e.g. WikiText-2 for the LAMA probe's MLM layer)."""
 
     words: tuple[str, ...]
+    source: str = ""
 
 
 @dataclass(frozen=True)
