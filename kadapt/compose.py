@@ -59,9 +59,10 @@ class KnowledgeModel(nn.Module):
             layers.update(plugin.required_layers())
         return sorted(layers)
 
-    def features(self, input_ids: torch.Tensor, attention_mask: torch.Tensor,
-                 states: dict[int, torch.Tensor] | None = None, batch: dict | None = None) -> torch.Tensor:
-        """``[backbone_last ; plugin outputs]`` from ONE backbone pass: (B, S, feature_size).
+    def plugin_outputs(self, input_ids: torch.Tensor, attention_mask: torch.Tensor,
+                       states: dict[int, torch.Tensor] | None = None,
+                       batch: dict | None = None) -> tuple[torch.Tensor, list[torch.Tensor]]:
+        """``(backbone_last, [plugin_1 output, ...])`` from ONE backbone pass.
 
         ``states`` (e.g. read from the hidden-state cache) replaces the backbone pass when given;
         ``batch`` (optional) reaches inside plug-ins (entity spans for TRELM's memory bank)."""
@@ -70,12 +71,19 @@ class KnowledgeModel(nn.Module):
         else:
             states = {k: v.to(self.backbone.dtype) for k, v in states.items()}
         last = states[self.backbone.spec.num_layers]
-        parts = [last] + [
+        outputs = [
             plugin.inside_features(self.backbone, input_ids, attention_mask, batch, plain_last=last)
             if plugin.placement == "inside"
             else plugin(states, attention_mask)
             for plugin in self.plugins
         ]
+        return last, outputs
+
+    def features(self, input_ids: torch.Tensor, attention_mask: torch.Tensor,
+                 states: dict[int, torch.Tensor] | None = None, batch: dict | None = None) -> torch.Tensor:
+        """``[backbone_last ; plugin outputs]``: (B, S, feature_size); arguments as :meth:`plugin_outputs`."""
+        last, outputs = self.plugin_outputs(input_ids, attention_mask, states, batch)
+        parts = [last, *outputs]
         dtype = parts[-1].dtype
         return torch.cat([p.to(dtype) for p in parts], dim=-1)
 

@@ -198,12 +198,12 @@ class TunableKnowledgeModel(KnowledgeModel):
             return self.fusion.output_size
         return super().feature_size
 
-    def features(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
+    def features(self, input_ids: torch.Tensor, attention_mask: torch.Tensor,
+                 states: dict[int, torch.Tensor] | None = None, batch: dict | None = None) -> torch.Tensor:
         if self.fusion is None:
-            return super().features(input_ids, attention_mask)
-        states = self.backbone.encode(input_ids, attention_mask, self.required_layers())
-        last = states[self.backbone.spec.num_layers]
-        return self.fusion(last, [plugin(states, attention_mask) for plugin in self.plugins])
+            return super().features(input_ids, attention_mask, states, batch)
+        last, outputs = self.plugin_outputs(input_ids, attention_mask, states, batch)
+        return self.fusion(last, outputs)
 
     def trainable_counts(self) -> dict[str, int]:
         """Trainable parameters per part (exact; what the optimizer gets)."""

@@ -89,6 +89,8 @@ def test_pair_head_learns_on_grouped_batches(records, tiny_backbone):
     assert losses[-1] < 0.5 * losses[0]
 
 
-def test_collate_rejects_ragged_groups():
-    with pytest.raises(ValueError, match="same number of sequences"):
-        collate([{"input_ids": [[1, 2], [3]]}, {"input_ids": [[1]]}], 0)
+def test_collate_pads_ragged_groups_with_masked_rows():
+    batch = collate([{"input_ids": [[1, 2], [3]]}, {"input_ids": [[1]]}], 0)
+    assert batch["input_ids"].tolist() == [[[1, 2], [3, 0]], [[1, 0], [0, 0]]]
+    # the missing second row of example 2 is all padding with an all-zero mask
+    assert batch["attention_mask"].tolist() == [[[1, 1], [1, 0]], [[1, 0], [0, 0]]]
