@@ -159,3 +159,17 @@ def test_bad_records_are_data_errors(backbone, records):
     head2 = build_objective("xlmk_contrastive", 64, only_entities)
     with pytest.raises(DataError, match="no object task"):
         head2.encode(triple, tok, 32)
+
+
+def test_batch_norm_projections_accept_single_row_tasks(backbone, records):
+    model = _model(backbone, records, batch_norm=True)
+    model.train()
+    out = model(_batch(model, records[:2], backbone.tokenizer))  # one mention + one triple
+    out.loss.backward()
+    assert torch.isfinite(out.loss)
+    bn = model.head.mention_proj[1]
+    assert isinstance(bn, torch.nn.BatchNorm1d) and int(bn.num_batches_tracked) == 0  # running stats used
+    out = model(_batch(model, records[:8], backbone.tokenizer))
+    assert int(bn.num_batches_tracked) == 1
+    assert "mention_proj.1.running_mean" in model.head.state_dict()
+    assert not any("running" in k for k in model.head.memory_state())
