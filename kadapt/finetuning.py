@@ -19,6 +19,7 @@ import torch
 from kadapt.compose import KnowledgeModel
 from kadapt.data.policy import ErrorPolicy
 from kadapt.data.readers import read_records
+from kadapt.errors import RecipeError
 from kadapt.fileio import atomic_write_json, atomic_write_text, read_json
 from kadapt.finetune_modes import FinetuneSection, TunableKnowledgeModel, load_tuned, make_backbone, save_tuned
 from kadapt.objectives import build_objective
@@ -70,8 +71,11 @@ def finetune(recipe: Recipe, *, plugins: list[str] | None = None, out: str | Pat
     for name in ("train", "dev", "test"):
         records = model.head.prepare_records(getattr(splits, name), name, recipe.training.seed)
         encoded[name], kept[name] = encode_records(model.head, records, tok, max_len, policy, name)
+    collates = {}
+    if recipe.training.cache:  # backbone states read from the hidden-state cache (frozen backbone only)
+        encoded["train"], encoded["dev"], collates = _cached_splits(model, recipe, encoded, accelerator)
     result = train(model, encoded["train"], encoded["dev"], recipe.training, run_dir,
-                   pad_id=tok.pad_token_id, resume=resume, accelerator=accelerator)
+                   pad_id=tok.pad_token_id, resume=resume, accelerator=accelerator, **collates)
     metrics = {"dev": result.final_dev, "train_seconds": round(result.seconds, 2), "steps": result.global_step,
                "plugins": [str(p) for p in recipe.plugins], "skipped_records": policy.summary(),
                "finetune": model.section.to_dict(), "trainable_parameters": model.trainable_counts()}
@@ -85,6 +89,24 @@ def finetune(recipe: Recipe, *, plugins: list[str] | None = None, out: str | Pat
         atomic_write_json(run_dir / "metrics.json", metrics)
     accelerator.wait_for_everyone()
     return FinetuneResult(run_dir, metrics)
+
+
+def _cached_splits(model: TunableKnowledgeModel, recipe: Recipe, encoded: dict, accelerator) -> tuple[list, list, dict]:
+    """Train/dev examples tagged with hidden-state cache rows (see :func:`kadapt.infusion.cache_splits`).
+
+    Only valid while the backbone's states cannot change: ``finetune.backbone: frozen``; plug-ins may
+    train (they read the states, they do not change them). Grouped inputs (choices, windows, pairs)
+    are not cached."""
+    from kadapt.infusion import cache_splits
+
+    if model.section.backbone != "frozen":
+        raise RecipeError(f"{recipe.source}: training.cache needs finetune.backbone: frozen "
+                          f"(with backbone: {model.section.backbone} its hidden states change while training)")
+    first = encoded["train"][0]["input_ids"] if encoded["train"] else []
+    if first and isinstance(first[0], (list, tuple)):
+        raise RecipeError(f"{recipe.source}: training.cache serves one sequence per example; "
+                          f"{recipe.objective.name!r} encodes several (choices, windows or pairs)")
+    return cache_splits(model, recipe, encoded["train"], encoded["dev"], accelerator)
 
 
 def _gold(record):

@@ -108,3 +108,39 @@ def test_finetune_is_a_pure_function_of_the_recipe(world, backbone_dir, backbone
                  backbone=backbone)
         heads.append((out / "head.safetensors").read_bytes())
     assert heads[0] == heads[1]
+
+
+def test_finetune_reads_the_hidden_state_cache(world, backbone_dir, backbone, plugins, tmp_path, monkeypatch):
+    from kadapt.errors import RecipeError
+    from run_kit import train_losses
+
+    cache_opts = {"cache": True, "cache_dir": str(tmp_path / "cache"), "cache_dtype": "float32"}
+    plain = finetune(recipe_from_dict(finetune_recipe(world, backbone_dir, tmp_path / "plain", plugins)),
+                     backbone=backbone)
+    cached = finetune(recipe_from_dict(finetune_recipe(world, backbone_dir, tmp_path / "cached", plugins, **cache_opts)),
+                      backbone=backbone)
+    # fp32 cache: the same run up to float rounding (the cache is built with other padding widths)
+    assert train_losses(tmp_path / "cached") == pytest.approx(train_losses(tmp_path / "plain"), rel=1e-5, abs=1e-6)
+    assert cached.metrics["dev"]["accuracy"] == plain.metrics["dev"]["accuracy"]
+    assert cached.metrics["test"]["accuracy"] == plain.metrics["test"]["accuracy"]
+
+    # once built, training and dev evaluation never run the backbone (test evaluation still does)
+    calls = {"n": 0}
+    original = backbone.encode
+
+    def counting(*args, **kwargs):
+        calls["n"] += 1
+        return original(*args, **kwargs)
+
+    monkeypatch.setattr(backbone, "encode", counting)
+    again = finetune(recipe_from_dict(finetune_recipe(world, backbone_dir, tmp_path / "again", plugins, **cache_opts)),
+                     backbone=backbone)
+    n_test = len(json.loads(world["task_facts_test"].read_text()))
+    assert calls["n"] == -(-n_test // 8)  # only the test batches (batch size 8) ran the backbone
+    assert train_losses(tmp_path / "again") == train_losses(tmp_path / "cached")
+    assert again.metrics["test"] == cached.metrics["test"]
+
+    trained = finetune_recipe(world, backbone_dir, tmp_path / "full", plugins, **cache_opts)
+    trained["finetune"] = {"backbone": "full"}
+    with pytest.raises(RecipeError, match="training.cache needs finetune.backbone: frozen"):
+        finetune(recipe_from_dict(trained), backbone=backbone)
