@@ -10,37 +10,21 @@ Records carry the literal ``[MASK]``; the probe head swaps in the tokenizer's ow
 """
 from __future__ import annotations
 
-import json
 from collections.abc import Iterator
 from pathlib import Path
 
 from kadapt.data.policy import ErrorPolicy
 from kadapt.data.records import ClozeExample
-from kadapt.data.textfile import iter_raw_lines
+from kadapt.data.textfile import iter_json_objects
 from kadapt.errors import DataError
 
 MASK = "[MASK]"
 
 
-def _json_lines(path: Path, policy: ErrorPolicy) -> Iterator[tuple[int, dict]]:
-    for lineno, raw in iter_raw_lines(path):
-        if not raw.strip():
-            continue
-        try:
-            obj = json.loads(raw.decode("utf-8"))
-        except (UnicodeDecodeError, ValueError) as exc:
-            policy.handle(DataError(path, lineno, f"malformed record: {exc}"), "malformed JSON")
-            continue
-        if not isinstance(obj, dict):
-            policy.handle(DataError(path, lineno, "expected a JSON object"), "malformed JSON")
-            continue
-        yield lineno, obj
-
-
 def read_templates(path: Path) -> dict[str, str]:
     """``relation id -> template`` from LAMA's ``relations.jsonl``."""
     templates = {}
-    for lineno, obj in _json_lines(path, ErrorPolicy("raise")):
+    for lineno, obj in iter_json_objects(path, ErrorPolicy("raise")):
         template = obj.get("template")
         if not isinstance(template, str) or "[X]" not in template or "[Y]" not in template:
             raise DataError(path, lineno, f"template must contain [X] and [Y], got {template!r}")
@@ -69,7 +53,7 @@ def read_lama_cloze(path: str | Path, policy: ErrorPolicy | None = None) -> Iter
     templates = read_templates(found) if found is not None else {}
     for file in files:
         with policy.scope(file):
-            for lineno, obj in _json_lines(file, policy):
+            for lineno, obj in iter_json_objects(file, policy):
                 try:
                     yield _cloze(file, lineno, obj, templates)
                 except DataError as err:

@@ -38,7 +38,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from kadapt.data.policy import ErrorPolicy
-from kadapt.data.textfile import iter_raw_lines
+from kadapt.data.textfile import iter_json_objects
 from kadapt.errors import DataError, KadaptError
 from kadapt.fileio import atomic_write_text
 
@@ -93,26 +93,6 @@ def find_file(folder: Path, stem: str) -> Path | None:
     return None
 
 
-def _json_lines(path: Path, policy: ErrorPolicy) -> Iterator[tuple[int, dict]]:
-    for lineno, raw in iter_raw_lines(path):
-        try:
-            text = raw.decode("utf-8").strip()
-        except UnicodeDecodeError as err:
-            policy.handle(DataError(path, lineno, f"not UTF-8 ({err.reason})"), "bad encoding")
-            continue
-        if not text:
-            continue
-        try:
-            obj = json.loads(text)
-        except json.JSONDecodeError as err:
-            policy.handle(DataError(path, lineno, f"malformed JSON: {err.msg}"), "malformed JSON")
-            continue
-        if not isinstance(obj, dict):
-            policy.handle(DataError(path, lineno, "expected a JSON object"), "malformed JSON")
-            continue
-        yield lineno, obj
-
-
 def _string(obj: dict, key: str, path, line) -> str:
     value = obj.get(key)
     if not isinstance(value, str) or not value.strip():
@@ -123,7 +103,7 @@ def _string(obj: dict, key: str, path, line) -> str:
 def read_descriptions(path: Path, policy: ErrorPolicy) -> dict[str, dict[str, str]]:
     """``entity → {lang: text}``; a second description for the same (entity, lang) is an error."""
     table: dict[str, dict[str, str]] = {}
-    for line, obj in _json_lines(path, policy):
+    for line, obj in iter_json_objects(path, policy):
         try:
             entity, text = _string(obj, "entity", path, line), _string(obj, "text", path, line)
             lang = check_lang(obj.get("lang"), path, line)
@@ -151,7 +131,7 @@ def _describe(table: dict, entity: str, what: str, path: Path, line: int, desc_p
 
 
 def read_mentions(path: Path, table: dict, policy: ErrorPolicy, desc_path, stats: Counter) -> Iterator[MentionExample]:
-    for line, obj in _json_lines(path, policy):
+    for line, obj in iter_json_objects(path, policy):
         try:
             text, entity = _string(obj, "text", path, line), _string(obj, "entity", path, line)
             lang = check_lang(obj.get("lang"), path, line)
@@ -169,7 +149,7 @@ def read_mentions(path: Path, table: dict, policy: ErrorPolicy, desc_path, stats
 
 
 def read_triples(path: Path, table: dict, policy: ErrorPolicy, desc_path, stats: Counter) -> Iterator[TripleExample]:
-    for line, obj in _json_lines(path, policy):
+    for line, obj in iter_json_objects(path, policy):
         try:
             subj, rel, obj_id = (_string(obj, k, path, line) for k in ("subject", "relation", "object"))
             subj_found = _describe(table, subj, "subject", path, line, desc_path)

@@ -24,7 +24,6 @@ language (``part="train"``/``"test"``; ``holdout`` is the test fraction).
 """
 from __future__ import annotations
 
-import json
 import logging
 from collections import Counter
 from dataclasses import dataclass, field, replace
@@ -33,27 +32,12 @@ from urllib.parse import unquote
 
 from kadapt.data.multilingual import KnowledgeWriter, stable_hash
 from kadapt.data.policy import ErrorPolicy
-from kadapt.data.textfile import iter_raw_lines
+from kadapt.data.textfile import iter_json_objects, iter_raw_lines
 from kadapt.errors import DataError, KadaptError
 
 log = logging.getLogger(__name__)
 
 MPARAREL_LANGUAGES = ("en", "de", "fr", "ru", "el", "ar", "zh-hans", "ja")
-
-
-def _jsonl(path: Path, policy: ErrorPolicy):
-    for line, raw in iter_raw_lines(path):
-        if not raw.strip():
-            continue
-        try:
-            obj = json.loads(raw.decode("utf-8"))
-        except (UnicodeDecodeError, ValueError) as err:
-            policy.handle(DataError(path, line, f"malformed line: {err}"), "malformed line")
-            continue
-        if not isinstance(obj, dict):
-            policy.handle(DataError(path, line, "malformed line: not a JSON object"), "malformed line")
-            continue
-        yield line, obj
 
 
 def in_part(relation: str, lineid, part: str, holdout: float) -> bool:
@@ -69,7 +53,7 @@ def in_part(relation: str, lineid, part: str, holdout: float) -> bool:
 def read_patterns(path: Path, policy: ErrorPolicy) -> list[str]:
     """Templates with both ``[X]`` and ``[Y]``; human-checked ones when there are any."""
     checked, other = [], []
-    for line, obj in _jsonl(path, policy):
+    for line, obj in iter_json_objects(path, policy):
         pattern = obj.get("pattern")
         if not isinstance(pattern, str) or pattern.count("[X]") != 1 or pattern.count("[Y]") != 1:
             policy.handle(DataError(path, line, f"template needs one [X] and one [Y]: {pattern!r}"), "bad template")
@@ -110,7 +94,7 @@ def read_mpararel_facts(root: str | Path, languages=MPARAREL_LANGUAGES, relation
             relation = path.name.split(".")[0]
             if relations and relation not in relations:
                 continue
-            for line, obj in _jsonl(path, policy):
+            for line, obj in iter_json_objects(path, policy):
                 keys = ("sub_uri", "obj_uri", "sub_label", "obj_label", "lineid")
                 if any(k not in obj for k in keys) or not all(isinstance(obj[k], str) and obj[k] for k in keys[:4]):
                     policy.handle(DataError(path, line, f"fact lacks one of {list(keys)}"), "incomplete fact")
@@ -160,7 +144,7 @@ def convert_lama_trex(root: str | Path, *, mpararel: str | Path | None = None, p
     trex = root / "TREx" if (root / "TREx").is_dir() else root
     out = KnowledgeWriter.empty()
     for path in sorted(trex.glob("P*.jsonl*")):
-        for line, obj in _jsonl(path, policy):
+        for line, obj in iter_json_objects(path, policy):
             try:
                 relation = obj["predicate_id"]
                 sub, ob = obj["sub_uri"], obj["obj_uri"]
