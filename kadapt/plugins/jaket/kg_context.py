@@ -83,3 +83,11 @@ def attach_kg(model, kg_dir: str | Path, memory: str | Path | None = None, *, on
             mem = build_memory(model.backbone, graph, plugin)
         plugin.attach_kg(make_context(graph, mem, plugin, seed))
     return graph
+
+
+def single_jaket_plugin(model, task: str):
+    """The one JAKET plug-in a KG task reads (clear error for none or several)."""
+    plugins = jaket_plugins(model)
+    if len(plugins) != 1:
+        raise KadaptError(f"{task} reads the KG through exactly one JAKET plug-in; the model has {len(plugins)}")
+    return plugins[0]
