@@ -22,7 +22,12 @@ from torch import nn
 from kadapt.data.encoding import LabelVocab
 from kadapt.data.policy import ErrorPolicy
 from kadapt.errors import DataError, KadaptError
-from kadapt.objectives.base import Objective, ObjectiveOutput, register_objective, safe_div
+from kadapt.objectives.base import (
+    Objective,
+    ObjectiveOutput,
+    register_objective,
+    safe_div,
+)
 
 log = logging.getLogger(__name__)
 TASK = "kg_entity_classification"
