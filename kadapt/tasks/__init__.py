@@ -6,6 +6,7 @@ from kadapt.tasks import (  # noqa: F401
     extractive_qa,
     fewshot_pair,
     kg_entity_classification,
+    kgqa,
     lama_probe,
     multiple_choice,
     relation_semeval,
