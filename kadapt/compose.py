@@ -5,6 +5,8 @@ One backbone pass per batch materialises the union of the hidden states every ou
 in the order the plug-ins were given. An INSIDE plug-in (TRELM) changes the backbone pass itself, so
 it runs a pass of its own (``plugin.inside_features``) and contributes that pass's last hidden state;
 outside plug-ins and ``backbone_last`` still read the unmodified pass they were trained on.
+A RE-ENTRANT plug-in (JAKET) reads a lower state of the same pass, changes it and runs the upper
+layers again (``plugin.reentrant_features``); it contributes that second pass's last state.
 The backbone is kept out of the module tree (not in ``state_dict``, ``parameters()`` or DDP), so
 only plug-ins and head are ever saved, optimised or wrapped. Inputs of shape (batch, n, seq) (multiple
 choice: one row per choice; QA: one row per document window) are encoded as batch·n rows and the head
@@ -24,16 +26,38 @@ from kadapt.objectives.base import Objective, ObjectiveOutput
 from kadapt.plugins.base import Plugin
 
 
+def _outside(plugin, backbone, input_ids, attention_mask, batch, states):
+    return plugin(states, attention_mask)
+
+
+def _inside(plugin, backbone, input_ids, attention_mask, batch, states):
+    return plugin.inside_features(backbone, input_ids, attention_mask, batch,
+                                  plain_last=states[backbone.spec.num_layers])
+
+
+def _reentrant(plugin, backbone, input_ids, attention_mask, batch, states):
+    return plugin.reentrant_features(backbone, input_ids, attention_mask, batch, states)
+
+
+#: placement -> (the method a plug-in needs, how its feature block is computed from the shared pass)
+FEATURES_BY_PLACEMENT = {
+    "outside": (None, _outside),
+    "inside": ("inside_features", _inside),
+    "reentrant": ("reentrant_features", _reentrant),
+}
+
+
 class KnowledgeModel(nn.Module):
     def __init__(self, backbone: FrozenBackbone, plugins: Sequence[Plugin] = (), head: Objective | None = None):
         super().__init__()
         object.__setattr__(self, "backbone", backbone)  # not a submodule
         self.plugins = nn.ModuleList(plugins)
         for plugin in plugins:
-            if plugin.placement != "outside" and not hasattr(plugin, "inside_features"):
+            needs = FEATURES_BY_PLACEMENT.get(plugin.placement, ("<unknown placement>",))[0]
+            if needs is not None and not hasattr(plugin, needs):
                 raise KadaptError(
                     f"plug-in {plugin.config.name!r} of kind {plugin.kind!r} attaches {plugin.placement!r}; "
-                    "this KnowledgeModel composes outside plug-ins only"
+                    f"this KnowledgeModel composes {sorted(FEATURES_BY_PLACEMENT)} plug-ins that define the matching hook"
                 )
             if plugin.spec != backbone.spec:
                 raise KadaptError(
@@ -71,12 +95,8 @@ class KnowledgeModel(nn.Module):
         else:
             states = {k: v.to(self.backbone.dtype) for k, v in states.items()}
         last = states[self.backbone.spec.num_layers]
-        outputs = [
-            plugin.inside_features(self.backbone, input_ids, attention_mask, batch, plain_last=last)
-            if plugin.placement == "inside"
-            else plugin(states, attention_mask)
-            for plugin in self.plugins
-        ]
+        outputs = [FEATURES_BY_PLACEMENT[plugin.placement][1](plugin, self.backbone, input_ids, attention_mask, batch, states)
+                   for plugin in self.plugins]
         return last, outputs
 
     def features(self, input_ids: torch.Tensor, attention_mask: torch.Tensor,

@@ -66,6 +66,8 @@ def finetune(recipe: Recipe, *, plugins: list[str] | None = None, out: str | Pat
     model.head = build_objective(recipe.objective.name, model.feature_size, config, source=f"{recipe.source}: objective")
     if hasattr(model.head, "bind_backbone"):  # heads initialised from backbone weights (lama_probe)
         model.head.bind_backbone(model.backbone)
+    if hasattr(model.head, "bind_model"):  # heads that read a KG through a plug-in (JAKET entity classification)
+        model.head.bind_model(model)
     tok, max_len = backbone.tokenizer, recipe.data.max_length
     encoded, kept = {}, {}
     for name in ("train", "dev", "test"):
@@ -164,6 +166,8 @@ def load_finetuned(run_dir: str | Path, backbone=None) -> KnowledgeModel:
     section = FinetuneSection.from_dict(info.get("finetune"), str(run_dir / "head_config.json"))
     model = build_model(backbone, info["plugins"], section, copy_weights=not own_backbone)
     model.head = build_objective(info["objective"], model.feature_size, info["config"])
+    if hasattr(model.head, "bind_model"):
+        model.head.bind_model(model)
     load_tuned(run_dir, model, info)
     model.eval()
     return model

@@ -50,6 +50,18 @@ def _kg(path, policy=None):
     return read_kg_triples(path, policy=policy)
 
 
+def _kg_entities(path, policy=None):
+    from kadapt.tasks.kg_entity_classification import read_kg_entities
+
+    return read_kg_entities(path, policy=policy)
+
+
+def _metaqa(path, policy=None):
+    from kadapt.tasks.kgqa import read_metaqa_questions
+
+    return read_metaqa_questions(path, policy=policy)
+
+
 def _xlmk_knowledge(path, policy=None):
     from kadapt.data.multilingual_converters import read_knowledge_source
 
@@ -74,6 +86,8 @@ READERS: dict[str, Callable[..., Iterator]] = {
     "lama_trex": _lama,
     "conllu": _conllu,
     "kg": _kg,
+    "kg_entities": _kg_entities,
+    "metaqa": _metaqa,
     "xlmk_knowledge": _xlmk_knowledge,
     "conllu_upos": _task("read_conllu_upos"),
     "conll_ner": _task("read_conll_ner"),

@@ -169,6 +169,35 @@ def read_wikidata5m(directory: str | Path, policy: ErrorPolicy | OnError | None 
     return KnowledgeGraph.build(entities, relations, triples, source=str(root), stats={"skipped_triples": policy.skipped})
 
 
+def read_metaqa_kb(directory: str | Path, policy: ErrorPolicy | OnError | None = None) -> KnowledgeGraph:
+    """MetaQA's ``kb.txt`` (``head|relation|tail`` per line; entity ids are their names, no descriptions)."""
+    root = Path(directory)
+    policy = ErrorPolicy.resolve(policy)
+    path = root / "kb.txt"
+    entity_index: dict[str, int] = {}
+    relation_index: dict[str, int] = {}
+    triples = []
+    with policy.scope(path):
+        for number, line in _lines(path):
+            if not line.strip():
+                continue
+            fields = [f.strip() for f in line.split("|")]
+            try:
+                if len(fields) != 3 or not all(fields):
+                    raise DataError(path, number, f"expected head|relation|tail, got {len(fields)} field(s)")
+            except DataError as err:
+                policy.handle(err)
+                continue
+            h, r, t = fields
+            for name in (h, t):
+                entity_index.setdefault(name, len(entity_index))
+            relation_index.setdefault(r, len(relation_index))
+            triples.append((entity_index[h], relation_index[r], entity_index[t]))
+    entities = [(e, e, None) for e in entity_index]
+    relations = [(r, r.replace("_", " "), None) for r in relation_index]
+    return KnowledgeGraph.build(entities, relations, triples, source=str(root), stats={"skipped_triples": policy.skipped})
+
+
 def _uri_name(uri: str) -> str:
     return uri.strip().rstrip("/").rsplit("/", 1)[-1].replace("_", " ")
 
@@ -187,6 +216,7 @@ KG_READERS: dict[str, Callable[..., KnowledgeGraph]] = {
     "codex": read_codex,
     "dbp15k": read_dbp15k,
     "wikidata5m": read_wikidata5m,
+    "metaqa": read_metaqa_kb,
 }
 
 
@@ -200,6 +230,8 @@ def detect_format(directory: str | Path) -> str:
         return "dbp15k"
     if (root / "wikidata5m_entity.txt").exists():
         return "wikidata5m"
+    if (root / "kb.txt").exists():
+        return "metaqa"
     raise KadaptError(f"{root}: cannot tell the KG format (known: {sorted(KG_READERS)}); pass format=")
 
 

@@ -5,6 +5,8 @@ from kadapt.tasks import (  # noqa: F401
     entity_typing,
     extractive_qa,
     fewshot_pair,
+    kg_entity_classification,
+    kgqa,
     lama_probe,
     multiple_choice,
     relation_semeval,

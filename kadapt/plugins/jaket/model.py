@@ -101,6 +101,56 @@ class JaketPlugin(Plugin):
         merged = self.merge_norm(z[linked] + knowledge[token_entities[linked]])
         return z.masked_scatter(linked.unsqueeze(-1), merged)
 
+    # ------------------------------------------------------------------ downstream (KnowledgeModel)
+    def attach_kg(self, context) -> None:
+        """Set the :class:`~kadapt.plugins.jaket.kg_context.KGContext` read downstream (not saved)."""
+        object.__setattr__(self, "kg_context", context)
+
+    def require_kg(self):
+        context = getattr(self, "kg_context", None)
+        if context is None:
+            raise KadaptError(f"JAKET plug-in {self.config.name!r} has no knowledge graph attached; text with "
+                              "linked mentions needs one (kadapt.plugins.jaket.kg_context.attach_kg)")
+        return context
+
+    def entity_embeddings(self, entities: torch.Tensor) -> torch.Tensor:
+        """KG-side embeddings (memory + GAT, no LM2) of ``entities`` (global ids of the attached KG)."""
+        context = self.require_kg()
+        entities = entities.flatten().cpu()
+        roots, inverse = torch.unique(entities, return_inverse=True)
+        sub = context.subgraph(roots, self.training)
+        memory = context.memory
+        device = self.merge_norm.weight.device
+        sub.edge_index, sub.edge_type = sub.edge_index.to(device), sub.edge_type.to(device)
+        return self.knowledge(memory.entities.to(device), memory.relations.to(device), sub)[inverse.to(device)]
+
+    def reentrant_features(self, backbone, input_ids: torch.Tensor, attention_mask: torch.Tensor,
+                           batch: Mapping | None, states: Mapping[int, torch.Tensor]) -> torch.Tensor:
+        """LM2 over LM1 states merged with knowledge at linked mentions.
+
+        ``batch["token_entities"]`` (B, S): entity id in the attached KG per token, -1 elsewhere.
+        Without it (or with no linked token) the result is the backbone's last state, unchanged."""
+        token_entities = None if batch is None else batch.get("token_entities")
+        if token_entities is None or not bool((token_entities >= 0).any()):
+            return states[self.spec.num_layers]
+        if token_entities.shape != input_ids.shape:
+            raise KadaptError(f"token_entities {tuple(token_entities.shape)} must have the shape of input_ids "
+                              f"{tuple(input_ids.shape)}")
+        context = self.require_kg()
+        linked = token_entities >= 0
+        if int(token_entities.max()) >= context.graph.num_entities:
+            raise KadaptError(f"token_entities names entity {int(token_entities.max())}; the attached KG "
+                              f"{context.graph.source} has {context.graph.num_entities}")
+        roots = torch.unique(token_entities[linked].cpu())
+        sub = context.subgraph(roots, self.training)
+        device = input_ids.device
+        sub.edge_index, sub.edge_type = sub.edge_index.to(device), sub.edge_type.to(device)
+        memory = context.memory
+        knowledge = self.knowledge(memory.entities.to(device), memory.relations.to(device), sub)
+        rows = torch.searchsorted(roots.to(device), token_entities.clamp(min=0))
+        rows = torch.where(linked, rows, torch.full_like(rows, -1))
+        return self(states, attention_mask, backbone=backbone, token_entities=rows, knowledge=knowledge)
+
     def forward(self, states: Mapping[int, torch.Tensor], attention_mask: torch.Tensor, *, backbone,
                 token_entities: torch.Tensor, knowledge: torch.Tensor) -> torch.Tensor:
         """Z^LM = LM2(merge(LM1(x))) (eq. 8-10). ``token_entities``: (B, S) row of ``knowledge`` or -1."""
