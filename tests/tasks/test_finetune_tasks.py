@@ -21,6 +21,7 @@ CASES = {
     # recipe: (data files, objective config overrides, main test metric)
     "open_entity_small": ({"train": "open_entity_crowd.json", "dev": "open_entity_crowd.json",
                              "test": "open_entity_crowd.json"}, {}, "micro_f1"),
+    "figer": ({"train": "figer.json", "dev": "figer.json", "test": "figer.json"}, {}, "micro_f1"),
     "semeval2010_small": ({"train": "semeval2010_task8.txt", "dev": "semeval2010_task8.txt",
                        "test": "semeval2010_task8.txt"}, {}, "macro_f1"),
     "tacred_small": ({"train": "tacred.json", "dev": "tacred.json", "test": "tacred.json"}, {}, "micro_f1"),
