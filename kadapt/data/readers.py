@@ -38,6 +38,12 @@ def _figer(path, policy=None):
     return read_figer(path, policy=policy)
 
 
+def _open_qa(path, policy=None):
+    from kadapt.data.open_qa_reader import read_open_qa
+
+    return read_open_qa(path, policy=policy)
+
+
 def _semeval2010(path, policy=None):
     from kadapt.data.semeval_reader import read_semeval2010
 
@@ -91,6 +97,8 @@ READERS: dict[str, Callable[..., Iterator]] = {
     "text_lines": _task("read_text_lines"),
     "open_entity": _open_entity,
     "figer": _figer,
+    "searchqa": _open_qa,
+    "quasar_t": _open_qa,
     "semeval2010": _semeval2010,
 }
 

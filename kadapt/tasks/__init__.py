@@ -7,6 +7,7 @@ from kadapt.tasks import (  # noqa: F401
     fewshot_pair,
     lama_probe,
     multiple_choice,
+    open_domain_qa,
     relation_semeval,
     relation_tacred,
     sentence_classification,
