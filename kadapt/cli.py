@@ -112,11 +112,15 @@ def cmd_zoo(args) -> int:
 
 
 def cmd_recipe_check(args) -> int:
-    from kadapt.recipes import check_recipe, load_recipe
+    from kadapt.recipes import check_recipe, load_recipe, missing_data
 
-    problems = check_recipe(load_recipe(args.recipe, args.overrides))
+    recipe = load_recipe(args.recipe, args.overrides)
+    problems = check_recipe(recipe, require_data=args.require_data)
     for problem in problems:
         print(problem, file=sys.stderr)
+    if not args.require_data:
+        for note in missing_data(recipe):
+            print(f"note: {note}", file=sys.stderr)
     if not problems:
         print(f"{args.recipe}: ok")
     return 1 if problems else 0
@@ -186,6 +190,8 @@ def build_parser() -> argparse.ArgumentParser:
     r = rsub.add_parser("check", help="Validate a recipe without running it.")
     r.add_argument("recipe")
     r.add_argument("overrides", nargs="*")
+    r.add_argument("--require-data", action="store_true",
+                   help="Also fail when data files under ${KADAPT_DATA_DIR} are not present (default: a note).")
     r.set_defaults(func=cmd_recipe_check)
 
     p = sub.add_parser("quickstart", help="The README's main job: a full continual-infusion story on generated data.")

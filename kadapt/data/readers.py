@@ -32,6 +32,18 @@ def _open_entity(path, policy=None):
     return read_open_entity(path, policy=policy)
 
 
+def _figer(path, policy=None):
+    from kadapt.data.figer_reader import read_figer
+
+    return read_figer(path, policy=policy)
+
+
+def _open_qa(path, policy=None):
+    from kadapt.data.open_qa_reader import read_open_qa
+
+    return read_open_qa(path, policy=policy)
+
+
 def _semeval2010(path, policy=None):
     from kadapt.data.semeval_reader import read_semeval2010
 
@@ -98,6 +110,9 @@ READERS: dict[str, Callable[..., Iterator]] = {
     "lama_cloze": _task("read_lama_cloze"),
     "text_lines": _task("read_text_lines"),
     "open_entity": _open_entity,
+    "figer": _figer,
+    "searchqa": _open_qa,
+    "quasar_t": _open_qa,
     "semeval2010": _semeval2010,
 }
 

@@ -53,6 +53,19 @@ class QAExample:
 
 
 @dataclass(frozen=True)
+class OpenQAExample:
+    """Open-domain QA (SearchQA / Quasar-T, DS-QA release): a question, its retrieved ``paragraphs`` and
+    the gold answer strings as ``(text, -1)`` pairs (-1: not located in any paragraph; distant
+    supervision finds them)."""
+
+    id: str
+    question: str
+    paragraphs: tuple[str, ...]
+    answers: tuple[tuple[str, int], ...]
+    source: str = ""
+
+
+@dataclass(frozen=True)
 class MultipleChoiceExample:
     """CosmosQA-style: a context, a question and candidate answers; ``label`` indexes the right one."""
 

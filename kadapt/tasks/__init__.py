@@ -9,6 +9,7 @@ from kadapt.tasks import (  # noqa: F401
     kgqa,
     lama_probe,
     multiple_choice,
+    open_domain_qa,
     relation_semeval,
     relation_tacred,
     sentence_classification,

@@ -8,7 +8,7 @@ from kadapt.metrics import available_metrics, load_metric
 
 
 def test_metrics_are_packaged():
-    assert {"tacred_f1", "semeval2010_f1", "open_entity_f1", "fewrel_accuracy"} <= set(available_metrics())
+    assert {"tacred_f1", "semeval2010_f1", "open_entity_f1", "figer_f1", "fewrel_accuracy"} <= set(available_metrics())
 
 
 def test_tacred_f1_excludes_no_relation():
@@ -42,6 +42,21 @@ def test_open_entity_f1_loose_micro_macro_and_strict():
     assert s["precision"] == 1.0 and s["recall"] == pytest.approx(0.6) and s["micro_f1"] == pytest.approx(0.75)
     # macro: P = (1 + 1 + 0) / 3 (an empty prediction adds 0), R = (1/2 + 1 + 0) / 3
     assert s["macro_precision"] == pytest.approx(2 / 3) and s["macro_recall"] == pytest.approx(0.5)
+
+
+def test_figer_f1_strict_loose_macro_loose_micro():
+    m = load_metric("figer_f1")
+    refs = [["/person", "/person/artist"], ["/location", "/location/city"], ["/organization"]]
+    preds = [["/person", "/person/artist"], ["/location"], ["/person", "/organization/company"]]
+    s = m.compute(predictions=preds, references=refs)
+    # strict: only mention 1 is exact -> 1/3
+    assert s["strict_accuracy"] == pytest.approx(1 / 3)
+    # loose macro: P = (2/2 + 1/1 + 0/2) / 3 = 2/3, R = (2/2 + 1/2 + 0/1) / 3 = 1/2, F1 = 2PR/(P+R) = 4/7
+    assert s["loose_macro_precision"] == pytest.approx(2 / 3) and s["loose_macro_recall"] == pytest.approx(0.5)
+    assert s["loose_macro_f1"] == pytest.approx(4 / 7)
+    # loose micro: correct 3, predicted 5, gold 5 -> P = R = F1 = 3/5
+    assert s["loose_micro_precision"] == pytest.approx(0.6) and s["loose_micro_recall"] == pytest.approx(0.6)
+    assert s["loose_micro_f1"] == pytest.approx(0.6)
 
 
 def test_fewrel_accuracy():

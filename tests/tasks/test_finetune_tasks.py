@@ -19,9 +19,14 @@ FIXTURES = REPO / "tests" / "fixtures"
 
 CASES = {
     # recipe: (data files, objective config overrides, main test metric)
-    "entity_typing_small": ({"train": "open_entity_crowd.json", "dev": "open_entity_crowd.json",
+    "open_entity_small": ({"train": "open_entity_crowd.json", "dev": "open_entity_crowd.json",
                              "test": "open_entity_crowd.json"}, {}, "micro_f1"),
-    "semeval_small": ({"train": "semeval2010_task8.txt", "dev": "semeval2010_task8.txt",
+    "figer": ({"train": "figer.json", "dev": "figer.json", "test": "figer.json"}, {}, "micro_f1"),
+    "searchqa": ({"train": "searchqa/train.json", "dev": "searchqa/train.json", "test": "searchqa/train.json"},
+                 {"doc_stride": 8}, "f1"),
+    "quasar_t": ({"train": "quasar_t/test.json", "dev": "quasar_t/test.json", "test": "quasar_t/test.txt"},
+                 {"doc_stride": 8}, "f1"),
+    "semeval2010_small": ({"train": "semeval2010_task8.txt", "dev": "semeval2010_task8.txt",
                        "test": "semeval2010_task8.txt"}, {}, "macro_f1"),
     "tacred_small": ({"train": "tacred.json", "dev": "tacred.json", "test": "tacred.json"}, {}, "micro_f1"),
     "fewrel_small": ({"train": "fewrel_4rel.json", "dev": "fewrel_4rel.json", "test": "fewrel_4rel.json"},
