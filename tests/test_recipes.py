@@ -170,10 +170,11 @@ def test_there_are_shipped_recipes():
 
 
 FINETUNE = sorted((REPO / "recipes" / "finetune").glob("*.yaml"))
+INFUSE = sorted((REPO / "recipes" / "infuse").glob("*.yaml"))
 
 
-@pytest.mark.parametrize("path", FINETUNE, ids=[p.name for p in FINETUNE])
-def test_every_shipped_finetune_recipe_passes_recipe_check(path, capsys):
+@pytest.mark.parametrize("path", FINETUNE + INFUSE, ids=[f"{p.parent.name}/{p.name}" for p in FINETUNE + INFUSE])
+def test_every_shipped_recipe_passes_recipe_check(path, capsys):
     """`kadapt recipe check` exits 0: data sets that are not installed here are notes, not errors."""
     from kadapt.cli import main
 
