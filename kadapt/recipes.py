@@ -233,19 +233,24 @@ def resolve_path(value: str | None) -> Path | None:
 
 
 def missing_data(recipe: Recipe) -> list[str]:
-    """Data files under ``${KADAPT_DATA_DIR}`` that are not present here: data sets to download, not
-    mistakes in the recipe (``kadapt recipe check`` reports them as notes)."""
-    return [f"{recipe.source}: data.{split}: {resolve_path(value)} is not present (data set not installed)"
+    """Inputs that are not present here yet but are not mistakes in the recipe: data files under
+    ``${KADAPT_DATA_DIR}`` (data sets to download) and plug-in folders that do not exist yet (an earlier
+    infusion makes them). ``kadapt recipe check`` reports them as notes."""
+    data = [f"{recipe.source}: data.{split}: {resolve_path(value)} is not present (data set not installed)"
             for split in ("train", "dev", "test")
             if (value := getattr(recipe.data, split)) is not None and value.startswith("${KADAPT_DATA_DIR}")
             and not resolve_path(value).exists()]
+    plugins = [f"{recipe.source}: plugins: {resolve_path(d)} is not present (plug-in not infused yet)"
+               for d in recipe.plugins if not resolve_path(d).exists()]
+    return data + plugins
 
 
 def check_recipe(recipe: Recipe, require_data: bool = True) -> list[str]:
     """Problems that would stop the run (paths that do not resolve, unknown kinds); [] when valid.
 
-    ``require_data=False``: files under ``${KADAPT_DATA_DIR}`` that are absent are not problems (see
-    :func:`missing_data`); any other path that does not exist still is."""
+    ``require_data=False``: files under ``${KADAPT_DATA_DIR}`` and plug-in folders that are absent are
+    not problems (see :func:`missing_data`); any other path that does not exist still is, and so is a
+    plug-in folder without ``adapter_config.json``."""
     from kadapt.data.readers import reader_names
     from kadapt.objectives import registered_objectives
     from kadapt.plugins import registered_kinds
@@ -267,7 +272,10 @@ def check_recipe(recipe: Recipe, require_data: bool = True) -> list[str]:
         if path is not None and not path.exists() and (require_data or not value.startswith("${KADAPT_DATA_DIR}")):
             problems.append(f"data.{split}: {path} does not exist")
     for plugin_dir in recipe.plugins:
-        if not (resolve_path(plugin_dir) / "adapter_config.json").exists():
+        folder = resolve_path(plugin_dir)
+        if not folder.exists() and not require_data:
+            continue  # not infused yet: a note (missing_data), not a problem
+        if not (folder / "adapter_config.json").exists():
             problems.append(f"plugins: {plugin_dir} has no adapter_config.json")
     backbone = recipe.backbone.name_or_path
     if not resolve_path(backbone).exists() and not _looks_like_hub_id(backbone):
