@@ -191,7 +191,7 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("recipe")
     r.add_argument("overrides", nargs="*")
     r.add_argument("--require-data", action="store_true",
-                   help="Also fail when data files under ${KADAPT_DATA_DIR} are not present (default: a note).")
+                   help="Also fail when data files under ${KADAPT_DATA_DIR} or plug-in folders are not present (default: a note).")
     r.set_defaults(func=cmd_recipe_check)
 
     p = sub.add_parser("quickstart", help="The README's main job: a full continual-infusion story on generated data.")
