@@ -63,6 +63,8 @@ def finetune(recipe: Recipe, *, plugins: list[str] | None = None, out: str | Pat
     # a backbone the caller passed in is copied before a trainable mode changes it
     model = build_model(backbone, recipe.plugins, recipe.finetune, copy_weights=not own_backbone)
     log.info("trainable parameters: %s", model.trainable_counts())
+    # the head's init must not depend on what loading the plug-ins drew from the RNG
+    torch.manual_seed(recipe.training.seed)
     model.head = build_objective(recipe.objective.name, model.feature_size, config, source=f"{recipe.source}: objective")
     if hasattr(model.head, "bind_backbone"):  # heads initialised from backbone weights (lama_probe)
         model.head.bind_backbone(model.backbone)
