@@ -58,7 +58,7 @@ def load_facts(lama: Path, tokenizer, facts_per_relation: int, held_out_per_rela
                 (seen if zlib.crc32(fact["uuid"].encode()) % 2 == 0 else held).append(fact)
         groups[rel] = {"type": relations[rel]["type"], "template": relations[rel]["template"],
                        "infused": seen[:facts_per_relation], "held_out": held[:held_out_per_relation],
-                       "seen": seen}
+                       "seen": seen, "candidates": sorted({f["obj_id"] for f in seen + held})}
     return groups
 
 
@@ -140,20 +140,22 @@ def train_probe_head(states, labels, embeddings, steps, seed=0, batch_size=512, 
 
 
 @torch.no_grad()
-def probe(encoder, head, embeddings, tokenizer, template, facts) -> float:
+def probe(encoder, head, embeddings, tokenizer, template, facts, candidates) -> tuple[float, float]:
+    """P@1 over the full vocabulary, and over the relation's candidate objects only (the single-token
+    objects of all its facts in the snapshot)."""
     if not facts:
-        return float("nan")
+        return float("nan"), float("nan")
     texts = [template.replace("[X]", f["sub_label"]).replace("[Y]", tokenizer.mask_token) for f in facts]
-    correct = 0
+    allowed = torch.tensor(candidates)
+    correct = correct_typed = 0
     for start, (ids, mask) in zip(range(0, len(texts), 128), batches(tokenizer, texts, 128)):
         hidden = encoder(ids, mask)
-        where = ids == tokenizer.mask_token_id
-        rows = where.float().argmax(1)
-        h = hidden[torch.arange(len(ids)), rows]
-        pred = (head.transform(h) @ embeddings.T + head.bias).argmax(-1)
+        rows = (ids == tokenizer.mask_token_id).float().argmax(1)
+        logits = head.transform(hidden[torch.arange(len(ids)), rows]) @ embeddings.T + head.bias
         gold = torch.tensor([f["obj_id"] for f in facts[start:start + 128]])
-        correct += int((pred == gold).sum())
-    return correct / len(facts)
+        correct += int((logits.argmax(-1) == gold).sum())
+        correct_typed += int((allowed[logits[:, allowed].argmax(-1)] == gold).sum())
+    return correct / len(facts), correct_typed / len(facts)
 
 
 def main() -> None:
@@ -215,7 +217,9 @@ def main() -> None:
             entry = report["relations"].setdefault(rel, {"type": group["type"], "infused_facts": len(group["infused"]),
                                                           "held_out_facts": len(group["held_out"])})
             for split in ("infused", "held_out"):
-                entry[f"{name}_{split}"] = probe(encoder, head, embeddings, tok, group["template"], group[split])
+                entry[f"{name}_{split}"], entry[f"{name}_{split}_typed"] = probe(
+                    encoder, head, embeddings, tok, group["template"], group[split], group["candidates"])
+            entry["candidates"] = len(group["candidates"])
         print(name, "done", flush=True)
         Path(args.out).parent.mkdir(parents=True, exist_ok=True)
         Path(args.out).write_text(json.dumps(report, indent=1))  # partial figures survive a crash
@@ -225,7 +229,7 @@ def main() -> None:
         summary[kind] = {"relations": len(rels)}
         if not rels:  # e.g. no 1-1 relation among the 28 in the snapshot (P36, P1376 are withheld)
             continue
-        for key in ("before_infused", "after_infused", "before_held_out", "after_held_out"):
+        for key in [f"{t}_{s}{c}" for c in ("", "_typed") for t in ("before", "after") for s in ("infused", "held_out")]:
             if key in rels[0]:
                 summary[kind][key] = round(100 * statistics.fmean(r[key] for r in rels), 2)
     report["summary_p_at_1_percent"] = summary
