@@ -7,14 +7,19 @@
 2. Infusion: ``kadapt infuse recipes/infuse/trelm_small.yaml`` (library call ``infuse``) on the
    evidence sentences of the infused facts (written as LAMA jsonl files to the run folder).
 3. Probe head: MiniLM has no MLM head, so one is trained — IDENTICALLY for "before" (plain frozen
-   backbone) and "after" (backbone + TRELM deltas): same random 15% masks on the same sentences
-   (evidences of ``--probe-facts`` facts per relation of the infusion half), same init, same epochs,
-   over cached last-layer states at the masked positions.
+   backbone) and "after" (backbone + TRELM deltas): BERT-shaped (dense from the identity, GELU,
+   LayerNorm, decoder = the frozen word embeddings + bias), same seeded 15% masks on the same text
+   (UD English EWT train sentences + evidences of infusion-half facts; never a held-out fact), same
+   seed and steps, over cached last-layer states at the masked positions.
 4. Probe: LAMA template with [X] = subject label and [Y] = [MASK]; P@1 = top-1 over the full
-   vocabulary equals the object token. Reported per relation and as the mean over the relations of
-   each type (LAMA's convention), for infused and held-out facts.
+   vocabulary equals the object token; "typed" P@1 = top-1 among the relation's single-token objects.
+   Reported per relation and as the mean over the relations of each type (LAMA's convention), for
+   infused and held-out facts.
 
-    PYTHONPATH=. python benchmarks/trelm_lama.py --out benchmarks/results/trelm_lama.json
+    PYTHONPATH=. python benchmarks/trelm_lama.py --facts 14 --evidences 4 --infuse-only --run RUN \\
+        training.epochs=1 training.batch_size=8 plugin.config.reselect_every=50
+    PYTHONPATH=. python benchmarks/trelm_lama.py --plugin RUN/infusion/plugin --facts 14 --evidences 4 \\
+        --probe-evidences 4 --held-out 50 --probe-steps 500 --out benchmarks/results/trelm_lama.json
 """
 from __future__ import annotations
 
