@@ -54,7 +54,8 @@ def save_tensors(path: str | Path, tensors: dict[str, torch.Tensor], metadata: d
     """Atomically write a safetensors file (metadata values must be strings)."""
     meta = {str(k): str(v) for k, v in (metadata or {}).items()}
     payload = {k: v.detach().contiguous().cpu() for k, v in tensors.items()}
-    return atomic_write_bytes(path, st_save_bytes(payload, metadata=meta))
+    # safetensors 0.8.0 writes an unreadable header for no tensors + an empty metadata dict
+    return atomic_write_bytes(path, st_save_bytes(payload, metadata=meta if (meta or payload) else None))
 
 
 def load_tensors(path: str | Path) -> tuple[dict[str, torch.Tensor], dict[str, str]]:

@@ -93,3 +93,34 @@ def test_input_mixing_at_important_subject_tokens(backbone):
     si = plugin.semantic_importance(backbone, ids, mask, subject)
     assert si.shape == (2,) and bool((si >= 1.0 - 1e-5).all())  # 1/cos >= 1
     assert row == int(si.argmax())
+
+
+def test_bank_survives_a_training_checkpoint(tmp_path):
+    """The bank is not in ``state_dict`` (it is saved sparse to memory.safetensors), so checkpoints
+    carry it through ``checkpoint_tensors``: a resumed run continues with the same bank."""
+    from kadapt.checkpoint import load_checkpoint, resumable_state, save_checkpoint
+
+    def model() -> torch.nn.Module:
+        module = torch.nn.Module()
+        module.proj = torch.nn.Linear(2, 2)
+        module.bank = KnowledgeMemoryBank(slots=4, hidden_size=2, gamma=0.25)
+        return module
+
+    def parts(module):
+        optimizer = torch.optim.AdamW(module.parameters(), lr=0.1)
+        return optimizer, torch.optim.lr_scheduler.LambdaLR(optimizer, lambda step: 1.0)
+
+    trained = model()
+    trained.bank.update(torch.tensor([1, 2]), torch.tensor([[3.0, 5.0], [1.0, 2.0]]),
+                        torch.tensor([[2.0, 4.0], [0.5, 0.5]]), torch.tensor([[1.0, 1.0], [0.0, 0.0]]))
+    state = resumable_state(trained)
+    assert {"bank::slots", "bank::local", "bank::global_sum", "bank::global_count"} <= set(state)
+    optimizer, scheduler = parts(trained)
+    save_checkpoint(tmp_path / "step-1", trainable=state, optimizer=optimizer, scheduler=scheduler,
+                    trainer_state={"global_step": 1})
+    resumed = model()
+    optimizer, scheduler = parts(resumed)
+    load_checkpoint(tmp_path / "step-1", module=resumed, optimizer=optimizer, scheduler=scheduler)
+    for name in ("local", "global_sum", "global_count", "seen"):
+        assert torch.equal(getattr(resumed.bank, name), getattr(trained.bank, name))
+    assert torch.equal(resumed.proj.weight, trained.proj.weight)
