@@ -17,11 +17,11 @@ import time
 
 import torch
 
-from kadapt.backbone import FrozenBackbone
-from kadapt.compose import KnowledgeModel
-from kadapt.objectives import build_objective
-from kadapt.plugins import build_plugin
-from kadapt.tiny import roberta_large_config
+from kadapt.core.backbone import FrozenBackbone
+from kadapt.core.model import KnowledgeModel
+from kadapt.core.objective import build_objective
+from kadapt.core.family import build_plugin
+from kadapt.testing.tiny import roberta_large_config
 
 
 def shape(quick: bool):

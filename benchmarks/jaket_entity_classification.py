@@ -47,11 +47,11 @@ def main() -> None:
     torch.set_num_threads(args.threads)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
 
-    from kadapt.backbone import FrozenBackbone
-    from kadapt.fileio import atomic_write_json, load_tensors, save_tensors
+    from kadapt.core.backbone import FrozenBackbone
+    from kadapt.core.fileio import atomic_write_json, load_tensors, save_tensors
     from kadapt.kg import read_kg
-    from kadapt.plugins import build_plugin
-    from kadapt.plugins.jaket.entity_classification import (
+    from kadapt.core.family import build_plugin
+    from kadapt.plugins.jaket.entity_classifier import (
         split_entities,
         train_entity_classifier,
     )
@@ -59,8 +59,8 @@ def main() -> None:
     from kadapt.plugins.jaket.memory import EntityMemory
     from kadapt.plugins.jaket.objectives import JaketObjectives
     from kadapt.plugins.jaket.pretraining import JaketPretrainingModel, encode_graph
-    from kadapt.recipes import default_data_dir, minilm_path
-    from kadapt.training import TrainConfig, train
+    from kadapt.runs.recipe import default_data_dir, minilm_path
+    from kadapt.runs.loop import TrainConfig, train
 
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)

@@ -11,12 +11,12 @@ from pathlib import Path
 
 import torch
 
-from kadapt.backbone import FrozenBackbone
-from kadapt.fileio import load_tensors, save_tensors
+from kadapt.core.backbone import FrozenBackbone
+from kadapt.core.fileio import load_tensors, save_tensors
 from kadapt.kg import read_kg
-from kadapt.plugin_io import save_plugin
-from kadapt.plugins import build_plugin
-from kadapt.recipes import default_data_dir, minilm_path
+from kadapt.store.plugin_dir import save_plugin
+from kadapt.core.family import build_plugin
+from kadapt.runs.recipe import default_data_dir, minilm_path
 
 
 def main() -> None:

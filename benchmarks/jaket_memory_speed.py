@@ -36,15 +36,15 @@ def main() -> None:
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
 
-    from kadapt.backbone import FrozenBackbone
+    from kadapt.core.backbone import FrozenBackbone
     from kadapt.data.encoding import collate
-    from kadapt.fileio import atomic_write_json, load_tensors
+    from kadapt.core.fileio import atomic_write_json, load_tensors
     from kadapt.kg import read_kg
-    from kadapt.plugins import build_plugin
+    from kadapt.core.family import build_plugin
     from kadapt.plugins.jaket.memory import EntityMemory, encode_descriptions
     from kadapt.plugins.jaket.objectives import JaketObjectives
     from kadapt.plugins.jaket.pretraining import JaketPretrainingModel, encode_graph
-    from kadapt.recipes import default_data_dir, minilm_path
+    from kadapt.runs.recipe import default_data_dir, minilm_path
 
     backbone = FrozenBackbone.from_pretrained(args.backbone or minilm_path())
     graph = read_kg(args.kg or default_data_dir() / "kg_wn18rr")

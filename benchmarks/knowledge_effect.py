@@ -92,7 +92,7 @@ def _take(records: list, n: int | None) -> list:
 
 
 def task_splits(task: str, data_dir: Path, sizes: dict) -> dict[str, list]:
-    from kadapt.data.readers import read_records
+    from kadapt.data.formats import read_records
 
     if task == "open_entity":
         root = data_dir / "open_entity" / "crowd"
@@ -142,7 +142,7 @@ def extract(model, head, records: list, max_length: int, split: str) -> dict:
 
     from kadapt.data.encoding import collate
     from kadapt.data.policy import ErrorPolicy
-    from kadapt.runs import encode_records
+    from kadapt.runs.context import encode_records
 
     tok = model.backbone.tokenizer
     policy = ErrorPolicy("skip")
@@ -196,8 +196,8 @@ def train_head(objective: str, config: dict, data: dict, columns, seed: int, epo
     """Train a fresh head on cached features; pick the epoch by dev main metric; return dev/test metrics."""
     import torch
 
-    from kadapt.objectives import build_objective
-    from kadapt.training import linear_schedule
+    from kadapt.core.objective import build_objective
+    from kadapt.runs.loop import linear_schedule
 
     torch.manual_seed(seed)
     head = build_objective(objective, len(columns), config)
@@ -314,11 +314,11 @@ def main(argv=None) -> int:
 
     torch.set_num_threads(args.threads)
     from kadapt import FrozenBackbone
-    from kadapt.compose import KnowledgeModel
-    from kadapt.objectives import build_objective, objective_class
-    from kadapt.plugin_io import load_plugin
-    from kadapt.plugins import build_plugin
-    from kadapt.recipes import default_data_dir, minilm_path
+    from kadapt.core.model import KnowledgeModel
+    from kadapt.core.objective import build_objective, objective_class
+    from kadapt.store.plugin_dir import load_plugin
+    from kadapt.core.family import build_plugin
+    from kadapt.runs.recipe import default_data_dir, minilm_path
 
     mode = "quick" if args.quick else "full"
     sizes = SIZES[mode]

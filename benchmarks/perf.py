@@ -19,11 +19,11 @@ from pathlib import Path
 
 import torch
 
-from kadapt import cache
-from kadapt.backbone import FrozenBackbone
-from kadapt.compose import KnowledgeModel
-from kadapt.objectives import build_objective
-from kadapt.plugins import build_plugin
+from kadapt.store import hidden_cache as cache
+from kadapt.core.backbone import FrozenBackbone
+from kadapt.core.model import KnowledgeModel
+from kadapt.core.objective import build_objective
+from kadapt.core.family import build_plugin
 
 
 @dataclass
@@ -45,7 +45,7 @@ class Shape:
 def build_backbone(shape: Shape) -> FrozenBackbone:
     from transformers import AutoModel
 
-    from kadapt.tiny import roberta_large_config
+    from kadapt.testing.tiny import roberta_large_config
 
     config = roberta_large_config()
     config.num_hidden_layers, config.hidden_size, config.num_attention_heads = shape.layers, shape.hidden, shape.heads
@@ -339,7 +339,7 @@ def finetune_step(shape: Shape, repeats: int, steps: int, only: str | None = Non
 def bucketing_padding(batch: int = 32, seed: int = 0) -> dict:
     """Padding share with a random order vs length-bucketed batches (lengths of a real-ish spread)."""
     from kadapt.data.bucketing import LengthBucketSampler, padding_fraction
-    from kadapt.training import EpochSampler
+    from kadapt.runs.loop import EpochSampler
 
     torch.manual_seed(seed)
     lengths = torch.distributions.LogNormal(3.2, 0.5).sample((5000,)).clamp(5, 128).long().tolist()

@@ -74,7 +74,7 @@ log = logging.getLogger("bench-real")
 
 def recipe(kind: str, name: str, backbone_path: str, objective: str, objective_config: dict, data: dict,
            training: dict, out_dir: Path, plugin: dict | None = None):
-    from kadapt.recipes import recipe_from_dict
+    from kadapt.runs.recipe import recipe_from_dict
 
     spec = {
         "kind": kind, "name": name,
@@ -90,13 +90,13 @@ def recipe(kind: str, name: str, backbone_path: str, objective: str, objective_c
 
 def evaluate_infused(plugin_dir: Path, backbone, data_format: str, path: Path, max_length: int) -> tuple[dict, list, list]:
     """Metrics of the head trained DURING infusion (saved beside the plug-in) on a data file."""
-    from kadapt.compose import KnowledgeModel
+    from kadapt.core.model import KnowledgeModel
     from kadapt.data.policy import ErrorPolicy
-    from kadapt.data.readers import read_records
-    from kadapt.objectives import build_objective
-    from kadapt.plugin_io import load_plugin
-    from kadapt.runs import encode_records
-    from kadapt.training import evaluate_model
+    from kadapt.data.formats import read_records
+    from kadapt.core.objective import build_objective
+    from kadapt.store.plugin_dir import load_plugin
+    from kadapt.runs.context import encode_records
+    from kadapt.runs.loop import evaluate_model
 
     loaded = load_plugin(plugin_dir, backbone)
     objective = loaded.record["objectives"][0]
@@ -115,8 +115,8 @@ def evaluate_infused(plugin_dir: Path, backbone, data_format: str, path: Path, m
 
 
 def run_factual(args, sizes, backbone, backbone_path, data_dir, out, timer, results):
-    from kadapt.finetuning import finetune
-    from kadapt.infusion import infuse
+    from kadapt.runs.finetune import finetune
+    from kadapt.runs.infuse import infuse
 
     split_dir = fresh_dir(out / "data")
     with timer("factual: build T-REx splits"):
@@ -174,7 +174,7 @@ def run_factual(args, sizes, backbone, backbone_path, data_dir, out, timer, resu
                "lr": args.fact_lr, "epochs": epochs,
                "steps": inf.train.global_step, "dev_history": [_rel_dev(h) for h in inf.train.dev_history],
                "plugin_dir": str(plugin_dir)}
-        from kadapt.plugin_io import describe_plugin
+        from kadapt.store.plugin_dir import describe_plugin
         row["trainable_params"] = describe_plugin(plugin_dir)["parameters"] + _head_params(2 * 768, len(set(train_labels)))
         if not args.tune:
             with timer("factual: evaluate infusion head on test"):
@@ -222,8 +222,8 @@ def _head_params(inputs: int, outputs: int) -> int:
 
 
 def run_linguistic(args, sizes, backbone, backbone_path, data_dir, out, timer, results):
-    from kadapt.finetuning import finetune
-    from kadapt.infusion import infuse
+    from kadapt.runs.finetune import finetune
+    from kadapt.runs.infuse import infuse
 
     split_dir = out / "data"
     split_dir.mkdir(parents=True, exist_ok=True)
@@ -268,7 +268,7 @@ def run_linguistic(args, sizes, backbone, backbone_path, data_dir, out, timer, r
                        {**common, "epochs": epochs, "lr": args.ling_lr}, run_dir,
                        plugin={"kind": "kadapter", "config": {"name": "linguistic", **ADAPTER}})
             inf = infuse(r, backbone=backbone, out=run_dir)
-        from kadapt.plugin_io import describe_plugin
+        from kadapt.store.plugin_dir import describe_plugin
         row = {"dev": {"uas": inf.train.final_dev.get("uas")}, "train_seconds": round(inf.train.seconds, 1),
                "lr": args.ling_lr, "epochs": epochs,
                "steps": inf.train.global_step, "dev_history": [{"uas": h.get("uas")} for h in inf.train.dev_history],
@@ -387,8 +387,8 @@ def main(argv=None) -> int:
 
     torch.set_num_threads(args.threads)
     from kadapt import FrozenBackbone
-    from kadapt.errors import RecipeError
-    from kadapt.recipes import default_data_dir, minilm_path
+    from kadapt.core.errors import RecipeError
+    from kadapt.runs.recipe import default_data_dir, minilm_path
 
     data_dir = Path(args.data_dir) if args.data_dir else default_data_dir()
     needed = {"factual": data_dir / "lama" / "TREx", "linguistic": data_dir / "ud_english_ewt" / "en_ewt-ud-train.conllu"}

@@ -205,7 +205,7 @@ def _tokens_of(text: str, subj: tuple[int, int], obj: tuple[int, int]) -> dict:
 def build_trex_splits(trex_dir: Path, tokenizer, sizes: dict, seed: int, out_dir: Path) -> dict:
     """Read LAMA T-REx with kadapt's reader, split by fact, dedupe, filter, sample, write T-REx-rc JSON."""
     from kadapt.data.policy import ErrorPolicy
-    from kadapt.data.relation_readers import read_lama_trex_dir
+    from kadapt.data.relations import read_lama_trex_dir
 
     policy = ErrorPolicy("skip", max_warnings=0)
     records = list(read_lama_trex_dir(trex_dir, policy=policy))
@@ -345,7 +345,7 @@ def _conllu_blocks(path: Path) -> list[str]:
 def build_ud_splits(ud_dir: Path, tokenizer, sizes: dict, seed: int, out_dir: Path) -> dict:
     """Seeded subset of EWT train (+ optional dev/test subsets), written as CoNLL-U files and read back
     through kadapt's ``conllu`` reader. Eval files are sorted by length (fewer pad tokens per batch)."""
-    from kadapt.data.readers import read_records
+    from kadapt.data.formats import read_records
 
     stats: dict = {}
     paths: dict = {}

@@ -35,12 +35,12 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 
-from kadapt.backbone import FrozenBackbone
-from kadapt.data.conllu_reader import read_conllu
-from kadapt.infusion import infuse
-from kadapt.objectives.trelm_knowledge import MaskedLMHead
-from kadapt.plugin_io import load_plugin
-from kadapt.recipes import default_data_dir, load_recipe, minilm_path
+from kadapt.core.backbone import FrozenBackbone
+from kadapt.data.conllu import read_conllu
+from kadapt.runs.infuse import infuse
+from kadapt.plugins.trelm.objective import MaskedLMHead
+from kadapt.store.plugin_dir import load_plugin
+from kadapt.runs.recipe import default_data_dir, load_recipe, minilm_path
 
 
 def load_facts(lama: Path, tokenizer, facts_per_relation: int, held_out_per_relation: int):

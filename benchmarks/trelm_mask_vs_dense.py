@@ -21,15 +21,15 @@ from pathlib import Path
 
 import torch
 
-from kadapt.backbone import FrozenBackbone
-from kadapt.compose import KnowledgeModel
+from kadapt.core.backbone import FrozenBackbone
+from kadapt.core.model import KnowledgeModel
 from kadapt.data.encoding import collate
 from kadapt.data.policy import ErrorPolicy
-from kadapt.data.relation_readers import read_lama_trex_dir
-from kadapt.objectives import build_objective
-from kadapt.plugins import build_plugin
-from kadapt.recipes import default_data_dir, minilm_path
-from kadapt.runs import encode_records
+from kadapt.data.relations import read_lama_trex_dir
+from kadapt.core.objective import build_objective
+from kadapt.core.family import build_plugin
+from kadapt.runs.recipe import default_data_dir, minilm_path
+from kadapt.runs.context import encode_records
 
 
 def build(backbone, neurons: int, reselect: int, seed: int):

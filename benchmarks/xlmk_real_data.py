@@ -38,10 +38,10 @@ os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
 import torch
 
-from kadapt.backbone import FrozenBackbone
-from kadapt.compose import KnowledgeModel
-from kadapt.data.multilingual import MentionExample, stable_hash
-from kadapt.data.multilingual_converters import (
+from kadapt.core.backbone import FrozenBackbone
+from kadapt.core.model import KnowledgeModel
+from kadapt.plugins.xlmk.data import MentionExample, stable_hash
+from kadapt.plugins.xlmk.converters import (
     convert_dbp15k,
     convert_mpararel,
     dbpedia_name,
@@ -50,18 +50,18 @@ from kadapt.data.multilingual_converters import (
     read_mpararel_facts,
     read_patterns,
 )
-from kadapt.infusion import infuse
-from kadapt.objectives import build_objective
-from kadapt.objectives.xlmk import ENTITY_TASK, OBJECT_TASK, XLMKObjective
-from kadapt.objectives.xlmk_retrieval import (
+from kadapt.runs.infuse import infuse
+from kadapt.core.objective import build_objective
+from kadapt.plugins.xlmk.objective import ENTITY_TASK, OBJECT_TASK, XLMKObjective
+from kadapt.plugins.xlmk.retrieval import (
     embed_mentions,
     hits_at_k,
     load_xlmk_model,
     project_keys,
     text_states,
 )
-from kadapt.plugins import build_plugin
-from kadapt.recipes import minilm_path, recipe_from_dict
+from kadapt.core.family import build_plugin
+from kadapt.runs.recipe import minilm_path, recipe_from_dict
 
 log = logging.getLogger("xlmk-bench")
 PLUGIN = {"layers": [0, 2, 5], "adapter_size": 128, "num_attention_heads": 4, "intermediate_size": 512,

@@ -7,9 +7,12 @@ import os as _os
 # shared by several processes avoids ~100x slow-downs of small matmuls (a user's setting wins).
 _os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
-from kadapt.backbone import BackboneSpec, Fingerprint, FrozenBackbone  # noqa: E402
-from kadapt.plugins import Plugin, PluginConfig, build_plugin, register_plugin  # noqa: E402
-from kadapt.plugin_io import LoadedPlugin, describe_plugin, load_plugin, save_plugin  # noqa: E402
+from kadapt.core.backbone import BackboneSpec, Fingerprint, FrozenBackbone  # noqa: E402
+from kadapt.core.family import build_plugin, register_plugin  # noqa: E402
+from kadapt.core.plugin import Plugin, PluginConfig  # noqa: E402
+import kadapt.tasks  # noqa: E402,F401  (registers the family-agnostic heads)
+import kadapt.plugins  # noqa: E402,F401  (registers every built-in family)
+from kadapt.store.plugin_dir import LoadedPlugin, describe_plugin, load_plugin, save_plugin  # noqa: E402
 
 __all__ = [
     "BackboneSpec", "Fingerprint", "FrozenBackbone", "Plugin", "PluginConfig", "build_plugin",

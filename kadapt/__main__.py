@@ -1,6 +1,6 @@
 """``python -m kadapt`` runs the CLI (same as the ``kadapt`` command)."""
 import sys
 
-from kadapt.cli import main
+from kadapt.cli.app import main
 
 sys.exit(main())

@@ -39,7 +39,7 @@ def data_dir() -> Path:
 @pytest.fixture(scope="session")
 def tiny_backbone_dir(tmp_path_factory):
     """Factory: ``tiny_backbone_dir("roberta")`` → folder with config, weights and tokenizer (cached)."""
-    from kadapt.tiny import build_tiny_backbone
+    from kadapt.testing.tiny import build_tiny_backbone
 
     made: dict[tuple, Path] = {}
 
@@ -56,7 +56,7 @@ def tiny_backbone_dir(tmp_path_factory):
 
 @pytest.fixture(scope="session")
 def tiny_backbone(tiny_backbone_dir):
-    from kadapt.backbone import FrozenBackbone
+    from kadapt.core.backbone import FrozenBackbone
 
     return FrozenBackbone.from_pretrained(tiny_backbone_dir("bert"))
 
@@ -79,6 +79,6 @@ def backbone_dir(tiny_backbone_dir):
 
 @pytest.fixture(scope="module")
 def backbone(backbone_dir):
-    from kadapt.backbone import FrozenBackbone
+    from kadapt.core.backbone import FrozenBackbone
 
     return FrozenBackbone.from_pretrained(backbone_dir)

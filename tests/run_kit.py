@@ -88,7 +88,7 @@ def write_yaml(path: Path, recipe: dict) -> Path:
 
 
 def train_losses(run_dir: Path) -> list[float]:
-    from kadapt.metrics_log import read_metrics
+    from kadapt.runs.run_log import read_metrics
 
     return [r["loss"] for r in read_metrics(Path(run_dir) / "metrics.jsonl") if r.get("split") == "train"]
 
@@ -102,8 +102,8 @@ def tree_digest(folder: Path) -> dict[str, str]:
 
 def main(argv: list[str]) -> int:
     """DDP launcher target: infuse the recipe at ``argv[0]`` into run folder ``argv[1]``."""
-    from kadapt.infusion import infuse
-    from kadapt.recipes import load_recipe
+    from kadapt.runs.infuse import infuse
+    from kadapt.runs.recipe import load_recipe
 
     torch.set_num_threads(1)
     result = infuse(load_recipe(argv[0], argv[2:]), out=argv[1])

@@ -23,7 +23,7 @@ import torch
 from transformers import PreTrainedTokenizerBase
 
 from kadapt.data.records import DependencyExample, RelationExample
-from kadapt.errors import DataError
+from kadapt.core.errors import DataError
 
 __all__ = ["encode_relation", "encode_dependency", "DependencyStats", "collate", "LabelVocab",
            "IGNORE_INDEX", "SUBJ_MARKER", "OBJ_MARKER"]

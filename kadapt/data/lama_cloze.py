@@ -16,7 +16,7 @@ from pathlib import Path
 from kadapt.data.policy import ErrorPolicy
 from kadapt.data.records import ClozeExample
 from kadapt.data.textfile import iter_json_objects
-from kadapt.errors import DataError
+from kadapt.core.errors import DataError
 
 MASK = "[MASK]"
 

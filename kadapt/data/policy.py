@@ -1,6 +1,6 @@
 """What a reader does with a bad record: raise at once, or skip it and count why.
 
-Readers never decide this themselves; they build a :class:`~kadapt.errors.DataError` for every bad
+Readers never decide this themselves; they build a :class:`~kadapt.core.errors.DataError` for every bad
 record and hand it to an :class:`ErrorPolicy`.  Under ``"raise"`` (the default) the error propagates;
 under ``"skip"`` the record is dropped, counted by reason, the first few are logged at WARNING, and a
 per-file summary is logged when the reader finishes the file -- skips are never silent.
@@ -13,7 +13,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Literal
 
-from kadapt.errors import DataError
+from kadapt.core.errors import DataError
 
 logger = logging.getLogger(__name__)
 

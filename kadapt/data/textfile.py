@@ -8,7 +8,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import BinaryIO
 
-from kadapt.errors import DataError
+from kadapt.core.errors import DataError
 
 
 def open_binary(path: Path) -> BinaryIO:

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import torch
 
-from kadapt.errors import KadaptError
+from kadapt.core.errors import KadaptError
 from kadapt.kg.graph import KnowledgeGraph
 
 

@@ -4,7 +4,7 @@ Entities and relations are addressed by dense indices ``0..N-1`` / ``0..P-1``; t
 (``"00260881"``, ``"Q42"``, ``"P31"``) are kept in ``entity_ids`` / ``relation_ids``. Construction
 defines the behaviour on awkward graphs instead of failing deep inside torch:
 
-* a triple naming an unknown entity or relation is a :class:`~kadapt.errors.DataError` (the readers
+* a triple naming an unknown entity or relation is a :class:`~kadapt.core.errors.DataError` (the readers
   name file and line; ``on_error="skip"`` counts and logs it instead);
 * an entity without a description uses its name, and one without a name its id (counted in ``stats``);
 * self-loops are kept as ordinary edges (an entity may relate to itself); duplicate triples are
@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 
 import torch
 
-from kadapt.errors import KadaptError
+from kadapt.core.errors import KadaptError
 
 log = logging.getLogger(__name__)
 

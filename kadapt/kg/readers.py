@@ -23,7 +23,7 @@ from pathlib import Path
 
 from kadapt.data.policy import ErrorPolicy, OnError
 from kadapt.data.textfile import iter_raw_lines
-from kadapt.errors import DataError, KadaptError
+from kadapt.core.errors import DataError, KadaptError
 from kadapt.kg.graph import KnowledgeGraph
 
 

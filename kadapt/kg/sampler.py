@@ -11,7 +11,7 @@ from dataclasses import dataclass
 
 import torch
 
-from kadapt.errors import KadaptError
+from kadapt.core.errors import KadaptError
 from kadapt.kg.graph import CSR
 
 

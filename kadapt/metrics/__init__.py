@@ -15,7 +15,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from kadapt.errors import KadaptError
+from kadapt.core.errors import KadaptError
 
 METRICS_DIR = Path(__file__).resolve().parent
 

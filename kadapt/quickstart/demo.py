@@ -17,12 +17,12 @@ import logging
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from kadapt.backbone import FrozenBackbone
-from kadapt.fileio import atomic_write_json, atomic_write_text
-from kadapt.finetuning import finetune
-from kadapt.infusion import infuse
+from kadapt.core.backbone import FrozenBackbone
+from kadapt.core.fileio import atomic_write_json, atomic_write_text
+from kadapt.runs.finetune import finetune
+from kadapt.runs.infuse import infuse
 from kadapt.quickstart.world import WorldConfig, generate_world
-from kadapt.recipes import recipe_from_dict
+from kadapt.runs.recipe import recipe_from_dict
 
 log = logging.getLogger(__name__)
 
@@ -44,14 +44,14 @@ class QuickstartReport:
 
 def _backbone(out: Path, choice: str, corpus: list[str], seed: int) -> tuple[FrozenBackbone, str]:
     if choice == "tiny":
-        from kadapt.tiny import build_tiny_backbone
+        from kadapt.testing.tiny import build_tiny_backbone
 
         path = out / "backbone"
         if not (path / "config.json").exists():
             build_tiny_backbone(path, "bert", corpus, seed=seed, **TINY)
         return FrozenBackbone.from_pretrained(path), str(path)
     if choice == "minilm":
-        from kadapt.recipes import minilm_path
+        from kadapt.runs.recipe import minilm_path
 
         path = minilm_path()
         return FrozenBackbone.from_pretrained(path), path

@@ -17,8 +17,8 @@ from torch import nn
 
 from kadapt.data.encoding import LabelVocab, _check_fast, _tokenize
 from kadapt.data.records import EntityTypingExample
-from kadapt.errors import DataError
-from kadapt.objectives.base import (
+from kadapt.core.errors import DataError
+from kadapt.core.objective import (
     Objective,
     ObjectiveOutput,
     register_objective,

@@ -20,9 +20,9 @@ import torch.nn.functional as F
 from torch import nn
 
 from kadapt.data.records import QAExample
-from kadapt.errors import DataError
+from kadapt.core.errors import DataError
 from kadapt.metrics.scoring import qa_scores
-from kadapt.objectives.base import (
+from kadapt.core.objective import (
     Objective,
     ObjectiveOutput,
     register_objective,

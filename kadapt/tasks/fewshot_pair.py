@@ -30,8 +30,8 @@ from torch import nn
 
 from kadapt.data.encoding import _check_fast, _check_relation, _insert_markers
 from kadapt.data.records import RelationExample
-from kadapt.errors import DataError, KadaptError
-from kadapt.objectives.base import (
+from kadapt.core.errors import DataError, KadaptError
+from kadapt.core.objective import (
     Objective,
     ObjectiveOutput,
     register_objective,

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from kadapt.errors import DataError
+from kadapt.core.errors import DataError
 
 
 def _where(source: str) -> str:

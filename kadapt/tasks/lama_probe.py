@@ -28,8 +28,8 @@ import torch.nn.functional as F
 from torch import nn
 
 from kadapt.data.records import ClozeExample
-from kadapt.errors import DataError
-from kadapt.objectives.base import (
+from kadapt.core.errors import DataError
+from kadapt.core.objective import (
     Objective,
     ObjectiveOutput,
     register_objective,

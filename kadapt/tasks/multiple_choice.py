@@ -14,7 +14,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from kadapt.data.records import MultipleChoiceExample
-from kadapt.objectives.base import (
+from kadapt.core.objective import (
     Objective,
     ObjectiveOutput,
     register_objective,

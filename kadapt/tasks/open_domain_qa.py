@@ -19,8 +19,8 @@ import logging
 import re
 
 from kadapt.data.records import OpenQAExample, QAExample
-from kadapt.errors import DataError
-from kadapt.objectives.base import register_objective
+from kadapt.core.errors import DataError
+from kadapt.core.objective import register_objective
 from kadapt.tasks.extractive_qa import IGNORE, LANGUAGES, ExtractiveQA, _codes
 
 log = logging.getLogger(__name__)

@@ -18,8 +18,8 @@ from collections.abc import Sequence
 
 import torch
 
-from kadapt.objectives.base import register_objective, safe_div
-from kadapt.objectives.relation_classification import RelationClassification
+from kadapt.core.objective import register_objective, safe_div
+from kadapt.tasks.relation_classification import RelationClassification
 
 OTHER = "Other"
 _DIRECTION = re.compile(r"\(e[12],e[12]\)$")

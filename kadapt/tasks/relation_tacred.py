@@ -10,8 +10,8 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from kadapt.objectives.base import register_objective, safe_div
-from kadapt.objectives.relation_classification import RelationClassification
+from kadapt.core.objective import register_objective, safe_div
+from kadapt.tasks.relation_classification import RelationClassification
 
 NO_RELATION = "no_relation"
 

@@ -11,8 +11,8 @@ from torch import nn
 
 from kadapt.data.encoding import LabelVocab
 from kadapt.data.records import SentencePairExample
-from kadapt.errors import DataError
-from kadapt.objectives.base import (
+from kadapt.core.errors import DataError
+from kadapt.core.objective import (
     Objective,
     ObjectiveOutput,
     register_objective,

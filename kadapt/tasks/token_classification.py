@@ -14,7 +14,7 @@ from torch import nn
 from kadapt.data.encoding import LabelVocab
 from kadapt.data.records import TaggingExample
 from kadapt.metrics.scoring import prf, span_counts
-from kadapt.objectives.base import (
+from kadapt.core.objective import (
     Objective,
     ObjectiveOutput,
     register_objective,

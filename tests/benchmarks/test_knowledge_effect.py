@@ -8,10 +8,10 @@ from pathlib import Path
 import pytest
 import torch
 
-from kadapt.compose import KnowledgeModel
+from kadapt.core.model import KnowledgeModel
 from kadapt.data.encoding import collate
-from kadapt.data.readers import read_records
-from kadapt.objectives import build_objective
+from kadapt.data.formats import read_records
+from kadapt.core.objective import build_objective
 
 REPO = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(REPO / "benchmarks"))

@@ -6,7 +6,7 @@ import random
 import torch
 
 from kadapt.data.bucketing import LengthBucketSampler, padding_fraction
-from kadapt.training import EpochSampler
+from kadapt.runs.loop import EpochSampler
 
 
 def _lengths(n=1000, seed=0):

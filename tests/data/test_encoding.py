@@ -16,8 +16,8 @@ from kadapt.data.encoding import (
     encode_relation,
 )
 from kadapt.data.records import DependencyExample, RelationExample
-from kadapt.errors import DataError
-from kadapt.tiny import train_tokenizer
+from kadapt.core.errors import DataError
+from kadapt.testing.tiny import train_tokenizer
 
 # "The puppy barked loudly ." -- UD-style heads: The->puppy, puppy->barked, barked=root, ...
 WORDS = ("The", "puppy", "barked", "loudly", ".")

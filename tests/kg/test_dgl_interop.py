@@ -6,7 +6,7 @@ import builtins
 import pytest
 import torch
 
-from kadapt.errors import KadaptError
+from kadapt.core.errors import KadaptError
 from kadapt.kg import KnowledgeGraph
 
 ENTITIES = [("a", "alpha", "alpha, first"), ("b", "beta", "beta, second"), ("c", "gamma", None)]

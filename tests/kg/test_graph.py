@@ -4,7 +4,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from kadapt.errors import KadaptError
+from kadapt.core.errors import KadaptError
 from kadapt.kg import KnowledgeGraph
 
 ENTITIES = [("a", "alpha", "alpha, the first"), ("b", "beta", None), ("c", None, None), ("d", "delta", "delta, a lone one")]

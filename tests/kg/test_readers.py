@@ -6,7 +6,7 @@ import logging
 
 import pytest
 
-from kadapt.errors import DataError, KadaptError
+from kadapt.core.errors import DataError, KadaptError
 from kadapt.kg import read_kg
 from kadapt.kg.readers import read_kg_triples
 

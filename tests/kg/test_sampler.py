@@ -4,7 +4,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from kadapt.errors import KadaptError
+from kadapt.core.errors import KadaptError
 from kadapt.kg import KnowledgeGraph, NeighborSampler
 
 

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import pytest
 
-from kadapt.errors import KadaptError
+from kadapt.core.errors import KadaptError
 from kadapt.metrics import available_metrics, load_metric
 from kadapt.metrics.scoring import bio_chunks, normalize_answer, qa_scores
 

@@ -3,10 +3,10 @@ from __future__ import annotations
 
 import json
 
-from kadapt.cli import main
+from kadapt.cli.app import main
 from kadapt.quickstart.demo import COMBOS, run_quickstart
 from kadapt.quickstart.world import WorldConfig
-from kadapt.zoo import Zoo
+from kadapt.store.zoo import Zoo
 
 SMALL = dict(n_people=8, n_cities=5, n_countries=2, n_companies=4, syntax_train_sentences=60,
              syntax_dev_sentences=20, syntax_task_sizes=(20, 20, 20))

@@ -238,8 +238,8 @@ def test_files_parse_with_conllu_library(world) -> None:
 
 
 def test_files_parse_with_kadapt_readers(world) -> None:
-    relation_readers = pytest.importorskip("kadapt.data.relation_readers")
-    conllu_reader = pytest.importorskip("kadapt.data.conllu_reader")
+    relation_readers = pytest.importorskip("kadapt.data.relations")
+    conllu_reader = pytest.importorskip("kadapt.data.conllu")
     for name, path in world.paths.items():
         if name.startswith(("infuse_factual", "task_")):
             examples = list(relation_readers.read_trex_rc(path))

@@ -6,7 +6,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from kadapt.compose import KnowledgeModel
+from kadapt.core.model import KnowledgeModel
 
 FIXTURES = Path(__file__).resolve().parents[1] / "fixtures"
 
@@ -19,13 +19,13 @@ def fixtures() -> Path:
 @pytest.fixture
 def head_model(tiny_backbone):
     """``head_model(name, config)`` → a KnowledgeModel (no plug-ins) with that task head, seeded."""
-    from kadapt.objectives import build_objective
+    from kadapt.core.objective import build_objective
 
     def make(name: str, config: dict | None = None, backbone_mode: str = "frozen") -> KnowledgeModel:
         """``backbone_mode="full"``: the backbone trains too (first-token heads barely separate inputs
         over a frozen RANDOM tiny backbone, whose [CLS] states are nearly constant)."""
-        from kadapt.finetune_modes import FinetuneSection
-        from kadapt.finetuning import build_model
+        from kadapt.runs.finetune_modes import FinetuneSection
+        from kadapt.runs.finetune import build_model
 
         torch.manual_seed(0)
         model = build_model(tiny_backbone, [], FinetuneSection(backbone=backbone_mode))

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import torch
 
-from kadapt.compose import KnowledgeModel
+from kadapt.core.model import KnowledgeModel
 from kadapt.data.encoding import collate
 
 

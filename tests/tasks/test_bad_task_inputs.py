@@ -9,9 +9,9 @@ from pathlib import Path
 import pytest
 import yaml
 
-from kadapt.errors import DataError
-from kadapt.finetuning import finetune
-from kadapt.recipes import load_recipe
+from kadapt.core.errors import DataError
+from kadapt.runs.finetune import finetune
+from kadapt.runs.recipe import load_recipe
 
 REPO = Path(__file__).resolve().parents[2]
 FIXTURES = REPO / "tests" / "fixtures"

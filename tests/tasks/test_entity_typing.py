@@ -6,12 +6,12 @@ from pathlib import Path
 import pytest
 import torch
 
-from kadapt.compose import KnowledgeModel
+from kadapt.core.model import KnowledgeModel
 from kadapt.data.encoding import collate
-from kadapt.data.open_entity_reader import GENERAL_TYPES, read_open_entity
+from kadapt.data.open_entity import GENERAL_TYPES, read_open_entity
 from kadapt.data.records import EntityTypingExample
-from kadapt.errors import DataError
-from kadapt.objectives import build_objective
+from kadapt.core.errors import DataError
+from kadapt.core.objective import build_objective
 from kadapt.tasks.entity_typing import mark_mention, typing_scores
 
 FIXTURE = Path(__file__).resolve().parents[1] / "fixtures" / "open_entity_crowd.json"

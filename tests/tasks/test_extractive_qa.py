@@ -8,10 +8,10 @@ import pytest
 import torch
 from task_kit import batch_of, fit
 
-from kadapt.data.readers import read_records
-from kadapt.errors import DataError
-from kadapt.finetuning import evaluate_run, finetune
-from kadapt.recipes import recipe_from_dict
+from kadapt.data.formats import read_records
+from kadapt.core.errors import DataError
+from kadapt.runs.finetune import evaluate_run, finetune
+from kadapt.runs.recipe import recipe_from_dict
 
 
 @pytest.fixture

@@ -6,11 +6,11 @@ from pathlib import Path
 import pytest
 import torch
 
-from kadapt.compose import KnowledgeModel
+from kadapt.core.model import KnowledgeModel
 from kadapt.data.encoding import collate
-from kadapt.data.readers import read_records
-from kadapt.errors import KadaptError
-from kadapt.objectives import build_objective
+from kadapt.data.formats import read_records
+from kadapt.core.errors import KadaptError
+from kadapt.core.objective import build_objective
 from kadapt.tasks.fewshot_pair import encode_pair, sample_episodes
 
 FIXTURE = Path(__file__).resolve().parents[1] / "fixtures" / "fewrel_4rel.json"

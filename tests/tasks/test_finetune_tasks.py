@@ -10,9 +10,9 @@ import pytest
 import yaml
 from run_kit import factual_recipe, write_yaml
 
-from kadapt.cli import main
-from kadapt.infusion import infuse
-from kadapt.recipes import recipe_from_dict
+from kadapt.cli.app import main
+from kadapt.runs.infuse import infuse
+from kadapt.runs.recipe import recipe_from_dict
 
 REPO = Path(__file__).resolve().parents[2]
 FIXTURES = REPO / "tests" / "fixtures"

@@ -9,11 +9,11 @@ import torch
 from task_kit import batch_of, fit
 
 from kadapt.data.policy import ErrorPolicy
-from kadapt.data.readers import read_records
-from kadapt.errors import DataError
-from kadapt.finetuning import evaluate_run, finetune
-from kadapt.recipes import recipe_from_dict
-from kadapt.runs import encode_records
+from kadapt.data.formats import read_records
+from kadapt.core.errors import DataError
+from kadapt.runs.finetune import evaluate_run, finetune
+from kadapt.runs.recipe import recipe_from_dict
+from kadapt.runs.context import encode_records
 
 
 def test_cloze_queries_mask_the_single_token_object(head_model, fixtures):

@@ -7,9 +7,9 @@ import json
 import torch
 from task_kit import batch_of, fit
 
-from kadapt.data.readers import read_records
-from kadapt.finetuning import evaluate_run, finetune
-from kadapt.recipes import recipe_from_dict
+from kadapt.data.formats import read_records
+from kadapt.runs.finetune import evaluate_run, finetune
+from kadapt.runs.recipe import recipe_from_dict
 
 
 def test_choices_are_rows_and_scored_on_the_first_token(head_model, fixtures):

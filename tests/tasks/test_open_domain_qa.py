@@ -6,8 +6,8 @@ import pytest
 import torch
 from task_kit import batch_of, fit
 
-from kadapt.data.readers import read_records
-from kadapt.errors import DataError
+from kadapt.data.formats import read_records
+from kadapt.core.errors import DataError
 from kadapt.tasks.open_domain_qa import SEPARATOR, locate_answer
 
 

@@ -6,8 +6,8 @@ from pathlib import Path
 import pytest
 import torch
 
-from kadapt.data.semeval_reader import read_semeval2010
-from kadapt.objectives import build_objective
+from kadapt.data.semeval import read_semeval2010
+from kadapt.core.objective import build_objective
 from kadapt.tasks.relation_semeval import (
     relation_type,
     semeval_counts,

@@ -6,8 +6,8 @@ from pathlib import Path
 
 import pytest
 
-from kadapt.data.readers import read_records
-from kadapt.objectives import build_objective
+from kadapt.data.formats import read_records
+from kadapt.core.objective import build_objective
 from kadapt.tasks.relation_tacred import tacred_scores
 
 FIXTURE = Path(__file__).resolve().parents[1] / "fixtures" / "tacred.json"

@@ -4,8 +4,8 @@ from __future__ import annotations
 import torch
 from task_kit import batch_of, fit
 
-from kadapt.data.readers import read_records
-from kadapt.objectives.base import objective_class
+from kadapt.data.formats import read_records
+from kadapt.core.objective import objective_class
 
 
 def test_xnli_pairs_accuracy_and_training(head_model, fixtures):

@@ -5,9 +5,9 @@ import pytest
 import torch
 from task_kit import batch_of, fit
 
-from kadapt.data.readers import read_records
-from kadapt.errors import DataError
-from kadapt.objectives.base import objective_class
+from kadapt.data.formats import read_records
+from kadapt.core.errors import DataError
+from kadapt.core.objective import objective_class
 
 
 @pytest.fixture

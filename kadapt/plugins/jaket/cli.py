@@ -6,8 +6,8 @@ import json
 
 def cmd_kg_memory(args) -> int:
     from kadapt.plugins.jaket.pretraining import memory_for_kg
-    from kadapt.recipes import BackboneSection
-    from kadapt.runs import load_backbone
+    from kadapt.runs.recipe import BackboneSection
+    from kadapt.runs.context import load_backbone
 
     backbone = load_backbone(BackboneSection(name_or_path=args.backbone))
     summary = memory_for_kg(args.kg_dir, backbone, plugin_dir=args.plugin, out=args.out,

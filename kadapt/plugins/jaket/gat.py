@@ -20,7 +20,7 @@ from torch import nn
 from torch_geometric.nn import MessagePassing
 from torch_geometric.utils import softmax
 
-from kadapt.errors import PluginFormatError
+from kadapt.core.errors import PluginFormatError
 
 
 class CompositionGATLayer(MessagePassing):

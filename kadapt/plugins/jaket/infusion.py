@@ -11,17 +11,17 @@ import logging
 
 import torch
 
-from kadapt.fileio import load_tensors
-from kadapt.infusion import InfusionResult
+from kadapt.core.fileio import load_tensors
+from kadapt.runs.infuse import InfusionResult
 from kadapt.kg import read_kg
-from kadapt.plugin_io import save_plugin
-from kadapt.plugins import build_plugin
+from kadapt.store.plugin_dir import save_plugin
+from kadapt.core.family import build_plugin
 from kadapt.plugins.jaket.memory import EntityMemory
 from kadapt.plugins.jaket.objectives import JaketObjectives
 from kadapt.plugins.jaket.pretraining import JaketPretrainingModel, build_memory
-from kadapt.recipes import Recipe, resolve_path
-from kadapt.runs import encode_records, start_run
-from kadapt.training import train
+from kadapt.runs.recipe import Recipe, resolve_path
+from kadapt.runs.context import encode_records, start_run
+from kadapt.runs.loop import train
 
 log = logging.getLogger(__name__)
 
@@ -68,7 +68,7 @@ def infuse_jaket(recipe: Recipe, *, out=None, resume: bool = False, backbone=Non
                           f"{graph.num_triples} triples", "metrics": metrics},
         )
         if recipe.output.zoo:
-            from kadapt.zoo import Zoo
+            from kadapt.store.zoo import Zoo
 
             zoo_entry = Zoo(recipe.output.zoo).add(plugin_dir, recipe.name)
     run.accelerator.wait_for_everyone()

@@ -14,8 +14,8 @@ from pathlib import Path
 
 import torch
 
-from kadapt.errors import KadaptError
-from kadapt.fileio import load_tensors
+from kadapt.core.errors import KadaptError
+from kadapt.core.fileio import load_tensors
 from kadapt.kg import KnowledgeGraph, NeighborSampler, read_kg
 from kadapt.kg.sampler import SampledSubgraph
 from kadapt.plugins.jaket.memory import EntityMemory

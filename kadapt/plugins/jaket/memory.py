@@ -15,7 +15,7 @@ from collections.abc import Callable
 import torch
 from torch import nn
 
-from kadapt.errors import KadaptError
+from kadapt.core.errors import KadaptError
 
 
 def refresh_interval(i: int, initial: int = 10, growth: int = 2, repeat: int = 3, maximum: int = 500) -> int:

@@ -10,7 +10,7 @@ entity mentions linked by id (the KG carries the ids; no entity linker is needed
   q = g((Z_s + Z_o) / 2) with g(x) = GELU(x W1) W2 over LM2's output, scored by inner product
   against the memory embeddings of the true entity, its neighbours and random entities (CE).
 
-``JaketObjectives`` follows the :class:`~kadapt.objectives.base.Objective` contract: ``features`` is
+``JaketObjectives`` follows the :class:`~kadapt.core.objective.Objective` contract: ``features`` is
 LM2's output and the batch carries the knowledge embeddings the pre-training model computed.
 """
 from __future__ import annotations
@@ -19,8 +19,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from kadapt.errors import DataError
-from kadapt.objectives.base import (
+from kadapt.core.errors import DataError
+from kadapt.core.objective import (
     Objective,
     ObjectiveOutput,
     register_objective,

@@ -3,7 +3,7 @@
 ``JaketPretrainingModel`` has the shape the shared training loop expects (a ``backbone`` attribute
 outside the module tree, trainable modules inside, ``forward(batch) -> ObjectiveOutput`` and a
 ``head`` with ``count``/``summarize``), so infusion gets checkpoints, ``--resume``, metrics and plots
-from :func:`kadapt.training.train`. Per step, the random choices (neighbour sampling, removed mentions,
+from :func:`kadapt.runs.loop.train`. Per step, the random choices (neighbour sampling, removed mentions,
 negatives) come from a generator seeded by (seed, step), so a resumed run draws the same ones.
 """
 from __future__ import annotations
@@ -14,11 +14,11 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from kadapt.errors import KadaptError
+from kadapt.core.errors import KadaptError
 from kadapt.kg import KnowledgeGraph, NeighborSampler
-from kadapt.objectives.base import ObjectiveOutput
+from kadapt.core.objective import ObjectiveOutput
 from kadapt.plugins.jaket.memory import EntityMemory, encode_descriptions
-from kadapt.plugins.jaket.model import JaketPlugin
+from kadapt.plugins.jaket.plugin import JaketPlugin
 from kadapt.plugins.jaket.objectives import JaketObjectives
 
 log = logging.getLogger(__name__)
@@ -136,10 +136,10 @@ def memory_for_kg(kg_dir: str | Path, backbone, *, plugin_dir: str | Path | None
     """
     import hashlib
 
-    from kadapt.fileio import save_tensors
+    from kadapt.core.fileio import save_tensors
     from kadapt.kg import read_kg
-    from kadapt.plugin_io import FORMAT_VERSION, load_plugin
-    from kadapt.plugins import build_plugin
+    from kadapt.store.plugin_dir import FORMAT_VERSION, load_plugin
+    from kadapt.core.family import build_plugin
 
     graph = read_kg(kg_dir, policy=on_error)
     plugin = load_plugin(plugin_dir, backbone, expected_kind="jaket").plugin if plugin_dir else \

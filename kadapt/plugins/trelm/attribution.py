@@ -18,7 +18,7 @@ from collections.abc import Callable, Sequence
 import torch
 from torch import nn
 
-from kadapt.errors import KadaptError
+from kadapt.core.errors import KadaptError
 from kadapt.plugins.trelm.ffn import ffn_blocks
 
 #: ``score(last_hidden, batch) -> (rows,)`` probability of the correct answer per row

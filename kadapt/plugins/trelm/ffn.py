@@ -11,7 +11,7 @@ from dataclasses import dataclass
 
 from torch import nn
 
-from kadapt.errors import KadaptError
+from kadapt.core.errors import KadaptError
 
 
 @dataclass(frozen=True)

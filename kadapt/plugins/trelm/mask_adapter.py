@@ -25,7 +25,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from kadapt.errors import KadaptError
+from kadapt.core.errors import KadaptError
 from kadapt.plugins.trelm.ffn import FFNBlock, ffn_blocks
 
 

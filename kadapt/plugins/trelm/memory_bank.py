@@ -21,7 +21,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from kadapt.errors import KadaptError
+from kadapt.core.errors import KadaptError
 
 
 def memory_lambda(initial: float, beta: float, epoch: int) -> float:

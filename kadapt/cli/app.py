@@ -1,0 +1,225 @@
+"""The ``kadapt`` command: each subcommand is a few lines over a public library function."""
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+from pathlib import Path
+
+from kadapt.core.errors import KadaptError
+
+# Modules that contribute subcommands: each defines ``add_commands(subparsers)`` and sets
+# ``func`` on its parsers. Feature areas (cache, knowledge graphs, tasks, ...) register here
+# with one line instead of growing this file.
+COMMAND_MODULES: tuple[str, ...] = (
+    "kadapt.cli.cache_commands",
+    "kadapt.runs.predict",
+    "kadapt.plugins.jaket.cli",
+    "kadapt.plugins.xlmk.cli",
+)
+
+
+def _print_json(obj) -> None:
+    print(json.dumps(obj, indent=2, default=str))
+
+
+def cmd_infuse(args) -> int:
+    from kadapt.runs.infuse import infuse
+    from kadapt.runs.recipe import load_recipe
+
+    # several recipes (kadapt infuse A.yaml B.yaml ...): one run, one backbone pass per batch
+    recipes = [args.recipe] + [o for o in args.overrides if "=" not in o]
+    overrides = [o for o in args.overrides if "=" in o]
+    if len(recipes) > 1:
+        from kadapt.runs.joint import infuse_many
+
+        results = infuse_many([load_recipe(r, overrides) for r in recipes], out=args.out, resume=args.resume)
+    else:
+        results = [infuse(load_recipe(args.recipe, overrides), out=args.out, resume=args.resume)]
+    for result in results:
+        print(f"plug-in written to {result.plugin_dir}" + (f" (zoo: {result.zoo_entry})" if result.zoo_entry else ""))
+        print(f"dev: {json.dumps(result.train.final_dev)}")
+    return 0
+
+
+def _split_plugins_and_overrides(plugins: list[str] | None, overrides: list[str]) -> tuple[list[str] | None, list[str]]:
+    """``--plugins A B training.epochs=1``: argparse gives the override to --plugins; move it back.
+
+    An item is a plug-in folder if it exists; otherwise an item with ``=`` is an override.
+    """
+    if plugins is None:
+        return None, overrides
+    kept, extra = [], []
+    for item in plugins:
+        (extra if "=" in item and not Path(item).exists() else kept).append(item)
+    return kept, list(overrides) + extra
+
+
+def cmd_finetune(args) -> int:
+    from kadapt.runs.finetune import finetune
+    from kadapt.runs.recipe import load_recipe
+
+    plugins, overrides = _split_plugins_and_overrides(args.plugins, args.overrides)
+    result = finetune(load_recipe(args.recipe, overrides), plugins=plugins, out=args.out, resume=args.resume)
+    print(f"metrics written to {result.run_dir / 'metrics.json'}")
+    _print_json({k: result.metrics.get(k) for k in ("dev", "test")})
+    return 0
+
+
+def cmd_evaluate(args) -> int:
+    from kadapt.runs.finetune import evaluate_run
+
+    _print_json(evaluate_run(args.run_dir, args.data, args.format, on_error=args.on_error, out=args.out))
+    return 0
+
+
+def cmd_plugin_info(args) -> int:
+    from kadapt.store.plugin_info import describe_kind
+    from kadapt.store.plugin_dir import describe_plugin
+
+    if args.plugin:
+        info = describe_plugin(args.plugin)
+    elif args.kind and args.backbone:
+        info = describe_kind(args.kind, args.backbone, meta=args.meta, overrides=args.set or [])
+    else:
+        raise KadaptError("plugin-info needs --plugin DIR, or --kind KIND --backbone DIR")
+    if args.json:
+        _print_json(info)
+    else:
+        for key in ("kind", "name", "parameters", "directory"):
+            if key in info:
+                print(f"{key}: {info[key]:,}" if isinstance(info[key], int) else f"{key}: {info[key]}")
+    return 0
+
+
+def cmd_zoo(args) -> int:
+    from kadapt.store.zoo import Zoo
+
+    zoo = Zoo(args.zoo)
+    if args.zoo_command == "list":
+        entries = zoo.entries()
+        if args.json:
+            _print_json({"zoo": str(zoo.root), "entries": entries, "by_backbone": zoo.by_backbone()})
+        else:
+            for e in entries:
+                print(f"{e['name']:24} {e.get('kind', '?'):10} {e.get('parameters') or 0:>12,}  {e.get('error', '')}")
+            if not entries:
+                print(f"(no plug-ins in {zoo.root})")
+    else:
+        _print_json(zoo.show(args.name))
+    return 0
+
+
+def cmd_recipe_check(args) -> int:
+    from kadapt.runs.recipe import check_recipe, load_recipe, missing_data
+
+    recipe = load_recipe(args.recipe, args.overrides)
+    problems = check_recipe(recipe, require_data=args.require_data)
+    for problem in problems:
+        print(problem, file=sys.stderr)
+    if not args.require_data:
+        for note in missing_data(recipe):
+            print(f"note: {note}", file=sys.stderr)
+    if not problems:
+        print(f"{args.recipe}: ok")
+    return 1 if problems else 0
+
+
+def cmd_quickstart(args) -> int:
+    from kadapt.quickstart.demo import run_quickstart
+
+    report = run_quickstart(args.out, backbone=args.backbone, seed=args.seed)
+    print(report.table)
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    from kadapt import __version__
+
+    parser = argparse.ArgumentParser(prog="kadapt", description="Knowledge plug-ins for frozen encoders.")
+    parser.add_argument("--version", action="version", version=f"kadapt {__version__}")
+    parser.add_argument("-v", "--verbose", action="store_true", help="Log at INFO level.")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    p = sub.add_parser("infuse", help="Train a plug-in from an infuse recipe (several recipes: one joint run).")
+    p.add_argument("recipe")
+    p.add_argument("overrides", nargs="*", help="More recipes, then key.sub=value overrides (applied to all), "
+                                                "e.g. training.epochs=1")
+    p.add_argument("--out", help="Run folder (default: the recipe's output.dir); with several recipes the "
+                                 "parent folder of one run folder per recipe name.")
+    p.add_argument("--resume", action="store_true", help="Continue from the newest checkpoint in the run folder.")
+    p.set_defaults(func=cmd_infuse)
+
+    p = sub.add_parser("finetune", help="Fine-tune a task head over the backbone + plug-ins.")
+    p.add_argument("recipe")
+    p.add_argument("overrides", nargs="*")
+    p.add_argument("--plugins", nargs="*", help="Plug-in folders (replace the recipe's list; none = bare backbone).")
+    p.add_argument("--out")
+    p.add_argument("--resume", action="store_true")
+    p.set_defaults(func=cmd_finetune)
+
+    p = sub.add_parser("evaluate", help="Evaluate a fine-tuned run folder on a data file.")
+    p.add_argument("run_dir")
+    p.add_argument("--data", required=True)
+    p.add_argument("--format", help="Data format (default: the run's).")
+    p.add_argument("--on-error", default="raise", choices=["raise", "skip"])
+    p.add_argument("--out")
+    p.set_defaults(func=cmd_evaluate)
+
+    p = sub.add_parser("plugin-info", help="Describe a saved plug-in, or the size of a kind on a backbone.")
+    p.add_argument("--plugin", help="A saved plug-in folder.")
+    p.add_argument("--kind", help="Plug-in kind to size (with --backbone).")
+    p.add_argument("--backbone", help="Backbone folder (a config.json is enough with --meta) or hub name.")
+    p.add_argument("--meta", action="store_true", help="Build on the meta device: sizes only, no weights.")
+    p.add_argument("--set", nargs="*", help="Plug-in config overrides key=value.")
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=cmd_plugin_info)
+
+    p = sub.add_parser("zoo", help="The plug-in catalog.")
+    p.add_argument("--zoo", help="Zoo folder (default: ./adapters_zoo).")
+    zsub = p.add_subparsers(dest="zoo_command", required=True)
+    z = zsub.add_parser("list")
+    z.add_argument("--json", action="store_true")
+    z = zsub.add_parser("show")
+    z.add_argument("name")
+    p.set_defaults(func=cmd_zoo)
+
+    p = sub.add_parser("recipe", help="Recipe tools.")
+    rsub = p.add_subparsers(dest="recipe_command", required=True)
+    r = rsub.add_parser("check", help="Validate a recipe without running it.")
+    r.add_argument("recipe")
+    r.add_argument("overrides", nargs="*")
+    r.add_argument("--require-data", action="store_true",
+                   help="Also fail when data files under ${KADAPT_DATA_DIR} or plug-in folders are not present (default: a note).")
+    r.set_defaults(func=cmd_recipe_check)
+
+    p = sub.add_parser("quickstart", help="The README's main job: a full continual-infusion story on generated data.")
+    p.add_argument("--out", default="kadapt-quickstart")
+    p.add_argument("--backbone", default="tiny", help="'tiny' (built from a config), 'minilm' (needs the extra) or a folder.")
+    p.add_argument("--seed", type=int, default=0)
+    p.set_defaults(func=cmd_quickstart)
+
+    import importlib
+
+    for module_name in COMMAND_MODULES:
+        importlib.import_module(module_name).add_commands(sub)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING,
+                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    try:
+        return args.func(args)
+    except KadaptError as err:
+        print(f"kadapt: error: {err}", file=sys.stderr)
+        return 2
+    except FileNotFoundError as err:
+        print(f"kadapt: error: {err.filename}: {err.strerror}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,277 @@
+"""The frozen backbone: a Hugging Face encoder whose weights never change.
+
+``FrozenBackbone`` loads any HF encoder by hub name or local path, freezes every parameter, and runs
+its layers under ``torch.no_grad()`` (not ``inference_mode``: those tensors could not feed trainable
+plug-ins). It materialises only the hidden states that the active plug-ins ask for and stops after the
+deepest one. ``run_layers`` lets a re-entrant plug-in push modified states through the frozen upper
+layers *with* autograd (gradients flow through the frozen weights into the plug-in).
+
+Hidden-state indices follow the ``output_hidden_states`` tuple: 0 = embedding output, k = output of
+transformer layer k (1-based), ``num_layers`` = last hidden state.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Iterable
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import torch
+from torch import nn
+
+from kadapt.core.errors import FingerprintMismatchError, KadaptError
+
+
+@dataclass(frozen=True)
+class BackboneSpec:
+    """The sizes a plug-in needs to be built; available without weights (meta device)."""
+
+    model_type: str
+    hidden_size: int
+    num_layers: int
+    num_attention_heads: int
+    intermediate_size: int
+    vocab_size: int
+
+    @classmethod
+    def from_hf_config(cls, config) -> BackboneSpec:
+        return cls(
+            model_type=config.model_type,
+            hidden_size=config.hidden_size,
+            num_layers=config.num_hidden_layers,
+            num_attention_heads=config.num_attention_heads,
+            intermediate_size=getattr(config, "intermediate_size", 4 * config.hidden_size),
+            vocab_size=config.vocab_size,
+        )
+
+
+@dataclass(frozen=True)
+class Fingerprint:
+    """Identity of a backbone: architecture sizes plus sha256 of its weights and tokenizer.
+
+    ``weights_sha256`` is ``None`` for a backbone built on the meta device (no weights), and
+    ``tokenizer_sha256`` is ``None`` when no tokenizer is attached.
+    """
+
+    model_type: str
+    hidden_size: int
+    num_layers: int
+    vocab_size: int
+    weights_sha256: str | None
+    tokenizer_sha256: str | None
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict, source: str = "fingerprint") -> Fingerprint:
+        try:
+            return cls(**{k: data[k] for k in cls.__dataclass_fields__})
+        except KeyError as err:
+            raise KadaptError(f"{source}: backbone fingerprint lacks key {err}") from None
+
+    def differences(self, other: Fingerprint) -> list[str]:
+        """Human-readable list of fields that differ (``field: self != other``)."""
+        out = []
+        for name in self.__dataclass_fields__:
+            mine, theirs = getattr(self, name), getattr(other, name)
+            if mine != theirs:
+                out.append(f"{name}: {mine!r} != {theirs!r}")
+        return out
+
+    def check_matches(self, actual: Fingerprint, source: str) -> None:
+        """Raise if ``actual`` (the backbone in use) differs from this recorded fingerprint."""
+        diffs = self.differences(actual)
+        if diffs:
+            raise FingerprintMismatchError(
+                f"{source}: plug-in was trained on another backbone; recorded vs this backbone: "
+                + "; ".join(diffs)
+            )
+
+
+def hash_state_dict(state: dict[str, torch.Tensor]) -> str:
+    """sha256 over sorted parameter names, dtypes, shapes and raw bytes."""
+    digest = hashlib.sha256()
+    for name in sorted(state):
+        tensor = state[name].detach().cpu().contiguous()
+        digest.update(f"{name}|{tensor.dtype}|{tuple(tensor.shape)}|".encode())
+        digest.update(tensor.view(-1).view(torch.uint8).numpy().tobytes())
+    return digest.hexdigest()
+
+
+def hash_tokenizer(tokenizer) -> str | None:
+    """sha256 of the tokenizer's full serialisation (fast tokenizers) or vocab + special tokens."""
+    if tokenizer is None:
+        return None
+    digest = hashlib.sha256()
+    backend = getattr(tokenizer, "backend_tokenizer", None)
+    if backend is not None:
+        spec = json.loads(backend.to_str())
+        # truncation/padding are runtime call settings that change on first use, not identity
+        spec.pop("truncation", None)
+        spec.pop("padding", None)
+        digest.update(json.dumps(spec, sort_keys=True).encode())
+    else:
+        digest.update(json.dumps(sorted(tokenizer.get_vocab().items())).encode())
+    digest.update(json.dumps(tokenizer.special_tokens_map, sort_keys=True).encode())
+    return digest.hexdigest()
+
+
+class FrozenBackbone:
+    """A frozen HF encoder. Not an ``nn.Module`` on purpose: it never joins an optimizer or DDP."""
+
+    def __init__(self, model: nn.Module, tokenizer=None, name: str = ""):
+        self.model = model
+        self.tokenizer = tokenizer
+        self.name = name or getattr(model.config, "_name_or_path", "") or model.config.model_type
+        self.model.eval()
+        self.model.requires_grad_(False)
+        self.spec = BackboneSpec.from_hf_config(model.config)
+        self._fingerprint: Fingerprint | None = None
+        self._layered = hasattr(model, "embeddings") and hasattr(getattr(model, "encoder", None), "layer")
+
+    # ----------------------------------------------------------------- construction
+    @classmethod
+    def from_pretrained(
+        cls,
+        name_or_path: str | Path,
+        *,
+        dtype: torch.dtype | None = None,
+        device: str | torch.device = "cpu",
+        trust_remote_code: bool = False,
+        attn_implementation: str | None = None,
+    ) -> FrozenBackbone:
+        """Load an encoder and its tokenizer by hub name or local directory."""
+        from transformers import AutoModel, AutoTokenizer
+
+        kwargs = {"trust_remote_code": trust_remote_code}
+        if attn_implementation:
+            kwargs["attn_implementation"] = attn_implementation
+        if dtype is not None:
+            kwargs["dtype"] = dtype
+        try:
+            model = AutoModel.from_pretrained(str(name_or_path), add_pooling_layer=False, **kwargs)
+        except TypeError:  # architectures without a pooler argument
+            model = AutoModel.from_pretrained(str(name_or_path), **kwargs)
+        except OSError as err:
+            raise KadaptError(f"cannot load backbone {name_or_path!r}: {err}") from None
+        tokenizer = AutoTokenizer.from_pretrained(str(name_or_path), trust_remote_code=trust_remote_code)
+        return cls(model.to(device), tokenizer, name=str(name_or_path))
+
+    @classmethod
+    def from_config(cls, config, tokenizer=None, *, meta: bool = True) -> FrozenBackbone:
+        """Build from a config alone; on the meta device no memory is allocated (sizes only)."""
+        from transformers import AutoModel
+
+        if meta:
+            with torch.device("meta"):
+                model = AutoModel.from_config(config)
+        else:
+            model = AutoModel.from_config(config)
+        return cls(model, tokenizer, name=getattr(config, "_name_or_path", "") or config.model_type)
+
+    # ----------------------------------------------------------------- identity
+    @property
+    def is_meta(self) -> bool:
+        return any(p.is_meta for p in self.model.parameters())
+
+    @property
+    def device(self) -> torch.device:
+        return next(self.model.parameters()).device
+
+    @property
+    def dtype(self) -> torch.dtype:
+        return next(self.model.parameters()).dtype
+
+    @property
+    def fingerprint(self) -> Fingerprint:
+        if self._fingerprint is None:
+            weights = None if self.is_meta else hash_state_dict(self.model.state_dict())
+            self._fingerprint = Fingerprint(
+                model_type=self.spec.model_type,
+                hidden_size=self.spec.hidden_size,
+                num_layers=self.spec.num_layers,
+                vocab_size=self.spec.vocab_size,
+                weights_sha256=weights,
+                tokenizer_sha256=hash_tokenizer(self.tokenizer),
+            )
+        return self._fingerprint
+
+    def to(self, device: str | torch.device) -> FrozenBackbone:
+        self.model.to(device)
+        return self
+
+    # ----------------------------------------------------------------- forward
+    def _check_layers(self, layers: Iterable[int]) -> list[int]:
+        wanted = sorted(set(int(i) for i in layers))
+        bad = [i for i in wanted if not 0 <= i <= self.spec.num_layers]
+        if bad:
+            raise KadaptError(
+                f"hidden-state indices {bad} outside 0..{self.spec.num_layers} for this "
+                f"{self.spec.num_layers}-layer backbone"
+            )
+        return wanted
+
+    def attention_bias(self, attention_mask: torch.Tensor, hidden: torch.Tensor) -> torch.Tensor:
+        """The 4-D mask the encoder layers expect, built exactly as the HF model builds it."""
+        model = self.model
+        use_sdpa = (
+            getattr(model, "attn_implementation", None) == "sdpa"
+            and getattr(model, "position_embedding_type", "absolute") == "absolute"
+        )
+        if use_sdpa:
+            from transformers.modeling_attn_mask_utils import _prepare_4d_attention_mask_for_sdpa
+
+            return _prepare_4d_attention_mask_for_sdpa(attention_mask, hidden.dtype, tgt_len=hidden.shape[1])
+        return model.get_extended_attention_mask(attention_mask, hidden.shape[:2], dtype=hidden.dtype)
+
+    def embed(self, input_ids: torch.Tensor, token_type_ids: torch.Tensor | None = None) -> torch.Tensor:
+        """Hidden state 0 (embedding output), without autograd."""
+        with torch.no_grad():
+            return self.model.embeddings(input_ids=input_ids, token_type_ids=token_type_ids)
+
+    def encode(
+        self,
+        input_ids: torch.Tensor,
+        attention_mask: torch.Tensor,
+        layers: Iterable[int],
+        token_type_ids: torch.Tensor | None = None,
+    ) -> dict[int, torch.Tensor]:
+        """Hidden states at ``layers`` only; stops after the deepest requested layer. No autograd."""
+        wanted = self._check_layers(layers)
+        if not wanted:
+            return {}
+        with torch.no_grad():
+            if not self._layered:  # generic fallback: full forward, then select
+                out = self.model(
+                    input_ids=input_ids, attention_mask=attention_mask, output_hidden_states=True
+                )
+                return {i: out.hidden_states[i] for i in wanted}
+            hidden = self.model.embeddings(input_ids=input_ids, token_type_ids=token_type_ids)
+            states = {0: hidden} if 0 in wanted else {}
+            bias = self.attention_bias(attention_mask, hidden)
+            for index in range(1, wanted[-1] + 1):
+                hidden = self.model.encoder.layer[index - 1](hidden, attention_mask=bias)[0]
+                if index in wanted:
+                    states[index] = hidden
+            return states
+
+    def run_layers(
+        self, hidden: torch.Tensor, start: int, end: int, attention_mask: torch.Tensor
+    ) -> torch.Tensor:
+        """Map hidden state ``start`` to hidden state ``end`` through frozen layers start+1..end.
+
+        Runs WITH autograd so gradients reach whatever produced ``hidden`` (the weights stay frozen).
+        """
+        if not self._layered:
+            raise KadaptError(
+                f"run_layers needs a layered encoder (embeddings + encoder.layer); "
+                f"{type(self.model).__name__} is not supported"
+            )
+        if not 0 <= start <= end <= self.spec.num_layers:
+            raise KadaptError(f"run_layers({start}, {end}) outside 0..{self.spec.num_layers}")
+        bias = self.attention_bias(attention_mask, hidden)
+        for index in range(start, end):
+            hidden = self.model.encoder.layer[index](hidden, attention_mask=bias)[0]
+        return hidden

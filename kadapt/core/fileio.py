@@ -1,0 +1,97 @@
+"""Atomic file writes (temp file in the same folder + fsync + rename) and strict safetensors reads."""
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from pathlib import Path
+
+import torch
+from safetensors import SafetensorError
+from safetensors.torch import load as st_load_bytes
+from safetensors.torch import save as st_save_bytes
+
+from kadapt.core.errors import PluginFormatError
+
+
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
+_FILE_MODE = 0o666 & ~_umask()
+
+
+def atomic_write_bytes(path: str | Path, data: bytes) -> Path:
+    """Write ``data`` so that ``path`` holds either its old content or all of ``data``, never half."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        os.fchmod(fd, _FILE_MODE)  # mkstemp creates 0600; give the usual permissions
+        with os.fdopen(fd, "wb") as handle:
+            handle.write(data)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        raise
+    return path
+
+
+def atomic_write_text(path: str | Path, text: str) -> Path:
+    return atomic_write_bytes(path, text.encode("utf-8"))
+
+
+def atomic_write_json(path: str | Path, obj) -> Path:
+    return atomic_write_text(path, json.dumps(obj, indent=2, sort_keys=False) + "\n")
+
+
+def save_tensors(path: str | Path, tensors: dict[str, torch.Tensor], metadata: dict[str, str] | None = None) -> Path:
+    """Atomically write a safetensors file (metadata values must be strings)."""
+    meta = {str(k): str(v) for k, v in (metadata or {}).items()}
+    payload = {k: v.detach().contiguous().cpu() for k, v in tensors.items()}
+    # safetensors 0.8.0 writes an unreadable header for no tensors + an empty metadata dict
+    return atomic_write_bytes(path, st_save_bytes(payload, metadata=meta if (meta or payload) else None))
+
+
+def load_tensors(path: str | Path) -> tuple[dict[str, torch.Tensor], dict[str, str]]:
+    """Read a whole safetensors file; a missing, truncated or corrupt file is a one-line error."""
+    path = Path(path)
+    try:
+        data = path.read_bytes()
+    except OSError as err:
+        raise PluginFormatError(f"{path}: cannot read ({err.strerror})") from None
+    try:
+        tensors = st_load_bytes(data)
+        header_len = int.from_bytes(data[:8], "little")
+        header = json.loads(data[8 : 8 + header_len])
+    except (SafetensorError, ValueError, json.JSONDecodeError, OSError) as err:
+        raise PluginFormatError(f"{path}: not a valid safetensors file (truncated or corrupt: {err})") from None
+    return tensors, dict(header.get("__metadata__") or {})
+
+
+def read_text(path: str | Path, what: str, error: type[Exception] = PluginFormatError) -> str:
+    """UTF-8 text of ``path``; a missing or undecodable file raises ``error`` naming it."""
+    path = Path(path)
+    try:
+        return path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise error(f"{path}: {what} not found") from None
+    except UnicodeDecodeError as err:
+        raise error(f"{path}: not UTF-8 ({err.reason} at byte {err.start})") from None
+
+
+def read_json(path: str | Path, what: str = "JSON file") -> dict:
+    path = Path(path)
+    text = read_text(path, what)
+    try:
+        obj = json.loads(text)
+    except json.JSONDecodeError as err:
+        raise PluginFormatError(f"{path}:{err.lineno}: invalid JSON ({err.msg})") from None
+    if not isinstance(obj, dict):
+        raise PluginFormatError(f"{path}: expected a JSON object at top level, got {type(obj).__name__}")
+    return obj

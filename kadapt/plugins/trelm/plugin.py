@@ -1,0 +1,214 @@
+"""The TRELM plug-in (Yan et al., TRELM §3): an INSIDE plug-in that changes the backbone pass.
+
+It holds a :class:`SparseFFNDelta` on the knowledge-path neurons of every FFN layer and runs the
+backbone itself with the deltas hooked in (``inside_features``). During infusion it also
+
+* picks the important entity mentions of a batch by semantic importance (eq. 1) — SI(e) =
+  ‖h_o‖·‖h_rep‖ / (h_o·h_rep), the inverse cosine between the mean-pooled frozen-backbone states of the
+  sentence and of the sentence with the subject replaced by the mask token; the ``important_fraction``
+  of the batch with the highest SI are important;
+* mixes the memory bank into the input embeddings of those subjects (eq. 7, λ decaying per epoch,
+  eq. 8) and updates the bank from its own outputs (eq. 4–6);
+* recomputes the knowledge path every ``reselect_every`` optimizer steps by integrated gradients of
+  the objective's knowledge probability (eq. 9–12) and logs what changed (``before_step``).
+
+At fine-tuning (eval mode) only the deltas act: no memory, no SI, no re-selection.
+"""
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+
+import torch
+
+from kadapt.core.backbone import BackboneSpec
+from kadapt.core.errors import KadaptError
+from kadapt.core.plugin import Plugin, PluginConfig
+from kadapt.core.family import register_plugin
+from kadapt.plugins.trelm.attribution import integrated_gradients, select_neurons
+from kadapt.plugins.trelm.mask_adapter import SparseFFNDelta
+from kadapt.plugins.trelm.memory_bank import (
+    KnowledgeMemoryBank,
+    memory_lambda,
+    window_mean,
+)
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class TRELMConfig(PluginConfig):
+    """TRELM hyper-parameters; defaults follow the paper where it gives a value."""
+
+    name: str = field(default="trelm", metadata={"help": "Plug-in name."})
+    neurons_per_layer: tuple[int, ...] = field(
+        default=(128,),
+        metadata={"help": "Knowledge-path neurons per FFN layer: one count for every layer, or one per layer "
+                          "(0 = leave that layer untouched). Fixed for the run; re-selection swaps which neurons."})
+    ig_steps: int = field(default=20, metadata={"help": "m, Riemann steps of the integrated gradients (eq. 11; paper: 20)."})
+    reselect_every: int = field(default=100, metadata={"help": "Recompute the knowledge path every N optimizer steps "
+                                                                 "(0 = select once, at the first step)."})
+    attribution_rows: int = field(default=8, metadata={"help": "Batch rows used for attribution (the m copies of them run as one batch)."})
+    memory_slots: int = field(default=16384, metadata={"help": "Rows of the entity memory table (entities hashed into them)."})
+    memory_window: int = field(default=16, metadata={"help": "k, half window of the local memory (eq. 4; paper best: 16)."})
+    memory_gamma: float = field(default=0.1, metadata={"help": "γ, moving-average factor of the local memory (eq. 5)."})
+    memory_lambda: float = field(default=0.5, metadata={"help": "λ, initial weight of the memory in the input (eq. 7; paper: 0.5)."})
+    memory_beta: float = field(default=2.0, metadata={"help": "β, λ decays as λ/β^epoch (eq. 8; paper best: 2)."})
+    important_fraction: float = field(default=0.5, metadata={"help": "Share of a batch's subject mentions with the highest SI (eq. 1) that get memory."})
+
+    def counts(self, num_layers: int) -> list[int]:
+        if len(self.neurons_per_layer) == 1:
+            return [self.neurons_per_layer[0]] * num_layers
+        if len(self.neurons_per_layer) != num_layers:
+            raise KadaptError(f"neurons_per_layer has {len(self.neurons_per_layer)} counts for a {num_layers}-layer backbone")
+        return list(self.neurons_per_layer)
+
+
+@register_plugin
+class TRELMPlugin(Plugin):
+    """Inside plug-in: sparse FFN deltas on attributed neurons, applied in its own backbone pass."""
+
+    kind = "trelm"
+    placement = "inside"
+    config_class = TRELMConfig
+
+    def __init__(self, config: TRELMConfig, spec: BackboneSpec):
+        super().__init__(config, spec)
+        if not 0.0 <= config.important_fraction <= 1.0:
+            raise KadaptError(f"important_fraction must lie in [0, 1], got {config.important_fraction}")
+        if config.memory_beta < 1.0 or config.memory_lambda < 0.0 or config.memory_lambda > 1.0:
+            raise KadaptError(f"memory_lambda must lie in [0, 1] and memory_beta be >= 1 (λ decays as λ/β^epoch), "
+                              f"got λ={config.memory_lambda}, β={config.memory_beta}")
+        if config.ig_steps < 1:
+            raise KadaptError(f"ig_steps must be >= 1, got {config.ig_steps}")
+        if config.memory_window < 0:
+            raise KadaptError(f"memory_window must be >= 0, got {config.memory_window}")
+        self.delta = SparseFFNDelta(spec.hidden_size, spec.intermediate_size, config.counts(spec.num_layers))
+        self.memory = KnowledgeMemoryBank(config.memory_slots, spec.hidden_size, config.memory_gamma)
+        self.register_buffer("selections", torch.zeros((), dtype=torch.long))  # re-selections done
+        self.epoch = 0
+        self.selection_log: list[dict] = []
+
+    # ------------------------------------------------------------------ contract
+    def required_layers(self) -> tuple[int, ...]:
+        return ()  # reads no state of the shared pass: it runs its own
+
+    @property
+    def output_size(self) -> int:
+        return self.spec.hidden_size
+
+    def forward(self, states, attention_mask):
+        raise KadaptError("TRELM is an inside plug-in: it runs its own backbone pass (use inside_features)")
+
+    def card_notes(self) -> list[str]:
+        counts = self.delta.counts
+        return [
+            (f"sparse FFN delta on {sum(counts)} knowledge-path neurons ({counts} per layer) of the frozen "
+             "backbone; stored as neuron indices + values; the backbone weights are never changed"),
+            f"knowledge path selected {int(self.selections)} time(s) by integrated gradients (m={self.config.ig_steps})",
+        ]
+
+    def memory_tensors(self) -> dict[str, torch.Tensor]:
+        return self.memory.tensors()
+
+    @property
+    def current_lambda(self) -> float:
+        return memory_lambda(self.config.memory_lambda, self.config.memory_beta, self.epoch)
+
+    # ------------------------------------------------------------------ the pass
+    def inside_features(self, backbone, input_ids: torch.Tensor, attention_mask: torch.Tensor,
+                        batch: dict | None = None, plain_last: torch.Tensor | None = None) -> torch.Tensor:
+        """The last hidden state of the backbone run with the deltas (B, S, H); with autograd.
+
+        ``plain_last``: the unmodified backbone's last states of the same batch, when the caller has
+        them (saves the original-sentence pass of the semantic-importance score)."""
+        hidden = backbone.embed(input_ids)
+        use_memory = self.training and batch is not None and "subj_key" in batch and self.current_lambda > 0
+        if use_memory:
+            hidden, initial = self._mix_memory(backbone, input_ids, attention_mask, hidden, batch, plain_last)
+        with self.delta.installed(backbone.model):
+            out = backbone.run_layers(hidden, 0, backbone.spec.num_layers, attention_mask)
+        if use_memory:
+            context = window_mean(out.detach(), attention_mask, batch["subj_start"], batch["subj_end"],
+                                  self.config.memory_window)
+            self.memory.update(batch["subj_key"], context, out.detach()[:, 0], initial)
+        return out
+
+    def _subject_mask(self, batch: dict, length: int) -> torch.Tensor:
+        positions = torch.arange(length, device=batch["subj_start"].device)[None, :]
+        return (positions >= batch["subj_start"][:, None]) & (positions < batch["subj_end"][:, None])
+
+    def _mix_memory(self, backbone, input_ids, attention_mask, embedded, batch, plain_last=None):
+        subject = self._subject_mask(batch, input_ids.shape[1])
+        weights = subject.to(embedded.dtype)[..., None]
+        initial = (embedded * weights).sum(1) / weights.sum(1).clamp_min(1.0)
+        important = self.important_rows(backbone, input_ids, attention_mask, subject, plain_last)
+        local, glob = self.memory.lookup(batch["subj_key"], initial)
+        lam = self.current_lambda
+        mixed = (1 - lam) * embedded + lam / 2 * (local + glob)[:, None, :]
+        where = (subject & important[:, None])[..., None]
+        return torch.where(where, mixed, embedded), initial
+
+    @torch.no_grad()
+    def semantic_importance(self, backbone, input_ids, attention_mask, entity_mask,
+                            plain_last: torch.Tensor | None = None) -> torch.Tensor:
+        """SI (eq. 1) per row: ‖h_o‖·‖h_rep‖ / (h_o·h_rep) on mean-pooled frozen last states
+        (``plain_last``, when given, are the original sentence's states)."""
+        mask_id = backbone.tokenizer.mask_token_id if backbone.tokenizer is not None else None
+        if mask_id is None:
+            raise KadaptError("semantic importance needs a tokenizer with a mask token")
+        replaced = input_ids.masked_fill(entity_mask, mask_id)
+        last = backbone.spec.num_layers
+        if plain_last is None:
+            plain_last = backbone.encode(input_ids, attention_mask, [last])[last]
+        rep_last = backbone.encode(replaced, attention_mask, [last])[last]
+        weights = attention_mask.to(rep_last.dtype)[..., None]
+        h_o, h_rep = ((h * weights).sum(1) / weights.sum(1).clamp_min(1.0) for h in (plain_last.detach(), rep_last))
+        return h_o.norm(dim=-1) * h_rep.norm(dim=-1) / (h_o * h_rep).sum(-1)
+
+    def important_rows(self, backbone, input_ids, attention_mask, entity_mask, plain_last=None) -> torch.Tensor:
+        """Bool per row: among the rows whose entity has tokens, the top ``important_fraction`` by SI."""
+        has_entity = entity_mask.any(1)
+        wanted = round(self.config.important_fraction * int(has_entity.sum()))
+        if wanted == 0:
+            return torch.zeros_like(has_entity)
+        si = self.semantic_importance(backbone, input_ids, attention_mask, entity_mask, plain_last)
+        si = si.masked_fill(~has_entity, float("-inf"))
+        chosen = torch.zeros_like(has_entity)
+        chosen[torch.topk(si, wanted).indices] = True
+        return chosen
+
+    # ------------------------------------------------------------------ dynamic routing
+    def before_step(self, model, batch: dict, step: int, epoch: int, optimizer=None) -> None:
+        """Training-loop hook (before each optimizer step's first forward): epoch for λ, and the
+        knowledge path selected at the first step and every ``reselect_every`` steps."""
+        self.epoch = epoch
+        due = int(self.selections) == 0 or (self.config.reselect_every and step % self.config.reselect_every == 0)
+        if due and step >= 0:
+            state = getattr(getattr(optimizer, "optimizer", optimizer), "state", None)
+            self.reselect(model.backbone, model.head, batch, optimizer_state=state, step=step)
+
+    def reselect(self, backbone, objective, batch: dict, *, optimizer_state=None, step: int = 0) -> dict:
+        """Attribute (eq. 11) on up to ``attribution_rows`` rows of ``batch`` and move the deltas to the
+        top neurons of each layer (learned values and optimizer moments of kept neurons survive)."""
+        rows = {k: v[: self.config.attribution_rows] for k, v in batch.items() if torch.is_tensor(v) and v.ndim}
+        labels = rows["cka_labels"]
+        target = labels != -100
+        if not target.any():
+            log.warning("TRELM: no knowledge target in the attribution rows at step %d; selection kept", step)
+            return {}
+        rows["cka_negatives"] = objective.sample_negatives(labels.clamp_min(0).flatten()).view(*labels.shape, -1)
+        with self.delta.installed(backbone.model):
+            scores = integrated_gradients(backbone, rows, target,
+                                          lambda h, b: objective.knowledge_probability(h, b), steps=self.config.ig_steps)
+        if torch.distributed.is_available() and torch.distributed.is_initialized():
+            for layer_scores in scores:  # every process must pick the same path: sum their evidence
+                torch.distributed.all_reduce(layer_scores)
+        chosen = select_neurons(scores, top_k=self.delta.counts)
+        stats = self.delta.reselect(chosen, optimizer_state)
+        self.selections += 1
+        record = {"step": step, "selection": int(self.selections), **stats}
+        self.selection_log.append(record)
+        log.info("TRELM knowledge path #%d at step %d: kept %s, new %s neurons per layer (new ones start at 0, "
+                 "optimizer moments remapped)", int(self.selections), step, stats["kept"], stats["new"])
+        return record

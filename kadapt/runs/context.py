@@ -1,0 +1,137 @@
+"""Pieces shared by infusion and fine-tuning runs: run folder, backbone, data → encoded features."""
+from __future__ import annotations
+
+import logging
+import random
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+
+from kadapt.core.backbone import FrozenBackbone
+from kadapt.data.policy import ErrorPolicy
+from kadapt.data.formats import read_records
+from kadapt.core.errors import DataError, KadaptError
+from kadapt.core.fileio import atomic_write_text
+from kadapt.core.objective import Objective
+from kadapt.runs.recipe import BackboneSection, DataSection, Recipe, resolve_path
+
+log = logging.getLogger(__name__)
+
+_DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
+
+
+def prepare_run_dir(recipe: Recipe, out: str | Path | None = None, *, is_main: bool = True) -> Path:
+    """Create the run folder and copy the (fully resolved) recipe into it."""
+    run_dir = Path(out) if out else Path(recipe.output.dir)
+    if is_main:
+        run_dir.mkdir(parents=True, exist_ok=True)
+        atomic_write_text(run_dir / "recipe.yaml", recipe.to_yaml())
+    return run_dir
+
+
+def load_backbone(section: BackboneSection, device: str | torch.device = "cpu") -> FrozenBackbone:
+    if section.dtype is not None and section.dtype not in _DTYPES:
+        raise KadaptError(f"backbone.dtype {section.dtype!r} unknown; use one of {sorted(_DTYPES)}")
+    path = resolve_path(section.name_or_path)
+    return FrozenBackbone.from_pretrained(
+        path if path.exists() else section.name_or_path,
+        dtype=_DTYPES.get(section.dtype) if section.dtype else None,
+        device=device,
+        trust_remote_code=section.trust_remote_code,
+    )
+
+
+@dataclass
+class RunContext:
+    """What every run starts with: accelerator, run folder, backbone, error policy, data splits."""
+
+    accelerator: object
+    run_dir: Path
+    backbone: FrozenBackbone
+    policy: ErrorPolicy
+    splits: "Splits"
+
+
+def start_run(recipe: Recipe, out: str | Path | None, backbone: FrozenBackbone | None) -> RunContext:
+    from kadapt.runs.loop import make_accelerator
+
+    accelerator = make_accelerator(recipe.training)
+    run_dir = prepare_run_dir(recipe, out, is_main=accelerator.is_main_process)
+    backbone = backbone or load_backbone(recipe.backbone)
+    policy = ErrorPolicy(recipe.data.on_error)
+    splits = read_splits(recipe.data, recipe.training.seed, policy)
+    return RunContext(accelerator, run_dir, backbone, policy, splits)
+
+
+@dataclass
+class Splits:
+    train: list
+    dev: list
+    test: list
+
+
+def read_splits(data: DataSection, seed: int, policy: ErrorPolicy) -> Splits:
+    """Records of each split; a dev split is carved from train when asked and no dev file exists."""
+    def read(split: str) -> list:
+        path = resolve_path(getattr(data, split))
+        fmt = data.test_format if split == "test" and data.test_format else data.format
+        if path is None:
+            return []
+        before = policy.skipped
+        records = read_records(fmt, path, policy, data.limit)
+        if not records:  # every line skipped: almost always a file in another format
+            raise DataError(path, None, f"no usable {fmt!r} records ({policy.skipped - before} skipped; "
+                            f"{policy.summary()}); is data.{split} a {fmt} file?")
+        return records
+
+    train, dev, test = read("train"), read("dev"), read("test")
+    if not dev and data.dev_fraction > 0 and train:
+        order = list(range(len(train)))
+        random.Random(seed).shuffle(order)
+        cut = max(1, int(len(train) * data.dev_fraction))
+        dev = [train[i] for i in order[:cut]]
+        train = [train[i] for i in order[cut:]]
+    if policy.skipped:
+        policy.log_summary(log)
+    return Splits(train, dev, test)
+
+
+def encode_records(objective: Objective, records: list, tokenizer, max_length: int, policy: ErrorPolicy,
+                   what: str) -> tuple[list[dict], list]:
+    """Encode with the objective; bad records (cut-off entities, unknown labels) go through ``policy``.
+
+    Returns the features and the records they came from (same order, skipped ones left out).
+    """
+    features, kept = [], []
+    before = policy.skipped
+    for record in records:
+        try:
+            features.append(objective.encode(record, tokenizer, max_length))
+            kept.append(record)
+        except DataError as err:
+            policy.handle(err)
+    skipped = policy.skipped - before
+    if skipped:
+        log.warning("%s: skipped %d of %d records while encoding (see warnings above)", what, skipped, len(records))
+    return features, kept
+
+
+def relation_labels(records: list) -> list[str]:
+    return sorted({r.label for r in records})
+
+
+def objective_config_with_labels(name: str, config: dict, train_records: list) -> dict:
+    """Fill in the label list from the training data for label-set objectives."""
+    from kadapt.core.objective import objective_class
+
+    config = dict(config)
+    complete = getattr(objective_class(name), "complete_config", None)
+    if complete is not None:  # objectives that derive their config from the data (XLM-K: relations)
+        return complete(config, train_records)
+    if name == "relation_classification" and "labels" not in config:
+        config["labels"] = relation_labels(train_records)
+    label_set = getattr(objective_class(name), "label_set", None)  # task heads with a label inventory
+    if label_set is not None and "labels" not in config:
+        config["labels"] = label_set(train_records)
+    return config

@@ -1,0 +1,196 @@
+"""Downstream fine-tuning over ``[backbone_last ; plug-ins]`` and evaluation of a fine-tuned run.
+
+Plug-ins are loaded strictly (fingerprint checked). By default they and the backbone are frozen and
+only the task head trains; the recipe's ``finetune`` section selects other modes (trainable plug-ins,
+full or adapter fine-tuning of the backbone, K-Adapter fusion; see :mod:`kadapt.runs.finetune_modes`). The
+run folder gets ``head.safetensors`` + ``head_config.json`` (task, head config, plug-in folders, base
+backbone fingerprint, mode), the mode's tuned weights, ``metrics.json`` (dev and test) and
+``predictions.jsonl`` (test).
+"""
+from __future__ import annotations
+
+import json
+import logging
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+
+from kadapt.core.model import KnowledgeModel
+from kadapt.data.policy import ErrorPolicy
+from kadapt.data.formats import read_records
+from kadapt.core.errors import RecipeError
+from kadapt.core.fileio import atomic_write_json, atomic_write_text, read_json
+from kadapt.runs.finetune_modes import FinetuneSection, TunableKnowledgeModel, load_tuned, make_backbone, save_tuned
+from kadapt.core.objective import build_objective
+from kadapt.store.plugin_dir import load_plugin
+from kadapt.runs.recipe import Recipe, resolve_path
+from kadapt.runs.context import encode_records, load_backbone, objective_config_with_labels, start_run
+from kadapt.runs.loop import evaluate_model, train
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class FinetuneResult:
+    run_dir: Path
+    metrics: dict
+
+
+def build_model(backbone, plugin_dirs: list[str | Path], section: FinetuneSection | None = None,
+                *, copy_weights: bool = True) -> KnowledgeModel:
+    """Backbone (wrapped for a trainable mode) + plug-ins loaded against the BASE fingerprint."""
+    section = section or FinetuneSection()
+    backbone = make_backbone(backbone, section, copy_weights=copy_weights)
+    plugins = []
+    for directory in plugin_dirs:
+        plugin = load_plugin(resolve_path(str(directory)), backbone).plugin
+        plugin.requires_grad_(False)
+        plugins.append(plugin)
+    return TunableKnowledgeModel(backbone, plugins, section=section)
+
+
+def finetune(recipe: Recipe, *, plugins: list[str] | None = None, out: str | Path | None = None,
+             resume: bool = False, backbone=None) -> FinetuneResult:
+    """Run a ``finetune`` recipe; ``plugins`` (e.g. from ``--plugins``) replaces the recipe's list."""
+    if plugins is not None:
+        recipe.plugins = list(plugins)
+    own_backbone = backbone is None
+    run = start_run(recipe, out, backbone)
+    accelerator, run_dir, backbone, policy, splits = run.accelerator, run.run_dir, run.backbone, run.policy, run.splits
+    config = objective_config_with_labels(recipe.objective.name, recipe.objective.config, splits.train)
+    torch.manual_seed(recipe.training.seed)  # head, fusion and task-adapter inits are part of the seeded run
+    # a backbone the caller passed in is copied before a trainable mode changes it
+    model = build_model(backbone, recipe.plugins, recipe.finetune, copy_weights=not own_backbone)
+    log.info("trainable parameters: %s", model.trainable_counts())
+    # the head's init must not depend on what loading the plug-ins drew from the RNG
+    torch.manual_seed(recipe.training.seed)
+    model.head = build_objective(recipe.objective.name, model.feature_size, config, source=f"{recipe.source}: objective")
+    if hasattr(model.head, "bind_backbone"):  # heads initialised from backbone weights (lama_probe)
+        model.head.bind_backbone(model.backbone)
+    if hasattr(model.head, "bind_model"):  # heads that read a KG through a plug-in (JAKET entity classification)
+        model.head.bind_model(model)
+    tok, max_len = backbone.tokenizer, recipe.data.max_length
+    encoded, kept = {}, {}
+    for name in ("train", "dev", "test"):
+        records = model.head.prepare_records(getattr(splits, name), name, recipe.training.seed)
+        encoded[name], kept[name] = encode_records(model.head, records, tok, max_len, policy, name)
+    collates = {}
+    if recipe.training.cache:  # backbone states read from the hidden-state cache (frozen backbone only)
+        encoded["train"], encoded["dev"], collates = _cached_splits(model, recipe, encoded, accelerator)
+    result = train(model, encoded["train"], encoded["dev"], recipe.training, run_dir,
+                   pad_id=tok.pad_token_id, resume=resume, accelerator=accelerator, **collates)
+    metrics = {"dev": result.final_dev, "train_seconds": round(result.seconds, 2), "steps": result.global_step,
+               "plugins": [str(p) for p in recipe.plugins], "skipped_records": policy.summary(),
+               "finetune": model.section.to_dict(), "trainable_parameters": model.trainable_counts()}
+    if accelerator.is_main_process:
+        if encoded["test"]:
+            test_metrics, predictions = evaluate_model(model, encoded["test"], recipe.training.batch_size,
+                                                       tok.pad_token_id, accelerator.device, with_predictions=True)
+            metrics["test"] = test_metrics
+            write_predictions(run_dir / "predictions.jsonl", kept["test"], predictions)
+        save_head(run_dir, model, recipe)
+        atomic_write_json(run_dir / "metrics.json", metrics)
+    accelerator.wait_for_everyone()
+    return FinetuneResult(run_dir, metrics)
+
+
+def _cached_splits(model: TunableKnowledgeModel, recipe: Recipe, encoded: dict, accelerator) -> tuple[list, list, dict]:
+    """Train/dev examples tagged with hidden-state cache rows (see :func:`kadapt.runs.infuse.cache_splits`).
+
+    Only valid while the backbone's states cannot change: ``finetune.backbone: frozen``; plug-ins may
+    train (they read the states, they do not change them). Grouped inputs (choices, windows, pairs)
+    are not cached."""
+    from kadapt.runs.infuse import cache_splits
+
+    if model.section.backbone != "frozen":
+        raise RecipeError(f"{recipe.source}: training.cache needs finetune.backbone: frozen "
+                          f"(with backbone: {model.section.backbone} its hidden states change while training)")
+    first = encoded["train"][0]["input_ids"] if encoded["train"] else []
+    if first and isinstance(first[0], (list, tuple)):
+        raise RecipeError(f"{recipe.source}: training.cache serves one sequence per example; "
+                          f"{recipe.objective.name!r} encodes several (choices, windows or pairs)")
+    return cache_splits(model, recipe, encoded["train"], encoded["dev"], accelerator)
+
+
+def _gold(record):
+    """The record's gold answer for the predictions file (label, label set, cloze object, or QA
+    answer texts)."""
+    if getattr(record, "label", None) is not None:
+        return record.label
+    if isinstance(getattr(record, "labels", None), (tuple, list)):
+        return list(record.labels)
+    if getattr(record, "answer", None) is not None:
+        return record.answer
+    answers = getattr(record, "answers", None)
+    return [text for text, _ in answers] if answers else None
+
+
+def write_predictions(path: Path, records: list, predictions: list) -> None:
+    lines = [json.dumps({**({"id": r.id} if getattr(r, "id", None) is not None else {}),
+                         "source": getattr(r, "source", ""), "gold": _gold(r), "prediction": p})
+             for r, p in zip(records, predictions)]
+    atomic_write_text(path, "\n".join(lines) + ("\n" if lines else ""))
+
+
+def save_head(run_dir: Path, model: TunableKnowledgeModel, recipe: Recipe) -> None:
+    """Head and every other tuned weight of the mode (:func:`~kadapt.runs.finetune_modes.save_tuned`)."""
+    mode_info = save_tuned(run_dir, model)
+    atomic_write_json(run_dir / "head_config.json", {
+        "objective": model.head.name,
+        "config": model.head.config_dict(),
+        "plugins": [str(p) for p in recipe.plugins],
+        "backbone": recipe.backbone.name_or_path,
+        "backbone_fingerprint": model.backbone.fingerprint.to_dict(),
+        "data_format": recipe.data.format,
+        "test_format": recipe.data.test_format,
+        "max_length": recipe.data.max_length,
+        "seed": recipe.training.seed,
+        **mode_info,
+    })
+
+
+def load_finetuned(run_dir: str | Path, backbone=None) -> KnowledgeModel:
+    """Rebuild a fine-tuned model (backbone, plug-ins, head, the mode's tuned weights) from its run folder.
+
+    The recorded fingerprint is the BASE backbone's (also after full fine-tuning): it is checked
+    against the freshly loaded base model before the tuned weights go in. A ``backbone`` passed in is
+    copied, not changed, by the trainable modes.
+    """
+    from kadapt.core.backbone import Fingerprint
+    from kadapt.runs.recipe import BackboneSection
+
+    run_dir = Path(run_dir)
+    info = read_json(run_dir / "head_config.json", "fine-tuned head config")
+    own_backbone = backbone is None
+    backbone = backbone or load_backbone(BackboneSection(name_or_path=info["backbone"]))
+    Fingerprint.from_dict(info["backbone_fingerprint"]).check_matches(backbone.fingerprint, str(run_dir / "head_config.json"))
+    section = FinetuneSection.from_dict(info.get("finetune"), str(run_dir / "head_config.json"))
+    model = build_model(backbone, info["plugins"], section, copy_weights=not own_backbone)
+    model.head = build_objective(info["objective"], model.feature_size, info["config"])
+    if hasattr(model.head, "bind_model"):
+        model.head.bind_model(model)
+    load_tuned(run_dir, model, info)
+    model.eval()
+    return model
+
+
+def evaluate_run(run_dir: str | Path, data: str | Path, fmt: str | None = None, *, on_error: str = "raise",
+                 batch_size: int = 64, out: str | Path | None = None) -> dict:
+    """Evaluate a fine-tuned run on a data file; writes metrics + predictions beside it."""
+    run_dir = Path(run_dir)
+    info = read_json(run_dir / "head_config.json", "fine-tuned head config")
+    model = load_finetuned(run_dir)
+    policy = ErrorPolicy(on_error)
+    records = read_records(fmt or info.get("test_format") or info["data_format"], resolve_path(str(data)), policy)
+    records = model.head.prepare_records(records, "test", info.get("seed", 0))
+    tok = model.backbone.tokenizer
+    encoded, kept = encode_records(model.head, records, tok, info["max_length"], policy, str(data))
+    metrics, predictions = evaluate_model(model, encoded, batch_size, tok.pad_token_id,
+                                          model.backbone.device, with_predictions=True)
+    out_dir = Path(out) if out else run_dir / "eval"
+    out_dir.mkdir(parents=True, exist_ok=True)
+    write_predictions(out_dir / "predictions.jsonl", kept, predictions)
+    result = {"data": str(data), "examples": len(encoded), "skipped_records": policy.summary(), **metrics}
+    atomic_write_json(out_dir / "metrics.json", result)
+    return result

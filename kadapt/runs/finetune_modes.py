@@ -1,0 +1,273 @@
+"""Fine-tuning modes: what trains besides the task head, how plug-in features are fused, what is saved.
+
+Recipe section ``finetune`` (:class:`FinetuneSection`):
+
+* ``backbone: frozen`` (default) — the :class:`~kadapt.core.backbone.FrozenBackbone` as in infusion; no
+  autograd through it. ``full`` — every backbone weight trains (the papers' setting).
+  ``lora`` / ``bottleneck`` — a task adapter from the ``adapters`` library is added to the backbone and
+  only it trains; the base weights stay byte-identical.
+* ``plugins: frozen`` (default) or ``trainable``.
+* ``fusion: concat`` (default) — features ``[backbone_last ; plugin_1 ; ...]``. ``kadapter`` —
+  K-Adapter's fine-tuning fusion: per plug-in a linear map of ``[backbone_last ; plugin_i]`` back to the
+  hidden size, then the maps are concatenated (the backbone alone when there is no plug-in).
+
+Identity: plug-ins were infused over the ORIGINAL backbone weights. A :class:`TrainableBackbone`
+records the fingerprint of the base weights when it is created, before anything changes, and reports
+that one; so plug-in loading and the run's ``head_config.json`` always compare against the base model,
+also after full fine-tuning. The tuned weights get their own sha256 (``tuned_backbone_sha256``),
+checked when a run is reloaded.
+
+Files a run folder gets per mode (besides ``head.safetensors``): ``fusion.safetensors`` (kadapter
+fusion), ``plugins.safetensors`` (trainable plug-ins), ``backbone.safetensors`` (full),
+``task_adapter.safetensors`` (lora/bottleneck: the adapter weights only).
+"""
+from __future__ import annotations
+
+import copy
+import dataclasses
+import json
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import torch
+from torch import nn
+
+from kadapt.core.backbone import FrozenBackbone, hash_state_dict
+from kadapt.core.model import KnowledgeModel
+from kadapt.core.errors import KadaptError, RecipeError
+from kadapt.core.fileio import load_tensors, save_tensors
+from kadapt.core.objective import Objective
+from kadapt.core.plugin import Plugin
+
+BACKBONE_MODES = ("frozen", "full", "lora", "bottleneck")
+PLUGIN_MODES = ("frozen", "trainable")
+FUSIONS = ("concat", "kadapter")
+TASK_ADAPTER = "kadapt_task"
+
+
+@dataclass
+class FinetuneSection:
+    """How a downstream run trains (recipe section ``finetune``)."""
+
+    backbone: str = field(default="frozen", metadata={"help": "frozen | full (all backbone weights train) | lora | bottleneck (an `adapters` task adapter trains; base weights untouched)."})
+    plugins: str = field(default="frozen", metadata={"help": "frozen | trainable (the tuned plug-in weights are saved in the run folder)."})
+    fusion: str = field(default="concat", metadata={"help": "concat: [backbone; plug-ins]; kadapter: per plug-in Linear([backbone; plug-in]) -> hidden, then concat."})
+    lora_r: int = field(default=8, metadata={"help": "LoRA rank (backbone: lora)."})
+    lora_alpha: int = field(default=16, metadata={"help": "LoRA scaling alpha (backbone: lora)."})
+    lora_dropout: float = field(default=0.0, metadata={"help": "Dropout on the LoRA branch (backbone: lora)."})
+    lora_matrices: list[str] = field(default_factory=lambda: ["q", "v"], metadata={"help": "Attention matrices that get LoRA: any of q, k, v."})
+    reduction_factor: int = field(default=16, metadata={"help": "Bottleneck size = hidden / reduction_factor (backbone: bottleneck, Pfeiffer-style sequential adapter after each FFN)."})
+
+    def validate(self, source: str = "finetune") -> FinetuneSection:
+        for name, allowed in (("backbone", BACKBONE_MODES), ("plugins", PLUGIN_MODES), ("fusion", FUSIONS)):
+            if getattr(self, name) not in allowed:
+                raise RecipeError(f"{source}.{name}: {getattr(self, name)!r} is not one of {list(allowed)}")
+        bad = sorted(set(self.lora_matrices) - {"q", "k", "v"})
+        if bad or not self.lora_matrices:
+            raise RecipeError(f"{source}.lora_matrices: {self.lora_matrices!r}; use a non-empty subset of q, k, v")
+        if self.lora_r < 1 or self.reduction_factor < 1:
+            raise RecipeError(f"{source}: lora_r and reduction_factor must be >= 1")
+        return self
+
+    def to_dict(self) -> dict:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict | None, source: str = "finetune") -> FinetuneSection:
+        data = dict(data or {})
+        unknown = sorted(set(data) - {f.name for f in dataclasses.fields(cls)})
+        if unknown:
+            raise RecipeError(f"{source}: unknown key(s) {unknown}")
+        return cls(**data).validate(source)
+
+
+# ---------------------------------------------------------------------------------- backbone
+def adapter_config(section: FinetuneSection):
+    """The ``adapters`` library config of the task adapter for ``section.backbone``."""
+    from adapters import LoRAConfig, SeqBnConfig
+
+    if section.backbone == "lora":
+        return LoRAConfig(r=section.lora_r, alpha=section.lora_alpha, dropout=section.lora_dropout,
+                          attn_matrices=list(section.lora_matrices))
+    if section.backbone == "bottleneck":
+        return SeqBnConfig(reduction_factor=section.reduction_factor)
+    raise KadaptError(f"backbone mode {section.backbone!r} has no task adapter")
+
+
+class TrainableBackbone(FrozenBackbone):
+    """A backbone that trains fully (``full``) or through a task adapter (``lora``/``bottleneck``).
+
+    Same interface as :class:`FrozenBackbone`, but ``encode`` runs the whole model WITH autograd.
+    ``fingerprint`` stays the base weights' fingerprint (taken before any change). The wrapped model
+    is a copy of ``base.model`` unless ``copy_weights=False`` (then ``base`` must not be used again).
+    """
+
+    def __init__(self, base: FrozenBackbone, section: FinetuneSection, *, copy_weights: bool = True):
+        if section.backbone == "frozen":
+            raise KadaptError("TrainableBackbone needs backbone mode full, lora or bottleneck")
+        base_fingerprint = base.fingerprint
+        model = copy.deepcopy(base.model) if copy_weights else base.model
+        super().__init__(model, base.tokenizer, name=base.name)
+        self._fingerprint = base_fingerprint
+        self.mode = section.backbone
+        if self.mode == "full":
+            self.model.requires_grad_(True)
+        else:
+            import adapters
+
+            adapters.init(self.model)
+            self.model.add_adapter(TASK_ADAPTER, config=adapter_config(section))
+            self.model.train_adapter(TASK_ADAPTER)  # freezes every base weight
+            self.model.set_active_adapters(TASK_ADAPTER)
+
+    def encode(self, input_ids: torch.Tensor, attention_mask: torch.Tensor, layers,
+               token_type_ids: torch.Tensor | None = None) -> dict[int, torch.Tensor]:
+        """Hidden states at ``layers`` from one full forward pass, with autograd."""
+        wanted = self._check_layers(layers)
+        out = self.model(input_ids=input_ids, attention_mask=attention_mask, token_type_ids=token_type_ids,
+                         output_hidden_states=True)
+        return {i: out.hidden_states[i] for i in wanted}
+
+    def tuned_state(self) -> dict[str, torch.Tensor]:
+        """What a run must save of the backbone: all weights (full) or the task adapter's only."""
+        state = self.model.state_dict()
+        if self.mode == "full":
+            return state
+        return {k: v for k, v in state.items() if f".{TASK_ADAPTER}." in k}
+
+    def load_tuned_state(self, tensors: dict[str, torch.Tensor], source: str) -> None:
+        expected = set(self.tuned_state())
+        if set(tensors) != expected:
+            missing, extra = sorted(expected - set(tensors)), sorted(set(tensors) - expected)
+            raise KadaptError(f"{source}: tensors do not match the {self.mode} backbone "
+                              f"(missing {missing[:3]}, unexpected {extra[:3]})")
+        self.model.load_state_dict(tensors, strict=False)
+
+
+def make_backbone(base: FrozenBackbone, section: FinetuneSection, *, copy_weights: bool = True) -> FrozenBackbone:
+    """``base`` itself for the frozen mode, else a :class:`TrainableBackbone` over it."""
+    if section.backbone == "frozen":
+        return base
+    return TrainableBackbone(base, section, copy_weights=copy_weights)
+
+
+# ---------------------------------------------------------------------------------- model
+class KAdapterFusion(nn.Module):
+    """Per plug-in ``Linear([backbone_last ; plugin_i]) -> hidden``; outputs concatenated."""
+
+    def __init__(self, hidden_size: int, plugin_sizes: Sequence[int]):
+        super().__init__()
+        self.hidden_size = hidden_size
+        self.maps = nn.ModuleList(nn.Linear(hidden_size + size, hidden_size) for size in plugin_sizes)
+
+    @property
+    def output_size(self) -> int:
+        return self.hidden_size * max(1, len(self.maps))
+
+    def forward(self, last: torch.Tensor, plugin_outputs: Sequence[torch.Tensor]) -> torch.Tensor:
+        if not self.maps:
+            return last
+        return torch.cat([m(torch.cat([last, out.to(last.dtype)], dim=-1))
+                          for m, out in zip(self.maps, plugin_outputs)], dim=-1)
+
+
+class TunableKnowledgeModel(KnowledgeModel):
+    """:class:`KnowledgeModel` with a fine-tuning mode; identical to it for the all-frozen concat default.
+
+    A trainable backbone's model joins the module tree as ``backbone_model`` (so it is optimised,
+    checkpointed and DDP-wrapped); the frozen backbone stays outside it as before.
+    """
+
+    def __init__(self, backbone: FrozenBackbone, plugins: Sequence[Plugin] = (), head: Objective | None = None,
+                 section: FinetuneSection | None = None):
+        super().__init__(backbone, plugins, head)
+        self.section = (section or FinetuneSection()).validate()
+        if isinstance(backbone, TrainableBackbone):
+            self.backbone_model = backbone.model
+        elif self.section.backbone != "frozen":
+            raise KadaptError(f"backbone mode {self.section.backbone!r} needs a TrainableBackbone (make_backbone)")
+        for plugin in self.plugins:
+            plugin.requires_grad_(self.section.plugins == "trainable")
+        self.fusion = (KAdapterFusion(backbone.spec.hidden_size, [p.output_size for p in self.plugins])
+                       if self.section.fusion == "kadapter" else None)
+
+    @property
+    def feature_size(self) -> int:
+        if self.fusion is not None:
+            return self.fusion.output_size
+        return super().feature_size
+
+    def features(self, input_ids: torch.Tensor, attention_mask: torch.Tensor,
+                 states: dict[int, torch.Tensor] | None = None, batch: dict | None = None) -> torch.Tensor:
+        if self.fusion is None:
+            return super().features(input_ids, attention_mask, states, batch)
+        last, outputs = self.plugin_outputs(input_ids, attention_mask, states, batch)
+        return self.fusion(last, outputs)
+
+    def trainable_counts(self) -> dict[str, int]:
+        """Trainable parameters per part (exact; what the optimizer gets)."""
+        def count(params) -> int:
+            return sum(p.numel() for p in params if p.requires_grad)
+
+        return {
+            "head": count(self.head.parameters()) if self.head is not None else 0,
+            "fusion": count(self.fusion.parameters()) if self.fusion is not None else 0,
+            "plugins": count(self.plugins.parameters()),
+            "backbone": count(self.backbone.model.parameters()),
+        }
+
+
+# ---------------------------------------------------------------------------------- saving
+HEAD_FILE = "head.safetensors"
+FUSION_FILE = "fusion.safetensors"
+PLUGINS_FILE = "plugins.safetensors"
+BACKBONE_FILE = "backbone.safetensors"
+ADAPTER_FILE = "task_adapter.safetensors"
+
+
+def tuned_files(model: TunableKnowledgeModel) -> dict[str, dict[str, torch.Tensor]]:
+    """Every file of trained weights the run folder gets, by file name."""
+    files = {HEAD_FILE: model.head.state_dict()}
+    if model.fusion is not None:
+        files[FUSION_FILE] = model.fusion.state_dict()
+    if model.section.plugins == "trainable":
+        files[PLUGINS_FILE] = {f"{i}.{k}": v for i, p in enumerate(model.plugins) for k, v in p.state_dict().items()}
+    if isinstance(model.backbone, TrainableBackbone):
+        name = BACKBONE_FILE if model.section.backbone == "full" else ADAPTER_FILE
+        files[name] = model.backbone.tuned_state()
+    return files
+
+
+def save_tuned(run_dir: Path, model: TunableKnowledgeModel) -> dict:
+    """Write the tuned weights; returns what ``head_config.json`` records about the mode."""
+    for name, tensors in tuned_files(model).items():
+        meta = {"objective": model.head.name} if name == HEAD_FILE else {"finetune": json.dumps(model.section.to_dict())}
+        save_tensors(run_dir / name, {k: v.detach().contiguous() for k, v in tensors.items()}, meta)
+    info = {"finetune": model.section.to_dict()}
+    if model.section.backbone == "full":
+        info["tuned_backbone_sha256"] = hash_state_dict(model.backbone.model.state_dict())
+    return info
+
+
+def load_tuned(run_dir: Path, model: TunableKnowledgeModel, info: dict) -> None:
+    """Load every tuned file written by :func:`save_tuned` into ``model`` (strict)."""
+    for name in tuned_files(model):
+        path = run_dir / name
+        tensors, _ = load_tensors(path)
+        if name == HEAD_FILE:
+            model.head.load_state_dict(tensors, strict=True)
+        elif name == FUSION_FILE:
+            model.fusion.load_state_dict(tensors, strict=True)
+        elif name == PLUGINS_FILE:
+            for i, plugin in enumerate(model.plugins):
+                prefix = f"{i}."
+                plugin.load_state_dict({k[len(prefix):]: v for k, v in tensors.items() if k.startswith(prefix)},
+                                       strict=True)
+        else:
+            model.backbone.load_tuned_state(tensors, str(path))
+    if model.section.backbone == "full":
+        actual = hash_state_dict(model.backbone.model.state_dict())
+        if actual != info.get("tuned_backbone_sha256"):
+            raise KadaptError(f"{run_dir / BACKBONE_FILE}: sha256 {actual} differs from the recorded "
+                              f"{info.get('tuned_backbone_sha256')}")

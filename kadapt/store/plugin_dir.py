@@ -1,0 +1,246 @@
+"""The plug-in directory format (DESIGN §3): save, strict load, describe.
+
+A plug-in directory holds ``adapter_config.json`` (kind, name, format_version, config, backbone
+fingerprint, objectives, created_by), ``model.safetensors`` (plug-in weights only; metadata kind and
+format_version), a ``README.md`` model card, and optionally ``objective_heads.safetensors`` and
+``memory.safetensors``. Every file is written atomically; ``adapter_config.json`` is written last,
+so a directory without it is an unfinished write. Loading checks everything and names the file.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import torch
+
+from kadapt import __version__
+from kadapt.core.backbone import BackboneSpec, Fingerprint
+from kadapt.core.errors import PluginFormatError
+from kadapt.core.fileio import atomic_write_json, atomic_write_text, load_tensors, read_json, save_tensors
+from kadapt.core.family import build_plugin, plugin_class
+from kadapt.core.plugin import Plugin
+
+FORMAT_VERSION = 1
+SUPPORTED_FORMAT_VERSIONS = (1,)
+CONFIG_FILE = "adapter_config.json"
+WEIGHTS_FILE = "model.safetensors"
+HEADS_FILE = "objective_heads.safetensors"
+MEMORY_FILE = "memory.safetensors"
+CARD_FILE = "README.md"
+
+
+@dataclass
+class LoadedPlugin:
+    """A plug-in read from disk, with what was saved beside it."""
+
+    plugin: Plugin
+    directory: Path
+    record: dict
+    fingerprint: Fingerprint
+    heads: dict[str, torch.Tensor] = field(default_factory=dict)
+    memory: dict[str, torch.Tensor] = field(default_factory=dict)
+
+    @property
+    def kind(self) -> str:
+        return self.record["kind"]
+
+    @property
+    def name(self) -> str:
+        return self.record["name"]
+
+
+def save_plugin(
+    plugin: Plugin,
+    directory: str | Path,
+    fingerprint: Fingerprint,
+    *,
+    objectives: list[dict] | None = None,
+    heads: dict[str, torch.Tensor] | None = None,
+    memory: dict[str, torch.Tensor] | None = None,
+    card: dict | None = None,
+) -> Path:
+    """Write ``plugin`` to ``directory`` in the plug-in format; returns the directory."""
+    directory = Path(directory)
+    directory.mkdir(parents=True, exist_ok=True)
+    meta = {"kind": plugin.kind, "format_version": str(FORMAT_VERSION)}
+    save_tensors(directory / WEIGHTS_FILE, plugin.state_dict(), meta)
+    if heads:
+        save_tensors(directory / HEADS_FILE, heads, meta)
+    if memory:
+        save_tensors(directory / MEMORY_FILE, memory, meta)
+    record = {
+        "kind": plugin.kind,
+        "name": plugin.config.name,
+        "format_version": FORMAT_VERSION,
+        "config": plugin.config.to_dict(),
+        "backbone": fingerprint.to_dict(),
+        "objectives": list(objectives or []),
+        "parameters": plugin.num_parameters(),
+        "created_by": f"kadapt {__version__}",
+    }
+    card = dict(card or {})
+    card["notes"] = plugin.card_notes() + list(card.get("notes", []))
+    atomic_write_text(directory / CARD_FILE, render_card(record, card))
+    atomic_write_json(directory / CONFIG_FILE, record)
+    return directory
+
+
+def read_record(directory: str | Path, expected_kind: str | None = None) -> dict:
+    """Read and validate ``adapter_config.json`` (no weights touched)."""
+    path = Path(directory) / CONFIG_FILE
+    if not Path(directory).is_dir():
+        raise PluginFormatError(f"{directory}: not a plug-in directory (no such folder)")
+    record = read_json(path, "plug-in config")
+    for key in ("kind", "name", "format_version", "config", "backbone"):
+        if key not in record:
+            raise PluginFormatError(f"{path}: missing key {key!r}")
+    if record["format_version"] not in SUPPORTED_FORMAT_VERSIONS:
+        raise PluginFormatError(
+            f"{path}: unknown format_version {record['format_version']!r}; this kadapt reads {list(SUPPORTED_FORMAT_VERSIONS)}"
+        )
+    plugin_class(record["kind"], source=f"{path}: key 'kind'")
+    if expected_kind is not None and record["kind"] != expected_kind:
+        raise PluginFormatError(f"{path}: kind is {record['kind']!r}, expected {expected_kind!r}")
+    return record
+
+
+def load_plugin(
+    directory: str | Path,
+    backbone=None,
+    *,
+    spec: BackboneSpec | None = None,
+    expected_kind: str | None = None,
+    check_fingerprint: bool = True,
+) -> LoadedPlugin:
+    """Strictly load a plug-in. Pass the ``FrozenBackbone`` it will run on (fingerprint checked).
+
+    Errors (each names the file): missing/invalid config, unknown kind or format version, wrong kind,
+    truncated/corrupt safetensors, metadata disagreeing with the config, missing or unexpected
+    tensors, shape mismatches, and a backbone fingerprint that differs from the recorded one.
+    """
+    directory = Path(directory)
+    record = read_record(directory, expected_kind)
+    config_path = directory / CONFIG_FILE
+    recorded = Fingerprint.from_dict(record["backbone"], source=f"{config_path}: key 'backbone'")
+    if backbone is not None:
+        spec = backbone.spec
+        if check_fingerprint:
+            recorded.check_matches(backbone.fingerprint, source=str(config_path))
+    if spec is None:
+        raise PluginFormatError(f"{directory}: load_plugin needs a backbone (or a BackboneSpec)")
+    plugin = build_plugin(record["kind"], record["config"], spec, source=f"{config_path}: key 'config'")
+
+    weights_path = directory / WEIGHTS_FILE
+    tensors, meta = load_tensors(weights_path)
+    _check_metadata(weights_path, meta, record)
+    _load_state_strict(plugin, tensors, weights_path)
+    heads = _optional_tensors(directory / HEADS_FILE, record)
+    memory = _optional_tensors(directory / MEMORY_FILE, record)
+    plugin.eval()
+    return LoadedPlugin(plugin, directory, record, recorded, heads, memory)
+
+
+def _optional_tensors(path: Path, record: dict) -> dict[str, torch.Tensor]:
+    if not path.exists():
+        return {}
+    tensors, meta = load_tensors(path)
+    _check_metadata(path, meta, record)
+    return tensors
+
+
+def _check_metadata(path: Path, meta: dict, record: dict) -> None:
+    if meta.get("kind") != record["kind"]:
+        raise PluginFormatError(f"{path}: metadata kind {meta.get('kind')!r} != config kind {record['kind']!r}")
+    if meta.get("format_version") != str(record["format_version"]):
+        raise PluginFormatError(
+            f"{path}: metadata format_version {meta.get('format_version')!r} != config {record['format_version']!r}"
+        )
+
+
+def _load_state_strict(module: torch.nn.Module, tensors: dict[str, torch.Tensor], path: Path) -> None:
+    expected = module.state_dict()
+    missing = sorted(set(expected) - set(tensors))
+    unexpected = sorted(set(tensors) - set(expected))
+    if missing or unexpected:
+        parts = []
+        if missing:
+            parts.append(f"missing keys {missing[:5]}{' ...' if len(missing) > 5 else ''} ({len(missing)})")
+        if unexpected:
+            parts.append(f"unexpected keys {unexpected[:5]}{' ...' if len(unexpected) > 5 else ''} ({len(unexpected)})")
+        raise PluginFormatError(f"{path}: " + "; ".join(parts))
+    for key, value in tensors.items():
+        if tuple(value.shape) != tuple(expected[key].shape):
+            raise PluginFormatError(
+                f"{path}: tensor {key!r} has shape {tuple(value.shape)}, the config builds {tuple(expected[key].shape)}"
+            )
+    module.load_state_dict(tensors, strict=True)
+
+
+def describe_plugin(directory: str | Path) -> dict:
+    """Summary of a saved plug-in; verifies every tensor file is readable and complete."""
+    directory = Path(directory)
+    record = read_record(directory)
+    files = {}
+    for name in (WEIGHTS_FILE, HEADS_FILE, MEMORY_FILE):
+        path = directory / name
+        if name == WEIGHTS_FILE or path.exists():
+            tensors, meta = load_tensors(path)
+            _check_metadata(path, meta, record)
+            files[name] = {
+                "tensors": len(tensors),
+                "elements": int(sum(t.numel() for t in tensors.values())),
+                "bytes": path.stat().st_size,
+            }
+    return {
+        "directory": str(directory),
+        "kind": record["kind"],
+        "name": record["name"],
+        "format_version": record["format_version"],
+        "parameters": files[WEIGHTS_FILE]["elements"],
+        "config": record["config"],
+        "backbone": record["backbone"],
+        "objectives": record.get("objectives", []),
+        "created_by": record.get("created_by"),
+        "files": files,
+    }
+
+
+def render_card(record: dict, card: dict) -> str:
+    """Markdown model card written beside the weights."""
+    fp = record["backbone"]
+    lines = [
+        f"# {record['name']} ({record['kind']} plug-in)",
+        "",
+        card.get("summary", "A kadapt knowledge plug-in for a frozen encoder."),
+        "",
+        "## Backbone",
+        f"- model type: {fp.get('model_type')}, hidden {fp.get('hidden_size')}, layers {fp.get('num_layers')}",
+        f"- weights sha256: `{fp.get('weights_sha256')}`",
+        f"- tokenizer sha256: `{fp.get('tokenizer_sha256')}`",
+        "",
+        "## Plug-in",
+        f"- parameters: {record['parameters']:,}",
+        f"- config: `{record['config']}`",
+    ]
+    if card.get("notes"):
+        lines += [f"- {note}" for note in card["notes"]]
+    lines += ["", "## Knowledge source and objective"]
+    lines.append(f"- data: {card.get('data', 'not recorded')}")
+    for objective in record.get("objectives", []):
+        lines.append(f"- objective: {objective.get('name')}")
+    metrics = card.get("metrics") or {}
+    if metrics:
+        lines += ["", "## Metrics (held-out)"] + [f"- {k}: {v}" for k, v in metrics.items()]
+    lines += [
+        "",
+        "## How to load",
+        "```python",
+        "from kadapt import FrozenBackbone, load_plugin",
+        "backbone = FrozenBackbone.from_pretrained('<the backbone above>')",
+        "plugin = load_plugin('<this folder>', backbone).plugin",
+        "```",
+        "",
+        f"Written by {record['created_by']}, plug-in format version {record['format_version']}.",
+        "",
+    ]
+    return "\n".join(lines)

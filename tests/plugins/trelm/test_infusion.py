@@ -1,0 +1,57 @@
+"""TRELM end to end through the CLI on a tiny backbone: ``kadapt infuse`` (dynamic routing, memory
+bank, CKA + MLM), the plug-in format on disk, frozen backbone files, loading into ``kadapt finetune``;
+and the shipped recipes parse."""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from run_kit import finetune_recipe, train_losses, training, tree_digest, write_yaml
+
+from kadapt.cli.app import main
+from kadapt.store.plugin_dir import describe_plugin
+from kadapt.runs.recipe import load_recipe
+
+REPO = Path(__file__).resolve().parents[3]
+
+
+def test_infuse_then_finetune(world, backbone_dir, tmp_path, caplog):
+    backbone_files = tree_digest(backbone_dir)
+    recipe = {
+        "kind": "infuse", "name": "trelm-tiny",
+        "backbone": {"name_or_path": str(backbone_dir)},
+        "plugin": {"kind": "trelm", "config": {"neurons_per_layer": [8], "ig_steps": 4, "reselect_every": 3,
+                                               "attribution_rows": 4, "memory_slots": 64, "memory_window": 4}},
+        "objective": {"name": "trelm_knowledge", "config": {"num_negatives": 5}},
+        "data": {"format": "trex_rc", "train": str(world["infuse_factual_train"]),
+                 "dev": str(world["infuse_factual_dev"]), "max_length": 48, "limit": 32},
+        "training": training(epochs=2, lr=1e-2),
+        "output": {"dir": str(tmp_path / "run")},
+    }
+    caplog.set_level("INFO", logger="kadapt.plugins.trelm.plugin")
+    assert main(["infuse", str(write_yaml(tmp_path / "trelm.yaml", recipe))]) == 0
+    plugin_dir = tmp_path / "run" / "plugin"
+    assert {p.name for p in plugin_dir.iterdir()} == {"adapter_config.json", "model.safetensors", "README.md",
+                                                      "objective_heads.safetensors", "memory.safetensors"}
+    info = describe_plugin(plugin_dir)
+    assert info["kind"] == "trelm" and info["parameters"] == 2 * 8 * (2 * 32 + 1) + 2 * 8 + 1  # + indices, counter
+    assert "knowledge path selected" in (plugin_dir / "README.md").read_text()
+    selections = [r.message for r in caplog.records if "knowledge path #" in r.message]
+    assert len(selections) >= 3 and "at step 0" in selections[0]  # 8 steps: selected at 0, 3, 6
+    losses = train_losses(tmp_path / "run")
+    assert losses[-1] < losses[0]
+    assert tree_digest(backbone_dir) == backbone_files  # the backbone's files are never written
+
+    ft = write_yaml(tmp_path / "ft.yaml", finetune_recipe(world, backbone_dir, tmp_path / "ft", epochs=1))
+    assert main(["finetune", str(ft), "--plugins", str(plugin_dir)]) == 0
+    metrics = json.loads((tmp_path / "ft" / "metrics.json").read_text())
+    assert metrics["plugins"] == [str(plugin_dir)] and "accuracy" in metrics["test"]
+
+
+def test_shipped_recipes_parse():
+    full = load_recipe(REPO / "recipes" / "infuse" / "trelm.yaml")
+    assert full.plugin.kind == "trelm" and full.plugin.config["ig_steps"] == 20
+    assert full.plugin.config["memory_window"] == 16 and full.plugin.config["memory_beta"] == 2.0
+    assert full.objective.config["theta"] == 0.5
+    small = load_recipe(REPO / "recipes" / "infuse" / "trelm_small.yaml")
+    assert small.training.cpu and small.data.format == "lama_trex"

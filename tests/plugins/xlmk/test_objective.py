@@ -1,0 +1,175 @@
+"""The XLM-K objective over a tiny XLM-R: encoding, projection shapes, exact loss, queue, frozen backbone."""
+from __future__ import annotations
+
+import pytest
+import torch
+from xlmk_kit import FIXTURE, PLUGIN, build_backbone
+
+from kadapt.core.backbone import FrozenBackbone, hash_state_dict
+from kadapt.core.model import KnowledgeModel
+from kadapt.data.encoding import collate
+from kadapt.plugins.xlmk.data import (
+    MentionExample,
+    TripleExample,
+    read_knowledge,
+    stable_hash,
+)
+from kadapt.core.errors import DataError
+from kadapt.core.objective import build_objective
+from kadapt.plugins.xlmk.objective import ENTITY_TASK, OBJECT_TASK, XLMKObjective
+from kadapt.plugins.xlmk.contrastive import info_nce
+from kadapt.core.family import build_plugin
+
+
+@pytest.fixture(scope="module")
+def backbone(tmp_path_factory):
+    return FrozenBackbone.from_pretrained(build_backbone(tmp_path_factory.mktemp("xlmr")))
+
+
+@pytest.fixture(scope="module")
+def records():
+    return list(read_knowledge(FIXTURE))
+
+
+def _model(backbone, records, **config):
+    torch.manual_seed(0)
+    plugin = build_plugin("xlmk", PLUGIN, backbone.spec)
+    model = KnowledgeModel(backbone, [plugin])
+    cfg = XLMKObjective.complete_config({"queue_size": 6, **config}, records)
+    model.head = build_objective("xlmk_contrastive", model.feature_size, cfg)
+    return model
+
+
+def _batch(model, records, tok):
+    return collate([model.head.encode(r, tok, 32) for r in records], tok.pad_token_id)
+
+
+def test_complete_config_and_projection_shapes(backbone, records):
+    model = _model(backbone, records, projection_size=24, output_size=12)
+    head = model.head
+    assert head.relations == ["P1376", "P17", "P36", "P37", "P551", "P937"]
+    f = model.feature_size
+    assert f == 2 * backbone.spec.hidden_size  # [backbone_last ; plug-in]
+    for proj in (head.mention_proj, head.description_proj, head.subject_proj, head.object_proj):
+        assert proj[0].weight.shape == (24, f) and proj[2].weight.shape == (12, 24)
+        assert proj[0].bias is None and proj[2].bias is None  # W·ReLU(W·x), no bias (eq. 1-4)
+    assert head.relation_embedding.weight.shape == (6, f)
+    assert head.entity_queue.keys.shape == (6, 12) and head.object_queue.keys.shape == (6, 12)
+
+
+def test_encode_masks_the_mention_and_marks_its_position(backbone, records):
+    head = _model(backbone, records).head
+    tok = backbone.tokenizer
+    mention = records[0]
+    assert isinstance(mention, MentionExample) and mention.description_lang != mention.lang
+    feats = head.encode(mention, tok, 32)
+    assert feats["input_ids"][feats["q_pos"]] == tok.mask_token_id
+    assert feats["task"] == ENTITY_TASK and feats["key_entity"] == stable_hash(mention.entity)
+    assert feats["key_input_ids"] == tok(mention.description)["input_ids"]
+    triple = records[1]
+    assert isinstance(triple, TripleExample) and triple.subject_lang != triple.object_lang
+    feats = head.encode(triple, tok, 32)
+    assert feats["task"] == OBJECT_TASK and feats["q_pos"] == 0
+    assert feats["relation"] == head.relations.index(triple.relation)
+
+
+def test_loss_is_eq5_over_in_batch_then_queued_candidates(backbone, records):
+    model = _model(backbone, records, normalize=True, temperature=0.5)
+    tok = backbone.tokenizer
+    first, second = records[:6], records[6:12]
+    model.train()
+    for module in model.modules():  # deterministic forward (no dropout) to recompute by hand
+        if isinstance(module, torch.nn.Dropout):
+            module.p = 0.0
+    head = model.head
+    batch = _batch(model, first, tok)
+    out = model(batch)  # empty queues at the first step: in-batch candidates only
+    with torch.no_grad():
+        q, k = head.encode_pair(model, batch)
+        want = 0.0
+        for task in (ENTITY_TASK, OBJECT_TASK):
+            rows = (batch["task"] == task).nonzero().flatten()
+            zq = head.project_queries(task, q[rows], batch["relation"][rows])
+            zk = head.project_keys(task, k[rows])
+            want += info_nce(zq, zk, batch["key_entity"][rows], normalize=True, temperature=0.5).item()
+    assert out.loss.item() == pytest.approx(want, rel=1e-5)
+    assert int(head.entity_queue.filled) == 3 and int(head.object_queue.filled) == 3
+    queued = head.entity_queue.candidates()[0].clone()
+
+    batch2 = _batch(model, second, tok)
+    out2 = model(batch2)
+    with torch.no_grad():
+        q, k = head.encode_pair(model, batch2)
+        rows = (batch2["task"] == ENTITY_TASK).nonzero().flatten()
+        zq, zk = head.project_queries(ENTITY_TASK, q[rows]), head.project_keys(ENTITY_TASK, k[rows])
+        ids = batch2["key_entity"][rows]
+        queue_ids = batch["key_entity"][(batch["task"] == ENTITY_TASK)]
+        entity = info_nce(zq, zk, ids, queued, queue_ids, normalize=True, temperature=0.5).item()
+        rows = (batch2["task"] == OBJECT_TASK).nonzero().flatten()
+        zq = head.project_queries(OBJECT_TASK, q[rows], batch2["relation"][rows])
+        zk = head.project_keys(OBJECT_TASK, k[rows])
+        prev = batch["task"] == OBJECT_TASK
+        obj = info_nce(zq, zk, batch2["key_entity"][rows], head.object_queue.keys[:3],
+                       batch["key_entity"][prev], normalize=True, temperature=0.5).item()
+    assert out2.loss.item() == pytest.approx(entity + obj, rel=1e-5)
+    # the queue holds the keys of both batches in arrival order (3 + 3 = 6 = full)
+    assert torch.equal(head.entity_queue.keys[:3], queued)
+    assert int(head.entity_queue.filled) == 6 and int(head.entity_queue.ptr) == 0
+
+
+def test_backbone_untouched_and_only_plugin_and_heads_get_gradients(backbone, records):
+    model = _model(backbone, records)
+    before = hash_state_dict(backbone.model.state_dict())
+    model.train()
+    opt = torch.optim.SGD([p for p in model.parameters() if p.requires_grad], lr=0.1)
+    out = model(_batch(model, records[:8], backbone.tokenizer))
+    out.loss.backward()
+    opt.step()
+    assert all(p.grad is None for p in backbone.model.parameters())
+    assert hash_state_dict(backbone.model.state_dict()) == before
+    assert all(p.grad is not None for p in model.plugins[0].parameters())
+    assert model.head.mention_proj[0].weight.grad is not None and model.head.relation_embedding.weight.grad is not None
+
+
+def test_eval_uses_in_batch_candidates_and_leaves_queue_alone(backbone, records):
+    model = _model(backbone, records)
+    model.eval()
+    batch = _batch(model, records[:8], backbone.tokenizer)
+    out = model(batch)
+    assert int(model.head.entity_queue.filled) == 0
+    counts = model.head.count(out.logits, batch)
+    assert counts["entity_n"] + counts["object_n"] == 8
+    metrics = XLMKObjective.summarize(counts)
+    assert 0.0 <= metrics["accuracy"] <= 1.0
+
+
+def test_bad_records_are_data_errors(backbone, records):
+    head = _model(backbone, records).head
+    tok = backbone.tokenizer
+    triple = next(r for r in records if isinstance(r, TripleExample))
+    unseen = TripleExample(triple.subject, "P999", triple.object, "a", "en", "b", "de", "t.jsonl:4")
+    with pytest.raises(DataError, match=r"t.jsonl:4: relation 'P999' unseen in training"):
+        head.encode(unseen, tok, 32)
+    long_text = "word " * 60 + "Paris"
+    cut = MentionExample(long_text, (len(long_text) - 5, len(long_text)), "Q90", "en", "Paris", "de", "m.jsonl:2")
+    with pytest.raises(DataError, match=r"m.jsonl:2: mention cut off by max_length=16"):
+        head.encode(cut, tok, 16)
+    only_entities = XLMKObjective.complete_config({}, [r for r in records if isinstance(r, MentionExample)])
+    assert only_entities["object_task"] is False and only_entities["relations"] == []
+    head2 = build_objective("xlmk_contrastive", 64, only_entities)
+    with pytest.raises(DataError, match="no object task"):
+        head2.encode(triple, tok, 32)
+
+
+def test_batch_norm_projections_accept_single_row_tasks(backbone, records):
+    model = _model(backbone, records, batch_norm=True)
+    model.train()
+    out = model(_batch(model, records[:2], backbone.tokenizer))  # one mention + one triple
+    out.loss.backward()
+    assert torch.isfinite(out.loss)
+    bn = model.head.mention_proj[1]
+    assert isinstance(bn, torch.nn.BatchNorm1d) and int(bn.num_batches_tracked) == 0  # running stats used
+    out = model(_batch(model, records[:8], backbone.tokenizer))
+    assert int(bn.num_batches_tracked) == 1
+    assert "mention_proj.1.running_mean" in model.head.state_dict()
+    assert not any("running" in k for k in model.head.memory_state())

