@@ -65,7 +65,7 @@ def run(mode: str, bf16: bool, backbone, plugin, head, batch, steps: int, device
                     out = backbone.model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"],
                                          output_hidden_states=True)
                 states = dict(enumerate(out.hidden_states))
-                feats = torch.cat([states[L], plugin(states, batch["attention_mask"])], -1)
+                feats = torch.cat([states[L], plugin.adapt(states, batch["attention_mask"])], -1)
                 loss = head(feats.float(), batch).loss
             else:
                 loss = model(batch).loss

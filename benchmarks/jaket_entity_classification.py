@@ -57,7 +57,7 @@ def main() -> None:
     )
     from kadapt.plugins.jaket.gat import CompositionGAT
     from kadapt.plugins.jaket.memory import EntityMemory
-    from kadapt.plugins.jaket.objectives import JaketObjectives
+    from kadapt.plugins.jaket.pretraining_objective import JaketPretrainingObjective
     from kadapt.plugins.jaket.pretraining import JaketPretrainingModel, encode_graph
     from kadapt.runs.recipe import default_data_dir, minilm_path
     from kadapt.runs.loop import TrainConfig, train
@@ -90,7 +90,7 @@ def main() -> None:
     torch.manual_seed(0)
     plugin = build_plugin("jaket", {"description_max_length": args.description_length}, backbone.spec)
     memory_a = EntityMemory(entities[rows_a], relations)
-    head = JaketObjectives(backbone.spec.hidden_size, num_categories=len(labels_all), num_relations=graph.num_relations,
+    head = JaketPretrainingObjective(backbone.spec.hidden_size, num_categories=len(labels_all), num_relations=graph.num_relations,
                            names={"entities": graph_a.entity_names, "relations": graph_a.relation_names})
     model = JaketPretrainingModel(backbone, plugin, head, graph_a, memory_a, seed=0, category_labels=labels_all)
     triples = graph_a.triples[torch.randperm(graph_a.num_triples, generator=torch.Generator().manual_seed(0))].tolist()

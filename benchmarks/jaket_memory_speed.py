@@ -42,7 +42,7 @@ def main() -> None:
     from kadapt.kg import read_kg
     from kadapt.core.family import build_plugin
     from kadapt.plugins.jaket.memory import EntityMemory, encode_descriptions
-    from kadapt.plugins.jaket.objectives import JaketObjectives
+    from kadapt.plugins.jaket.pretraining_objective import JaketPretrainingObjective
     from kadapt.plugins.jaket.pretraining import JaketPretrainingModel, encode_graph
     from kadapt.runs.recipe import default_data_dir, minilm_path
 
@@ -56,7 +56,7 @@ def main() -> None:
     else:
         entities, relations = encode_graph(backbone, graph, plugin)
     memory = EntityMemory(entities, relations)
-    head = JaketObjectives(backbone.spec.hidden_size, num_categories=len(graph.category_labels()),
+    head = JaketPretrainingObjective(backbone.spec.hidden_size, num_categories=len(graph.category_labels()),
                            num_relations=graph.num_relations,
                            names={"entities": graph.entity_names, "relations": graph.relation_names})
     model = JaketPretrainingModel(backbone, plugin, head, graph, memory, seed=0, category_labels=graph.category_labels())

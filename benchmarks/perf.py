@@ -318,7 +318,7 @@ def finetune_step(shape: Shape, repeats: int, steps: int, only: str | None = Non
         parts = []
         for plugin in plugins:  # what composing plug-ins without a shared pass costs
             states = backbone.encode(ids, mask, sorted(set(plugin.required_layers()) | {L}))
-            parts.append(plugin(states, mask))
+            parts.append(plugin.adapt(states, mask))
         feats = torch.cat([states[L], *parts], -1)
         loss = model.head(feats, batch).loss
         opt.zero_grad(set_to_none=True)

@@ -21,6 +21,7 @@ from pathlib import Path
 
 import torch
 
+from kadapt.core.plugin import StepInfo
 from kadapt.core.backbone import FrozenBackbone
 from kadapt.core.model import KnowledgeModel
 from kadapt.data.encoding import collate
@@ -47,7 +48,7 @@ def build(backbone, neurons: int, reselect: int, seed: int):
 
 def one_step(model, optimizer, batch, step):
     start = time.perf_counter()
-    model.before_step(batch, step, 0, optimizer)
+    model.on_step(StepInfo(model, batch, step, 0, optimizer))
     loss = model(batch).loss
     loss.backward()
     optimizer.step()

@@ -1,5 +1,5 @@
 """kadapt: knowledge plug-ins for frozen pretrained encoders."""
-__version__ = "0.1.0"
+from kadapt.core.version import __version__
 
 import os as _os
 
@@ -10,6 +10,7 @@ _os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 from kadapt.core.backbone import BackboneSpec, Fingerprint, FrozenBackbone  # noqa: E402
 from kadapt.core.family import build_plugin, register_plugin  # noqa: E402
 from kadapt.core.plugin import Plugin, PluginConfig  # noqa: E402
+import kadapt.data.formats  # noqa: E402,F401  (registers the shared data formats)
 import kadapt.tasks  # noqa: E402,F401  (registers the family-agnostic heads)
 import kadapt.plugins  # noqa: E402,F401  (registers every built-in family)
 from kadapt.store.plugin_dir import LoadedPlugin, describe_plugin, load_plugin, save_plugin  # noqa: E402

@@ -7,18 +7,10 @@ import logging
 import sys
 from pathlib import Path
 
+import kadapt.plugins  # noqa: F401  (registers the families and their commands)
+from kadapt.cli import cache_commands, predict_commands
 from kadapt.core.errors import KadaptError
-
-# Modules that contribute subcommands: each defines ``add_commands(subparsers)`` and sets
-# ``func`` on its parsers. Feature areas (cache, knowledge graphs, tasks, ...) register here
-# with one line instead of growing this file.
-COMMAND_MODULES: tuple[str, ...] = (
-    "kadapt.cli.cache_commands",
-    "kadapt.runs.predict",
-    "kadapt.plugins.jaket.cli",
-    "kadapt.plugins.xlmk.cli",
-)
-
+from kadapt.core.family import registered_commands
 
 def _print_json(obj) -> None:
     print(json.dumps(obj, indent=2, default=str))
@@ -135,7 +127,7 @@ def cmd_quickstart(args) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from kadapt import __version__
+    from kadapt.core.version import __version__
 
     parser = argparse.ArgumentParser(prog="kadapt", description="Knowledge plug-ins for frozen encoders.")
     parser.add_argument("--version", action="version", version=f"kadapt {__version__}")
@@ -200,10 +192,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int, default=0)
     p.set_defaults(func=cmd_quickstart)
 
-    import importlib
-
-    for module_name in COMMAND_MODULES:
-        importlib.import_module(module_name).add_commands(sub)
+    for add_commands in (cache_commands.add_commands, predict_commands.add_commands, *registered_commands()):
+        add_commands(sub)  # feature areas and plug-in families contribute their own subcommands
     return parser
 
 

@@ -13,6 +13,8 @@ from __future__ import annotations
 
 import hashlib
 import json
+from collections import OrderedDict
+from contextlib import contextmanager
 from collections.abc import Iterable
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -118,6 +120,10 @@ def hash_tokenizer(tokenizer) -> str | None:
     return digest.hexdigest()
 
 
+#: distinct inputs a shared-pass scope keeps (a batch's sentences, and its descriptions for XLM-K)
+SHARED_PASSES_KEPT = 4
+
+
 class FrozenBackbone:
     """A frozen HF encoder. Not an ``nn.Module`` on purpose: it never joins an optimizer or DDP."""
 
@@ -129,6 +135,7 @@ class FrozenBackbone:
         self.model.requires_grad_(False)
         self.spec = BackboneSpec.from_hf_config(model.config)
         self._fingerprint: Fingerprint | None = None
+        self._shared: dict | None = None  # see shared_passes()
         self._layered = hasattr(model, "embeddings") and hasattr(getattr(model, "encoder", None), "layer")
 
     # ----------------------------------------------------------------- construction
@@ -231,6 +238,28 @@ class FrozenBackbone:
         with torch.no_grad():
             return self.model.embeddings(input_ids=input_ids, token_type_ids=token_type_ids)
 
+    @contextmanager
+    def shared_passes(self, layers: Iterable[int]):
+        """Within this scope, ``encode`` runs each distinct input once: the first call computes the
+        states at ``layers`` (plus what it asked for), later calls with the same ids and mask read them.
+        A joint run opens it so several plug-ins trained on the same batch share one backbone pass."""
+        self._shared = {"layers": self._check_layers(layers), "passes": OrderedDict()}
+        try:
+            yield self
+        finally:
+            self._shared = None
+
+    def _shared_encode(self, input_ids, attention_mask, wanted, token_type_ids):
+        key = tuple(t.shape for t in (input_ids, attention_mask)) + (
+            input_ids.cpu().numpy().tobytes(), attention_mask.cpu().numpy().tobytes(), token_type_ids is None)
+        passes = self._shared["passes"]
+        if key not in passes or not set(wanted) <= set(passes[key]):
+            union = sorted(set(wanted) | set(self._shared["layers"]))
+            passes[key] = self._encode(input_ids, attention_mask, union, token_type_ids)
+            while len(passes) > SHARED_PASSES_KEPT:  # the inputs of the current batch only
+                passes.popitem(last=False)
+        return {i: passes[key][i] for i in wanted}
+
     def encode(
         self,
         input_ids: torch.Tensor,
@@ -242,6 +271,11 @@ class FrozenBackbone:
         wanted = self._check_layers(layers)
         if not wanted:
             return {}
+        if self._shared is not None:
+            return self._shared_encode(input_ids, attention_mask, wanted, token_type_ids)
+        return self._encode(input_ids, attention_mask, wanted, token_type_ids)
+
+    def _encode(self, input_ids, attention_mask, wanted: list[int], token_type_ids=None) -> dict[int, torch.Tensor]:
         with torch.no_grad():
             if not self._layered:  # generic fallback: full forward, then select
                 out = self.model(

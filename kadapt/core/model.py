@@ -1,16 +1,17 @@
 """``KnowledgeModel``: a frozen backbone, any set of plug-ins, and one head.
 
-One backbone pass per batch materialises the union of the hidden states every outside plug-in reads
-(plus the last one) and feeds them all; features are ``[backbone_last ; plugin_1 ; ... ; plugin_n]``
-in the order the plug-ins were given. An INSIDE plug-in (TRELM) changes the backbone pass itself, so
-it runs a pass of its own (``plugin.inside_features``) and contributes that pass's last hidden state;
-outside plug-ins and ``backbone_last`` still read the unmodified pass they were trained on.
-A RE-ENTRANT plug-in (JAKET) reads a lower state of the same pass, changes it and runs the upper
-layers again (``plugin.reentrant_features``); it contributes that second pass's last state.
-The backbone is kept out of the module tree (not in ``state_dict``, ``parameters()`` or DDP), so
-only plug-ins and head are ever saved, optimised or wrapped. Inputs of shape (batch, n, seq) (multiple
-choice: one row per choice; QA: one row per document window) are encoded as batch·n rows and the head
-gets features of shape (batch, n, seq, feature_size).
+One backbone pass per batch materialises the union of the hidden states the plug-ins read (plus the
+last one); every plug-in gets the same :class:`~kadapt.core.plugin.Pass` and returns its feature
+block, and features are ``[backbone_last ; plugin_1 ; ... ; plugin_n]`` in the order the plug-ins
+were given. A plug-in that changes the pass (TRELM) runs its own inside ``forward(pass_)``; one that
+re-enters upper layers (JAKET) calls ``pass_.backbone.run_layers``; the shared states and
+``backbone_last`` are always those of the unmodified pass. States read from the hidden-state cache
+(batch keys ``hidden_state.<k>``) replace the live pass.
+
+The backbone is kept out of the module tree (not in ``state_dict``, ``parameters()`` or DDP), so only
+plug-ins and head are ever saved, optimised or wrapped; :meth:`KnowledgeModel.to` moves it along.
+Grouped inputs of shape (batch, n, seq) (multiple choice: a row per choice; QA: a row per document
+window) are encoded as batch·n rows and the head gets features of shape (batch, n, seq, size).
 """
 from __future__ import annotations
 
@@ -19,46 +20,44 @@ from collections.abc import Sequence
 import torch
 from torch import nn
 
-from kadapt.core.backbone import FrozenBackbone
-from kadapt.store.hidden_cache import states_from_batch
 from kadapt.core.errors import KadaptError
 from kadapt.core.objective import Objective, ObjectiveOutput
-from kadapt.core.plugin import Plugin
+from kadapt.core.plugin import Pass, Plugin, StepInfo
+
+#: batch keys of cached hidden states: ``hidden_state.<index>``
+STATE_PREFIX = "hidden_state."
 
 
-def _outside(plugin, backbone, input_ids, attention_mask, batch, states):
-    return plugin(states, attention_mask)
+def states_from_batch(batch: dict) -> dict[int, torch.Tensor] | None:
+    """The cached states a batch carries (None for a plain batch)."""
+    states = {int(k[len(STATE_PREFIX):]): v for k, v in batch.items() if k.startswith(STATE_PREFIX)}
+    return states or None
 
 
-def _inside(plugin, backbone, input_ids, attention_mask, batch, states):
-    return plugin.inside_features(backbone, input_ids, attention_mask, batch,
-                                  plain_last=states[backbone.spec.num_layers])
+class TrainableModel(nn.Module):
+    """What the training loop trains: ``forward(batch) -> ObjectiveOutput`` with a ``head`` (metrics)
+    and a ``backbone`` kept outside the module tree. Hooks with no-op defaults: :meth:`on_step` before
+    each optimizer step, :meth:`extra_tensors` / :meth:`load_extra_tensors` for state outside
+    ``state_dict`` that checkpoints must hold. (No class-level ``head``: ``nn.Module`` keeps a module
+    attribute in ``_modules``, which a class attribute would shadow.)"""
+
+    def on_step(self, info: StepInfo) -> None:
+        """Called before each optimizer step's first forward."""
+
+    def extra_tensors(self) -> dict[str, torch.Tensor]:
+        return {}
+
+    def load_extra_tensors(self, tensors: dict[str, torch.Tensor]) -> None:
+        if tensors:
+            raise KadaptError(f"{type(self).__name__} keeps no extra tensors, got {sorted(tensors)[:3]}")
 
 
-def _reentrant(plugin, backbone, input_ids, attention_mask, batch, states):
-    return plugin.reentrant_features(backbone, input_ids, attention_mask, batch, states)
-
-
-#: placement -> (the method a plug-in needs, how its feature block is computed from the shared pass)
-FEATURES_BY_PLACEMENT = {
-    "outside": (None, _outside),
-    "inside": ("inside_features", _inside),
-    "reentrant": ("reentrant_features", _reentrant),
-}
-
-
-class KnowledgeModel(nn.Module):
-    def __init__(self, backbone: FrozenBackbone, plugins: Sequence[Plugin] = (), head: Objective | None = None):
+class KnowledgeModel(TrainableModel):
+    def __init__(self, backbone, plugins: Sequence[Plugin] = (), head: Objective | None = None):
         super().__init__()
         object.__setattr__(self, "backbone", backbone)  # not a submodule
         self.plugins = nn.ModuleList(plugins)
         for plugin in plugins:
-            needs = FEATURES_BY_PLACEMENT.get(plugin.placement, ("<unknown placement>",))[0]
-            if needs is not None and not hasattr(plugin, needs):
-                raise KadaptError(
-                    f"plug-in {plugin.config.name!r} of kind {plugin.kind!r} attaches {plugin.placement!r}; "
-                    f"this KnowledgeModel composes {sorted(FEATURES_BY_PLACEMENT)} plug-ins that define the matching hook"
-                )
             if plugin.spec != backbone.spec:
                 raise KadaptError(
                     f"plug-in {plugin.config.name!r} was built for {plugin.spec}, backbone is {backbone.spec}"
@@ -69,8 +68,18 @@ class KnowledgeModel(nn.Module):
         """Frozen plug-ins (no trainable parameter) stay in eval mode: no dropout noise in features."""
         super().train(mode)
         for plugin in self.plugins:
-            if not any(p.requires_grad for p in plugin.parameters()):
+            if not _trains(plugin):
                 plugin.eval()
+        return self
+
+    def to(self, *args, **kwargs) -> KnowledgeModel:
+        """Move plug-ins and head, and the backbone with them (device and/or floating dtype)."""
+        super().to(*args, **kwargs)
+        device, dtype, _, _ = torch._C._nn._parse_to(*args, **kwargs)
+        if device is not None:
+            self.backbone.model.to(device)
+        if dtype is not None and dtype.is_floating_point:
+            self.backbone.model.to(dtype)
         return self
 
     @property
@@ -83,46 +92,65 @@ class KnowledgeModel(nn.Module):
             layers.update(plugin.required_layers())
         return sorted(layers)
 
-    def plugin_outputs(self, input_ids: torch.Tensor, attention_mask: torch.Tensor,
-                       states: dict[int, torch.Tensor] | None = None,
-                       batch: dict | None = None) -> tuple[torch.Tensor, list[torch.Tensor]]:
-        """``(backbone_last, [plugin_1 output, ...])`` from ONE backbone pass.
-
-        ``states`` (e.g. read from the hidden-state cache) replaces the backbone pass when given;
-        ``batch`` (optional) reaches inside plug-ins (entity spans for TRELM's memory bank)."""
+    def backbone_pass(self, input_ids: torch.Tensor, attention_mask: torch.Tensor,
+                      states: dict[int, torch.Tensor] | None = None, batch: dict | None = None) -> Pass:
+        """The shared pass: ``states`` (e.g. from the hidden-state cache) or one backbone pass."""
         if states is None:
             states = self.backbone.encode(input_ids, attention_mask, self.required_layers())
         else:
             states = {k: v.to(self.backbone.dtype) for k, v in states.items()}
-        last = states[self.backbone.spec.num_layers]
-        outputs = [FEATURES_BY_PLACEMENT[plugin.placement][1](plugin, self.backbone, input_ids, attention_mask, batch, states)
-                   for plugin in self.plugins]
-        return last, outputs
+        return Pass(self.backbone, input_ids, attention_mask, states, batch)
 
-    def features(self, input_ids: torch.Tensor, attention_mask: torch.Tensor,
-                 states: dict[int, torch.Tensor] | None = None, batch: dict | None = None) -> torch.Tensor:
-        """``[backbone_last ; plugin outputs]``: (B, S, feature_size); arguments as :meth:`plugin_outputs`."""
-        last, outputs = self.plugin_outputs(input_ids, attention_mask, states, batch)
+    def plugin_outputs(self, input_ids: torch.Tensor, attention_mask: torch.Tensor,
+                       states: dict[int, torch.Tensor] | None = None,
+                       batch: dict | None = None) -> tuple[torch.Tensor, list[torch.Tensor]]:
+        """``(backbone_last, [plugin_1 output, ...])`` from ONE backbone pass (see :meth:`backbone_pass`)."""
+        pass_ = self.backbone_pass(input_ids, attention_mask, states, batch)
+        return pass_.last, [plugin(pass_) for plugin in self.plugins]
+
+    def combine(self, last: torch.Tensor, outputs: list[torch.Tensor]) -> torch.Tensor:
+        """How plug-in outputs join the backbone's: concatenation (fine-tuning fusions override)."""
         parts = [last, *outputs]
         dtype = parts[-1].dtype
         return torch.cat([p.to(dtype) for p in parts], dim=-1)
 
+    def features(self, input_ids: torch.Tensor, attention_mask: torch.Tensor,
+                 states: dict[int, torch.Tensor] | None = None, batch: dict | None = None) -> torch.Tensor:
+        """``[backbone_last ; plugin outputs]``: (B, S, feature_size); arguments as :meth:`plugin_outputs`."""
+        return self.combine(*self.plugin_outputs(input_ids, attention_mask, states, batch))
+
+    def batch_features(self, batch: dict) -> torch.Tensor:
+        """Features of a collated batch: cached states when it carries them; grouped inputs (B, n, S)
+        encoded as B·n rows and returned as (B, n, S, feature_size)."""
+        input_ids, mask = batch["input_ids"], batch["attention_mask"]
+        if input_ids.dim() == 3:
+            feats = self.features(input_ids.flatten(0, 1), mask.flatten(0, 1))
+            return feats.unflatten(0, input_ids.shape[:2])
+        return self.features(input_ids, mask, states_from_batch(batch), batch)
+
     def forward(self, batch: dict) -> ObjectiveOutput:
         if self.head is None:
             raise KadaptError("KnowledgeModel has no head; call .features() for raw features")
-        if getattr(self.head, "encodes_several_sequences", False):
-            # heads that read several sequences per record (XLM-K: sentence + description) run the model themselves
-            return self.head.forward_with_model(self, batch)
-        input_ids, mask = batch["input_ids"], batch["attention_mask"]
-        if input_ids.dim() == 3:  # (batch, choices|windows, seq): encode flat, hand the head 4-D features
-            feats = self.features(input_ids.flatten(0, 1), mask.flatten(0, 1))
-            return self.head(feats.unflatten(0, input_ids.shape[:2]), batch)
-        feats = self.features(input_ids, mask, states_from_batch(batch), batch)
-        return self.head(feats, batch)
+        return self.head.step(self, batch)
 
-    def before_step(self, batch: dict, step: int, epoch: int, optimizer=None) -> None:
-        """Training-loop hook, called before each optimizer step's first forward; forwarded to the
-        plug-ins that define ``before_step`` (TRELM: knowledge-path re-selection, λ schedule)."""
+    def on_step(self, info: StepInfo) -> None:
+        """Forwarded to every plug-in that trains in this run (TRELM: knowledge-path re-selection)."""
         for plugin in self.plugins:
-            if hasattr(plugin, "before_step") and any(p.requires_grad for p in plugin.parameters()):
-                plugin.before_step(self, batch, step, epoch, optimizer)
+            if _trains(plugin):
+                plugin.on_step(info)
+
+    def extra_tensors(self) -> dict[str, torch.Tensor]:
+        """Every plug-in's state outside ``state_dict``, keyed ``plugins.<i>::<name>``."""
+        return {f"plugins.{i}::{k}": v for i, p in enumerate(self.plugins) for k, v in p.extra_tensors().items()}
+
+    def load_extra_tensors(self, tensors: dict[str, torch.Tensor]) -> None:
+        grouped: dict[int, dict[str, torch.Tensor]] = {}
+        for key, value in tensors.items():
+            prefix, name = key.split("::", 1)
+            grouped.setdefault(int(prefix.split(".")[1]), {})[name] = value
+        for index, plugin_tensors in grouped.items():
+            self.plugins[index].load_extra_tensors(plugin_tensors)
+
+
+def _trains(module: nn.Module) -> bool:
+    return any(p.requires_grad for p in module.parameters())

@@ -2,12 +2,20 @@
 
 The same contract serves infusion objectives and downstream task heads. An objective
 
+* ``configure(config, train_records)`` (class method) → its constructor arguments completed from the
+  training data (label inventories: ``label_set``; XLM-K: relations and tasks);
+* ``bind(model)`` → called once the model it sits on is complete (heads tied to the backbone's
+  embeddings, heads that read a knowledge graph through a plug-in); default: nothing;
 * ``prepare_records(records, split, seed)`` → the units to encode (default: the records unchanged);
 * ``encode(record, tokenizer, max_length)`` → a feature dict for one record (may raise ``DataError``);
+* ``step(model, batch)`` → ``ObjectiveOutput``; default ``forward(model.batch_features(batch), batch)``
+  (heads that encode several sequences per record, or read a KG, run the model themselves);
 * ``forward(features, batch)`` → ``ObjectiveOutput(loss, logits)``;
 * ``count(logits, batch)`` → summable counts (they add up across batches and processes);
 * ``summarize(counts)`` → metrics; ``predict(logits, batch)`` → JSON-able predictions;
-* ``config_dict()`` → what is needed to rebuild the head (saved beside the plug-in).
+* ``config_dict()`` → what is needed to rebuild the head (saved beside the plug-in);
+* ``extra_tensors()`` → tensors saved to ``memory.safetensors`` instead of the heads file (XLM-K's
+  candidate queues).
 """
 from __future__ import annotations
 
@@ -34,6 +42,33 @@ class Objective(nn.Module):
     def __init__(self, feature_size: int):
         super().__init__()
         self.feature_size = feature_size
+
+    @classmethod
+    def configure(cls, config: dict, train_records: list) -> dict:
+        """Constructor arguments from the recipe's ``config``, completed from the training records:
+        by default a ``labels`` list from :meth:`label_set` when the config gives none."""
+        config = dict(config)
+        if "labels" not in config:
+            labels = cls.label_set(train_records)
+            if labels is not None:
+                config["labels"] = labels
+        return config
+
+    @staticmethod
+    def label_set(records: list) -> list[str] | None:
+        """The label inventory of ``records`` (None: this objective has no label list)."""
+        return None
+
+    def bind(self, model) -> None:
+        """Called with the complete model (backbone, plug-ins, this head) before training/evaluation."""
+
+    def step(self, model, batch: dict) -> ObjectiveOutput:
+        """Loss and logits of one batch through ``model`` (a KnowledgeModel)."""
+        return self(model.batch_features(batch), batch)
+
+    def extra_tensors(self) -> dict[str, torch.Tensor]:
+        """Tensors of this head that belong in ``memory.safetensors`` rather than the heads file."""
+        return {}
 
     def prepare_records(self, records: list, split: str, seed: int) -> list:
         """The units this objective encodes, from one split's records (``split``: train/dev/test or a
@@ -64,10 +99,18 @@ _OBJECTIVES: dict[str, type[Objective]] = {}
 
 
 def register_objective(cls: type[Objective]) -> type[Objective]:
+    """Make ``cls`` buildable under ``cls.name`` (recipes' ``objective.name``); a name taken by another
+    class is refused."""
     if not cls.name:
         raise ValueError(f"{cls.__name__} must set `name`")
+    if cls.name in _OBJECTIVES and _OBJECTIVES[cls.name] is not cls:
+        raise ValueError(f"objective {cls.name!r} is already registered by {_OBJECTIVES[cls.name].__module__}")
     _OBJECTIVES[cls.name] = cls
     return cls
+
+
+def unregister_objective(name: str) -> None:
+    _OBJECTIVES.pop(name, None)
 
 
 def objective_class(name: str, source: str = "objective") -> type[Objective]:

@@ -1,11 +1,18 @@
 """The plug-in contract every family implements, and its dataclass config base.
 
-A plug-in is an ``nn.Module`` built from ``(config, BackboneSpec)``. Its ``placement`` says how it
-attaches to the frozen backbone:
+A plug-in is an ``nn.Module`` built from ``(config, BackboneSpec)`` with ONE entry point,
+``forward(pass_)``: :class:`Pass` carries the backbone, the input ids and mask, the hidden states of
+the shared backbone pass (computed live or read from the hidden-state cache) and the batch. What a
+family does with it is its own business: K-Adapter and XLM-K read ``pass_.states``; JAKET merges
+knowledge into an LM1 state and runs ``pass_.backbone.run_layers``; TRELM runs a pass of its own.
 
-* ``"outside"``  — reads hidden states at ``required_layers()`` of one shared backbone pass (K-Adapter, XLM-K);
-* ``"reentrant"`` — modifies states and runs frozen upper layers again (JAKET);
-* ``"inside"``   — changes the backbone pass itself and needs a pass of its own (TRELM).
+``reads_shared_states_only`` says whether the output depends on nothing but ``pass_.states`` (and the
+mask): only such plug-ins can train from the hidden-state cache or join a joint infusion run.
+``placement`` (outside / reentrant / inside) is metadata for the model card and ``plugin-info``.
+Lifecycle hooks have no-op defaults: :meth:`Plugin.on_step` (called before each optimizer step of a
+run that trains the plug-in), :meth:`Plugin.extra_tensors` / :meth:`Plugin.load_extra_tensors`
+(state kept outside ``state_dict``: memory files and training checkpoints) and
+:meth:`Plugin.card_notes`.
 """
 from __future__ import annotations
 
@@ -98,11 +105,46 @@ def _coerce(value, hint, where: str):
     return value
 
 
+@dataclass
+class Pass:
+    """One backbone pass as every plug-in of a model sees it.
+
+    ``states`` maps hidden-state index (0 = embeddings, ``num_layers`` = last) to (B, S, H); it holds
+    at least the union of the model's ``required_layers()`` and the last state."""
+
+    backbone: object  # kadapt.core.backbone.FrozenBackbone (or a tuned backbone)
+    input_ids: torch.Tensor
+    attention_mask: torch.Tensor
+    states: Mapping[int, torch.Tensor]
+    batch: Mapping | None = None
+
+    @property
+    def last(self) -> torch.Tensor:
+        """The backbone's last hidden state of this pass."""
+        return self.states[self.backbone.spec.num_layers]
+
+
+@dataclass
+class StepInfo:
+    """What :meth:`Plugin.on_step` gets before an optimizer step: the model being trained (with its
+    head), the step's first batch, the optimizer step about to be taken and the epoch."""
+
+    model: nn.Module
+    batch: Mapping
+    step: int
+    epoch: int
+    optimizer: object = None
+
+
 class Plugin(nn.Module):
-    """Base class. Subclasses set ``kind``, ``placement`` and ``config_class``."""
+    """Base class. Subclasses set ``kind``, ``placement``, ``config_class`` and implement
+    ``required_layers``, ``output_size`` and ``forward(pass_)``."""
 
     kind: ClassVar[str] = ""
+    #: metadata for cards and ``plugin-info``: "outside", "reentrant" or "inside"
     placement: ClassVar[str] = "outside"
+    #: True when ``forward`` reads nothing but ``pass_.states`` and the mask (cache, joint infusion)
+    reads_shared_states_only: ClassVar[bool] = True
     config_class: ClassVar[type[PluginConfig]] = PluginConfig
 
     def __init__(self, config: PluginConfig, spec: BackboneSpec):
@@ -119,8 +161,22 @@ class Plugin(nn.Module):
         """Width of the feature this plug-in adds to ``[backbone_last ; ...]``."""
         raise NotImplementedError
 
-    def forward(self, states: Mapping[int, torch.Tensor], attention_mask: torch.Tensor) -> torch.Tensor:
+    def forward(self, pass_: Pass) -> torch.Tensor:
+        """The plug-in's feature block (B, S, ``output_size``) for one backbone pass."""
         raise NotImplementedError
+
+    def on_step(self, info: StepInfo) -> None:
+        """Called before each optimizer step of a run in which this plug-in trains."""
+
+    def extra_tensors(self) -> dict[str, torch.Tensor]:
+        """State outside ``state_dict`` that a plug-in folder (``memory.safetensors``) and a training
+        checkpoint must hold (TRELM's sparse memory bank)."""
+        return {}
+
+    def load_extra_tensors(self, tensors: Mapping[str, torch.Tensor]) -> None:
+        """Restore what :meth:`extra_tensors` returned."""
+        if tensors:
+            raise PluginFormatError(f"{self.kind} plug-in keeps no extra tensors, got {sorted(tensors)[:3]}")
 
     def card_notes(self) -> list[str]:
         """Family-specific lines for the model card (e.g. how the size relates to the paper's)."""

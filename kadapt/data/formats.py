@@ -1,11 +1,13 @@
-"""Registry of data formats: ``format`` name in a recipe → reader function."""
+"""Data formats: a recipe's ``data.format`` name → reader. The shared (family-agnostic) formats are
+registered here; plug-in families register their own through ``register_family(Family(formats=...))``.
+Readers are imported when a file is read, so listing formats stays cheap."""
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
 from pathlib import Path
 
-from kadapt.data.policy import ErrorPolicy
 from kadapt.core.errors import KadaptError
+from kadapt.core.family import format_names, format_reader, register_format
+from kadapt.data.policy import ErrorPolicy
 
 
 def _lama(path, policy=None):
@@ -62,52 +64,36 @@ def _kg(path, policy=None):
     return read_kg_triples(path, policy=policy)
 
 
-def _kg_entities(path, policy=None):
-    from kadapt.plugins.jaket.kg_entity_classification import read_kg_entities
+def _lama_cloze(path, policy=None):
+    from kadapt.data.lama_cloze import read_lama_cloze
 
-    return read_kg_entities(path, policy=policy)
-
-
-def _metaqa(path, policy=None):
-    from kadapt.plugins.jaket.kgqa import read_metaqa_questions
-
-    return read_metaqa_questions(path, policy=policy)
-
-
-def _xlmk_knowledge(path, policy=None):
-    from kadapt.plugins.xlmk.converters import read_knowledge_source
-
-    return read_knowledge_source(path, policy=policy)
+    return read_lama_cloze(path, policy=policy)
 
 
 def _task(name: str):
-    """Reader ``name`` of :mod:`kadapt.data.task_formats` / :mod:`kadapt.data.lama_cloze`, imported lazily."""
+    """Reader ``name`` of :mod:`kadapt.data.task_formats`, imported when used."""
     def read(path, policy=None):
-        from kadapt.data import lama_cloze, task_formats
+        from kadapt.data import task_formats
 
-        module = lama_cloze if name == "read_lama_cloze" else task_formats
-        return getattr(module, name)(path, policy=policy)
+        return getattr(task_formats, name)(path, policy=policy)
 
     return read
 
 
-READERS: dict[str, Callable[..., Iterator]] = {
+SHARED_FORMATS = {
     "trex_rc": _trex_rc,
     "tacred": _trex_rc,
     "fewrel": _fewrel,
     "lama_trex": _lama,
     "conllu": _conllu,
     "kg": _kg,
-    "kg_entities": _kg_entities,
-    "metaqa": _metaqa,
-    "xlmk_knowledge": _xlmk_knowledge,
     "conllu_upos": _task("read_conllu_upos"),
     "conll_ner": _task("read_conll_ner"),
     "cosmosqa": _task("read_cosmosqa"),
     "squad": _task("read_squad"),
     "mlqa": _task("read_squad"),
     "xnli": _task("read_xnli"),
-    "lama_cloze": _task("read_lama_cloze"),
+    "lama_cloze": _lama_cloze,
     "text_lines": _task("read_text_lines"),
     "open_entity": _open_entity,
     "figer": _figer,
@@ -115,18 +101,18 @@ READERS: dict[str, Callable[..., Iterator]] = {
     "quasar_t": _open_qa,
     "semeval2010": _semeval2010,
 }
+for _name, _reader in SHARED_FORMATS.items():
+    register_format(_name, _reader)
 
 
 def reader_names() -> list[str]:
-    return sorted(READERS)
+    """Every registered format (shared and the families')."""
+    return format_names()
 
 
 def read_records(fmt: str, path: str | Path, policy: ErrorPolicy | None = None, limit: int | None = None) -> list:
     """All records of ``path`` in format ``fmt`` (the first ``limit`` when given)."""
-    try:
-        reader = READERS[fmt]
-    except KeyError:
-        raise KadaptError(f"unknown data format {fmt!r}; known: {reader_names()}") from None
+    reader = format_reader(fmt)
     if not Path(path).exists():
         raise KadaptError(f"{path}: data file not found")
     records = []

@@ -1,15 +1,24 @@
-"""Optional DGL interop (extra ``dgl``, tested with dgl 1.1.3): ``KnowledgeGraph`` ⇄ ``dgl.DGLGraph``.
+"""Optional DGL interop (extra ``dgl``, tested with dgl 1.1.3): plain tensors/lists ⇄ ``dgl.DGLGraph``.
 
 The graph goes over as a directed graph with one edge per triple (head → tail) and edge data
 ``rel`` (relation index); entity and relation ids and texts travel as Python lists in
 ``graph.kadapt`` (DGL stores only tensors). The GNN itself runs on PyTorch Geometric.
+
+This module knows nothing of ``KnowledgeGraph`` (``kadapt.kg.graph`` imports it, not the other way):
+:func:`build_dgl` takes the graph's triples and texts, :func:`dgl_parts` returns the arguments of
+``KnowledgeGraph.build``. Use ``KnowledgeGraph.to_dgl()`` / ``KnowledgeGraph.from_dgl(g)``.
 """
 from __future__ import annotations
+
+from typing import Any
 
 import torch
 
 from kadapt.core.errors import KadaptError
-from kadapt.kg.graph import KnowledgeGraph
+
+#: The lists carried in ``g.kadapt`` (same names as the ``KnowledgeGraph`` fields).
+TEXT_FIELDS = ("entity_ids", "entity_names", "entity_descriptions", "relation_ids", "relation_names",
+               "relation_descriptions", "entity_categories")
 
 
 def _dgl():
@@ -21,25 +30,24 @@ def _dgl():
     return dgl
 
 
-def to_dgl(graph: KnowledgeGraph):
-    """A ``dgl.DGLGraph`` with ``edata['rel']`` and the KG's text attached as ``.kadapt``."""
+def build_dgl(triples: torch.Tensor, num_nodes: int, texts: dict[str, list]):
+    """A ``dgl.DGLGraph`` from ``(T, 3)`` head-relation-tail ``triples`` with ``edata['rel']``.
+
+    ``texts`` (lists named as in :data:`TEXT_FIELDS`) is attached, copied, as ``.kadapt``.
+    """
     dgl = _dgl()
-    t = graph.triples
-    g = dgl.graph((t[:, 0], t[:, 2]), num_nodes=graph.num_entities)
-    g.edata["rel"] = t[:, 1].clone()
-    g.kadapt = {
-        "entity_ids": list(graph.entity_ids), "entity_names": list(graph.entity_names),
-        "entity_descriptions": list(graph.entity_descriptions),
-        "relation_ids": list(graph.relation_ids), "relation_names": list(graph.relation_names),
-        "relation_descriptions": list(graph.relation_descriptions),
-        "entity_categories": list(graph.entity_categories),
-    }
+    g = dgl.graph((triples[:, 0], triples[:, 2]), num_nodes=num_nodes)
+    g.edata["rel"] = triples[:, 1].clone()
+    g.kadapt = {key: list(texts.get(key) or []) for key in TEXT_FIELDS}
     return g
 
 
-def from_dgl(g, *, relation_key: str = "rel", entity_ids: list[str] | None = None,
-             relation_ids: list[str] | None = None, source: str = "<dgl graph>") -> KnowledgeGraph:
-    """Build a ``KnowledgeGraph`` from a DGL graph (texts from ``g.kadapt`` when it came from ``to_dgl``)."""
+def dgl_parts(g, *, relation_key: str = "rel", entity_ids: list[str] | None = None,
+              relation_ids: list[str] | None = None, source: str = "<dgl graph>") -> dict[str, Any]:
+    """The arguments of ``KnowledgeGraph.build`` for a DGL graph (texts from ``g.kadapt`` when it has them).
+
+    Returns ``{"entities", "relations", "triples", "categories", "source"}``.
+    """
     _dgl()
     src, dst = g.edges()
     if relation_key in g.edata:
@@ -60,5 +68,15 @@ def from_dgl(g, *, relation_key: str = "rel", entity_ids: list[str] | None = Non
     cats = info.get("entity_categories") or []
     categories = {e: c for e, c in zip(ent_ids, cats) if c is not None} or None
     triples = torch.stack([src.long(), rel, dst.long()], dim=1)
-    return KnowledgeGraph.build(list(zip(ent_ids, names, texts)), list(zip(rel_ids, rel_names, rel_texts)),
-                                triples, categories=categories, source=source)
+    return {"entities": list(zip(ent_ids, names, texts)), "relations": list(zip(rel_ids, rel_names, rel_texts)),
+            "triples": triples, "categories": categories, "source": source}
+
+
+def to_dgl(graph):
+    """A ``dgl.DGLGraph`` for any object with a ``KnowledgeGraph``'s fields (``triples``, ``entity_ids``, ...)."""
+    return build_dgl(graph.triples, len(graph.entity_ids), {key: getattr(graph, key) for key in TEXT_FIELDS})
+
+
+def from_dgl(g, graph_cls, **kwargs):
+    """``graph_cls.build(**dgl_parts(g, **kwargs))``: pass ``KnowledgeGraph`` (or a subclass) as ``graph_cls``."""
+    return graph_cls.build(**dgl_parts(g, **kwargs))

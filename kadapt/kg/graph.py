@@ -188,15 +188,17 @@ class KnowledgeGraph:
                                     source=source or f"{self.source}[subgraph]")
 
     def to_dgl(self):
-        from kadapt.kg.dgl_interop import to_dgl
+        """A ``dgl.DGLGraph`` (optional extra ``dgl``): see :mod:`kadapt.kg.dgl_interop`."""
+        from kadapt.kg.dgl_interop import TEXT_FIELDS, build_dgl
 
-        return to_dgl(self)
+        return build_dgl(self.triples, self.num_entities, {key: getattr(self, key) for key in TEXT_FIELDS})
 
     @classmethod
     def from_dgl(cls, graph, **kwargs) -> KnowledgeGraph:
-        from kadapt.kg.dgl_interop import from_dgl
+        """Build from a ``dgl.DGLGraph``; kwargs: ``relation_key``, ``entity_ids``, ``relation_ids``, ``source``."""
+        from kadapt.kg.dgl_interop import dgl_parts
 
-        return from_dgl(graph, **kwargs)
+        return cls.build(**dgl_parts(graph, **kwargs))
 
 
 def _texts(items, stat_key: str, stats: dict[str, int]) -> tuple[list[str], list[str]]:

@@ -51,7 +51,7 @@ def _backbone(out: Path, choice: str, corpus: list[str], seed: int) -> tuple[Fro
             build_tiny_backbone(path, "bert", corpus, seed=seed, **TINY)
         return FrozenBackbone.from_pretrained(path), str(path)
     if choice == "minilm":
-        from kadapt.runs.recipe import minilm_path
+        from kadapt.core.paths import minilm_path
 
         path = minilm_path()
         return FrozenBackbone.from_pretrained(path), path

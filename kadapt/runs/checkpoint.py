@@ -16,6 +16,7 @@ import numpy as np
 import torch
 
 from kadapt.core.errors import KadaptError
+from kadapt.core.model import TrainableModel
 from kadapt.core.fileio import atomic_write_json, load_tensors, read_json, save_tensors
 
 STATE_FILE = "trainer_state.json"
@@ -107,37 +108,20 @@ def latest_checkpoint(checkpoints: Path) -> Path | None:
     return max(done, key=lambda p: int(p.name.split("-")[1])) if done else None
 
 
-#: separates a submodule's name from the keys of its :meth:`checkpoint_tensors` in a checkpoint
+#: separates the owner from the name of a tensor kept outside ``state_dict`` (e.g. ``plugins.0::slots``)
 EXTRA_STATE_SEP = "::"
 
 
 def resumable_state(module: torch.nn.Module) -> dict[str, torch.Tensor]:
     """What a checkpoint must hold of ``module``: trainable parameters and persistent buffers
-    (e.g. a negative queue that training updates); frozen parameters are left out. Submodules whose
-    state is not in ``state_dict`` (a sparse memory bank saved apart from the plug-in weights) add it
-    through ``checkpoint_tensors()`` / ``load_checkpoint_tensors(tensors)``."""
+    (e.g. a negative queue that training updates); frozen parameters are left out. A
+    :class:`~kadapt.core.model.TrainableModel` adds its state outside ``state_dict`` (a sparse memory
+    bank saved apart from the plug-in weights) through ``extra_tensors()``; its keys hold ``::``."""
     frozen = {n for n, p in module.named_parameters() if not p.requires_grad}
     state = {k: v for k, v in module.state_dict().items() if k not in frozen}
-    for name, sub in module.named_modules():
-        if hasattr(sub, "checkpoint_tensors"):
-            state.update({f"{name}{EXTRA_STATE_SEP}{k}": v for k, v in sub.checkpoint_tensors().items()})
+    if isinstance(module, TrainableModel):
+        state.update(module.extra_tensors())
     return state
-
-
-def _load_extra_state(module: torch.nn.Module, weights: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
-    """Hand each submodule its :meth:`checkpoint_tensors` back; returns the ``state_dict`` part."""
-    subs = dict(module.named_modules())
-    extra: dict[str, dict[str, torch.Tensor]] = {}
-    plain = {}
-    for key, value in weights.items():
-        if EXTRA_STATE_SEP in key:
-            name, inner = key.split(EXTRA_STATE_SEP, 1)
-            extra.setdefault(name, {})[inner] = value
-        else:
-            plain[key] = value
-    for name, tensors in extra.items():
-        subs[name].load_checkpoint_tensors(tensors)
-    return plain
 
 
 def load_checkpoint(folder: Path, *, module: torch.nn.Module, optimizer, scheduler, rank: int = 0) -> dict:
@@ -148,7 +132,11 @@ def load_checkpoint(folder: Path, *, module: torch.nn.Module, optimizer, schedul
     if set(weights) != own:
         raise KadaptError(f"{folder}: checkpoint weights do not match the model being resumed "
                           f"(missing {sorted(own - set(weights))[:3]}, unexpected {sorted(set(weights) - own)[:3]})")
-    module.load_state_dict(_load_extra_state(module, weights), strict=False)
+    plain = {k: v for k, v in weights.items() if EXTRA_STATE_SEP not in k}
+    extra = {k: v for k, v in weights.items() if EXTRA_STATE_SEP in k}
+    module.load_state_dict(plain, strict=False)
+    if extra:
+        module.load_extra_tensors(extra)
     opt_tensors, _ = load_tensors(folder / "optimizer.safetensors")
     optimizer_from_files(optimizer, opt_tensors, read_json(folder / "optimizer.json"))
     scheduler.load_state_dict(read_json(folder / "scheduler.json"))

@@ -13,7 +13,7 @@ from kadapt.data.policy import ErrorPolicy
 from kadapt.data.formats import read_records
 from kadapt.core.errors import DataError, KadaptError
 from kadapt.core.fileio import atomic_write_text
-from kadapt.core.objective import Objective
+from kadapt.core.objective import Objective, build_objective, objective_class
 from kadapt.runs.recipe import BackboneSection, DataSection, Recipe, resolve_path
 
 log = logging.getLogger(__name__)
@@ -117,21 +117,10 @@ def encode_records(objective: Objective, records: list, tokenizer, max_length: i
     return features, kept
 
 
-def relation_labels(records: list) -> list[str]:
-    return sorted({r.label for r in records})
-
-
-def objective_config_with_labels(name: str, config: dict, train_records: list) -> dict:
-    """Fill in the label list from the training data for label-set objectives."""
-    from kadapt.core.objective import objective_class
-
-    config = dict(config)
-    complete = getattr(objective_class(name), "complete_config", None)
-    if complete is not None:  # objectives that derive their config from the data (XLM-K: relations)
-        return complete(config, train_records)
-    if name == "relation_classification" and "labels" not in config:
-        config["labels"] = relation_labels(train_records)
-    label_set = getattr(objective_class(name), "label_set", None)  # task heads with a label inventory
-    if label_set is not None and "labels" not in config:
-        config["labels"] = label_set(train_records)
-    return config
+def build_head(model, section, train_records: list, source: str):
+    """The recipe's objective (``section``: name + config) on ``model``: configured from the training
+    records (label inventories), built for the model's feature size, set as its head, then bound."""
+    config = objective_class(section.name, f"{source}: objective").configure(section.config, train_records)
+    model.head = build_objective(section.name, model.feature_size, config, source=f"{source}: objective")
+    model.head.bind(model)
+    return model.head

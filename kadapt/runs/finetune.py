@@ -25,7 +25,8 @@ from kadapt.runs.finetune_modes import FinetuneSection, TunableKnowledgeModel, l
 from kadapt.core.objective import build_objective
 from kadapt.store.plugin_dir import load_plugin
 from kadapt.runs.recipe import Recipe, resolve_path
-from kadapt.runs.context import encode_records, load_backbone, objective_config_with_labels, start_run
+from kadapt.runs.context import build_head, encode_records, load_backbone, start_run
+from kadapt.runs.infuse import cache_splits
 from kadapt.runs.loop import evaluate_model, train
 
 log = logging.getLogger(__name__)
@@ -58,18 +59,13 @@ def finetune(recipe: Recipe, *, plugins: list[str] | None = None, out: str | Pat
     own_backbone = backbone is None
     run = start_run(recipe, out, backbone)
     accelerator, run_dir, backbone, policy, splits = run.accelerator, run.run_dir, run.backbone, run.policy, run.splits
-    config = objective_config_with_labels(recipe.objective.name, recipe.objective.config, splits.train)
     torch.manual_seed(recipe.training.seed)  # head, fusion and task-adapter inits are part of the seeded run
     # a backbone the caller passed in is copied before a trainable mode changes it
     model = build_model(backbone, recipe.plugins, recipe.finetune, copy_weights=not own_backbone)
     log.info("trainable parameters: %s", model.trainable_counts())
     # the head's init must not depend on what loading the plug-ins drew from the RNG
     torch.manual_seed(recipe.training.seed)
-    model.head = build_objective(recipe.objective.name, model.feature_size, config, source=f"{recipe.source}: objective")
-    if hasattr(model.head, "bind_backbone"):  # heads initialised from backbone weights (lama_probe)
-        model.head.bind_backbone(model.backbone)
-    if hasattr(model.head, "bind_model"):  # heads that read a KG through a plug-in (JAKET entity classification)
-        model.head.bind_model(model)
+    build_head(model, recipe.objective, splits.train, recipe.source)
     tok, max_len = backbone.tokenizer, recipe.data.max_length
     encoded, kept = {}, {}
     for name in ("train", "dev", "test"):
@@ -101,8 +97,6 @@ def _cached_splits(model: TunableKnowledgeModel, recipe: Recipe, encoded: dict, 
     Only valid while the backbone's states cannot change: ``finetune.backbone: frozen``; plug-ins may
     train (they read the states, they do not change them). Grouped inputs (choices, windows, pairs)
     are not cached."""
-    from kadapt.runs.infuse import cache_splits
-
     if model.section.backbone != "frozen":
         raise RecipeError(f"{recipe.source}: training.cache needs finetune.backbone: frozen "
                           f"(with backbone: {model.section.backbone} its hidden states change while training)")
@@ -168,8 +162,7 @@ def load_finetuned(run_dir: str | Path, backbone=None) -> KnowledgeModel:
     section = FinetuneSection.from_dict(info.get("finetune"), str(run_dir / "head_config.json"))
     model = build_model(backbone, info["plugins"], section, copy_weights=not own_backbone)
     model.head = build_objective(info["objective"], model.feature_size, info["config"])
-    if hasattr(model.head, "bind_model"):
-        model.head.bind_model(model)
+    model.head.bind(model)
     load_tuned(run_dir, model, info)
     model.eval()
     return model

@@ -35,51 +35,13 @@ from torch import nn
 
 from kadapt.core.backbone import FrozenBackbone, hash_state_dict
 from kadapt.core.model import KnowledgeModel
-from kadapt.core.errors import KadaptError, RecipeError
+from kadapt.core.errors import KadaptError
+from kadapt.runs.recipe import FinetuneSection
 from kadapt.core.fileio import load_tensors, save_tensors
 from kadapt.core.objective import Objective
 from kadapt.core.plugin import Plugin
 
-BACKBONE_MODES = ("frozen", "full", "lora", "bottleneck")
-PLUGIN_MODES = ("frozen", "trainable")
-FUSIONS = ("concat", "kadapter")
 TASK_ADAPTER = "kadapt_task"
-
-
-@dataclass
-class FinetuneSection:
-    """How a downstream run trains (recipe section ``finetune``)."""
-
-    backbone: str = field(default="frozen", metadata={"help": "frozen | full (all backbone weights train) | lora | bottleneck (an `adapters` task adapter trains; base weights untouched)."})
-    plugins: str = field(default="frozen", metadata={"help": "frozen | trainable (the tuned plug-in weights are saved in the run folder)."})
-    fusion: str = field(default="concat", metadata={"help": "concat: [backbone; plug-ins]; kadapter: per plug-in Linear([backbone; plug-in]) -> hidden, then concat."})
-    lora_r: int = field(default=8, metadata={"help": "LoRA rank (backbone: lora)."})
-    lora_alpha: int = field(default=16, metadata={"help": "LoRA scaling alpha (backbone: lora)."})
-    lora_dropout: float = field(default=0.0, metadata={"help": "Dropout on the LoRA branch (backbone: lora)."})
-    lora_matrices: list[str] = field(default_factory=lambda: ["q", "v"], metadata={"help": "Attention matrices that get LoRA: any of q, k, v."})
-    reduction_factor: int = field(default=16, metadata={"help": "Bottleneck size = hidden / reduction_factor (backbone: bottleneck, Pfeiffer-style sequential adapter after each FFN)."})
-
-    def validate(self, source: str = "finetune") -> FinetuneSection:
-        for name, allowed in (("backbone", BACKBONE_MODES), ("plugins", PLUGIN_MODES), ("fusion", FUSIONS)):
-            if getattr(self, name) not in allowed:
-                raise RecipeError(f"{source}.{name}: {getattr(self, name)!r} is not one of {list(allowed)}")
-        bad = sorted(set(self.lora_matrices) - {"q", "k", "v"})
-        if bad or not self.lora_matrices:
-            raise RecipeError(f"{source}.lora_matrices: {self.lora_matrices!r}; use a non-empty subset of q, k, v")
-        if self.lora_r < 1 or self.reduction_factor < 1:
-            raise RecipeError(f"{source}: lora_r and reduction_factor must be >= 1")
-        return self
-
-    def to_dict(self) -> dict:
-        return dataclasses.asdict(self)
-
-    @classmethod
-    def from_dict(cls, data: dict | None, source: str = "finetune") -> FinetuneSection:
-        data = dict(data or {})
-        unknown = sorted(set(data) - {f.name for f in dataclasses.fields(cls)})
-        if unknown:
-            raise RecipeError(f"{source}: unknown key(s) {unknown}")
-        return cls(**data).validate(source)
 
 
 # ---------------------------------------------------------------------------------- backbone
@@ -198,11 +160,9 @@ class TunableKnowledgeModel(KnowledgeModel):
             return self.fusion.output_size
         return super().feature_size
 
-    def features(self, input_ids: torch.Tensor, attention_mask: torch.Tensor,
-                 states: dict[int, torch.Tensor] | None = None, batch: dict | None = None) -> torch.Tensor:
+    def combine(self, last: torch.Tensor, outputs: list[torch.Tensor]) -> torch.Tensor:
         if self.fusion is None:
-            return super().features(input_ids, attention_mask, states, batch)
-        last, outputs = self.plugin_outputs(input_ids, attention_mask, states, batch)
+            return super().combine(last, outputs)
         return self.fusion(last, outputs)
 
     def trainable_counts(self) -> dict[str, int]:

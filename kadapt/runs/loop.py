@@ -14,7 +14,8 @@ import logging
 import math
 import time
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, field
+from contextlib import contextmanager, nullcontext
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
@@ -22,37 +23,13 @@ from torch.utils.data import DataLoader, Sampler
 
 from kadapt.runs.checkpoint import (latest_checkpoint, load_checkpoint, prune_checkpoints, resumable_state,
                                save_checkpoint)
-from kadapt.core.model import KnowledgeModel
+from kadapt.core.model import KnowledgeModel, TrainableModel
+from kadapt.core.plugin import StepInfo
 from kadapt.data.encoding import collate
+from kadapt.runs.recipe import TrainConfig
 from kadapt.runs.run_log import MetricsLog, plot_run
 
 log = logging.getLogger(__name__)
-
-
-@dataclass
-class TrainConfig:
-    """Optimisation settings of one run (recipe section ``training``)."""
-
-    epochs: int = field(default=1, metadata={"help": "Passes over the training data."})
-    batch_size: int = field(default=32, metadata={"help": "Global batch per forward (split across processes)."})
-    grad_accum: int = field(default=1, metadata={"help": "Batches per optimizer step (effective batch = batch_size × grad_accum)."})
-    lr: float = field(default=2e-5, metadata={"help": "Peak learning rate of AdamW."})
-    weight_decay: float = field(default=0.0, metadata={"help": "AdamW weight decay (not applied to biases and LayerNorm)."})
-    warmup_ratio: float = field(default=0.0, metadata={"help": "Fraction of optimizer steps with linear warm-up."})
-    max_grad_norm: float = field(default=1.0, metadata={"help": "Gradient clipping norm (0 = off)."})
-    mixed_precision: str = field(default="auto", metadata={"help": "'no', 'bf16', 'fp16' or 'auto' (bf16 on a GPU that has it, else no)."})
-    seed: int = field(default=42, metadata={"help": "Seed of data order, dropout and init."})
-    max_steps: int = field(default=0, metadata={"help": "Stop after this many optimizer steps (0 = run all epochs)."})
-    log_every: int = field(default=10, metadata={"help": "Log the training loss every N optimizer steps."})
-    eval_every: int = field(default=0, metadata={"help": "Evaluate on dev every N optimizer steps (0 = at epoch ends)."})
-    save_every: int = field(default=0, metadata={"help": "Checkpoint every N optimizer steps (0 = at epoch ends only)."})
-    keep_checkpoints: int = field(default=2, metadata={"help": "Checkpoints kept on disk (oldest deleted)."})
-    num_workers: int = field(default=0, metadata={"help": "DataLoader worker processes."})
-    cpu: bool = field(default=False, metadata={"help": "Force CPU even when a GPU is present."})
-    length_bucketing: bool = field(default=False, metadata={"help": "Batch examples of similar length together (seeded), so dynamic padding pads little."})
-    cache: bool = field(default=False, metadata={"help": "Infusion: compute the backbone's hidden states once, store them memory-mapped and train/evaluate from them (outside plug-ins)."})
-    cache_dir: str | None = field(default=None, metadata={"help": "Hidden-state cache folder (default: $KADAPT_CACHE_DIR or ~/.cache/kadapt/hidden_states)."})
-    cache_dtype: str = field(default="float16", metadata={"help": "Storage dtype of cached states: float16, bfloat16 or float32 (computation stays in the backbone's dtype)."})
 
 
 class EpochSampler(Sampler[int]):
@@ -156,150 +133,276 @@ def evaluate_model(model: KnowledgeModel, examples: list[dict], batch_size: int,
     return (type(model.head).summarize(counts) if counts else {}), predictions
 
 
-def train(
-    model: KnowledgeModel,
-    train_examples: list[dict],
-    dev_examples: list[dict] | None,
-    config: TrainConfig,
-    run_dir: str | Path,
-    *,
-    pad_id: int,
-    resume: bool = False,
-    accelerator=None,
-    on_step: Callable[[int, float], None] | None = None,
-    collate_fn: Callable | None = None,
-    dev_collate_fn: Callable | None = None,
-) -> TrainResult:
+@dataclass
+class Member:
+    """One model the loop trains, with its own optimizer, scheduler, run folder, metrics log and (in a
+    joint run) RNG stream. A plain run has one member; a joint run several that share each batch."""
+
+    model: TrainableModel
+    train_set: list[dict]
+    dev_set: list[dict] | None
+    config: TrainConfig
+    run_dir: Path
+    collate_fn: Callable | None = None
+    dev_collate_fn: Callable | None = None
+    wrapped: torch.nn.Module | None = None
+    unwrapped: TrainableModel | None = None
+    optimizer: object = None
+    scheduler: object = None
+    trainable: list = field(default_factory=list)
+    metrics: MetricsLog | None = None
+    rng: dict | None = None
+    running: list[float] = field(default_factory=list)
+    dev_history: list[dict] = field(default_factory=list)
+
+
+class MemberBatches:
+    """Collate for the loop's loader: rows ``i`` → one padded batch per member (a list)."""
+
+    def __init__(self, members: list[Member], pad_id: int):
+        self.collates = [m.collate_fn or (lambda b: collate(b, pad_id)) for m in members]
+        self.sets = [m.train_set for m in members]
+
+    def __call__(self, rows: list[int]) -> list[dict]:
+        return [fn([examples[i] for i in rows]) for fn, examples in zip(self.collates, self.sets)]
+
+
+@contextmanager
+def member_rng(member: Member, device: torch.device):
+    """Run with ``member``'s own torch RNG stream (joint runs: dropout draws must not mix between
+    plug-ins), then store it back. A member without a stream of its own uses the process RNG."""
+    if member.rng is None:
+        yield
+        return
+    outer = torch.get_rng_state()
+    torch.set_rng_state(member.rng["cpu"])
+    if device.type == "cuda":
+        outer_cuda = torch.cuda.get_rng_state(device)
+        torch.cuda.set_rng_state(member.rng["cuda"], device)
+    try:
+        yield
+    finally:
+        member.rng["cpu"] = torch.get_rng_state()
+        torch.set_rng_state(outer)
+        if device.type == "cuda":
+            member.rng["cuda"] = torch.cuda.get_rng_state(device)
+            torch.cuda.set_rng_state(outer_cuda, device)
+
+
+def train(model: TrainableModel, train_examples: list[dict], dev_examples: list[dict] | None,
+          config: TrainConfig, run_dir: str | Path, *, pad_id: int, resume: bool = False, accelerator=None,
+          on_step: Callable[[int, float], None] | None = None, collate_fn: Callable | None = None,
+          dev_collate_fn: Callable | None = None) -> TrainResult:
     """Train every parameter of ``model`` that requires grad; returns dev metrics history.
 
     ``collate_fn`` / ``dev_collate_fn`` replace the padding collate (e.g. to attach cached states).
     """
+    member = Member(model, train_examples, dev_examples, config, Path(run_dir), collate_fn, dev_collate_fn)
+    return train_members([member], pad_id=pad_id, resume=resume, accelerator=accelerator, on_step=on_step)[0]
+
+
+def train_members(members: list[Member], *, pad_id: int, resume: bool = False, accelerator=None,
+                  on_step: Callable[[int, float], None] | None = None,
+                  rows_collate: Callable[[list[int]], list[dict]] | None = None) -> list[TrainResult]:
+    """THE training loop. ``members`` share the data order, the batches and (through the backbone's
+    shared-pass scope) one backbone pass per batch; each has its own optimizer, scheduler, metrics and,
+    when there are several, its own RNG stream, so each trains exactly as it would alone. The first
+    member's ``config`` sets what the members share (seed, batch size, epochs, steps, evaluation).
+    ``rows_collate`` (rows → one batch per member) replaces the per-member collates (a joint run that
+    reads cached states once for all members)."""
     from accelerate.utils import set_seed
 
-    run_dir = Path(run_dir)
-    accelerator = accelerator or make_accelerator(config)
-    set_seed(config.seed)
-    if not train_examples:
+    lead = members[0].config
+    accelerator = accelerator or make_accelerator(lead)
+    set_seed(lead.seed)
+    if not members[0].train_set:
         raise ValueError("no training examples (after reading and encoding the data)")
-    model.backbone.to(accelerator.device)
-    trainable = [p for p in model.parameters() if p.requires_grad]
-    if not trainable:
-        raise ValueError("nothing to train: every parameter of the model is frozen")
-
-    sampler = make_sampler(config, train_examples)
+    backbone = members[0].model.backbone
+    backbone.to(accelerator.device)
+    sampler = make_sampler(lead, members[0].train_set)
     # The loader gets its own generator: creating an iterator (each epoch, and again on resume)
     # must not draw from the global RNG that dropout uses, or a resumed run drifts.
-    loader = DataLoader(train_examples, batch_size=config.batch_size, sampler=sampler,
-                        collate_fn=collate_fn or (lambda b: collate(b, pad_id)),
-                        num_workers=config.num_workers, drop_last=False,
-                        generator=torch.Generator().manual_seed(config.seed))
-    steps_per_epoch = max(1, math.ceil(len(loader) / config.grad_accum))
-    total_steps = config.max_steps or steps_per_epoch * config.epochs
+    loader = DataLoader(list(range(len(members[0].train_set))), batch_size=lead.batch_size, sampler=sampler,
+                        collate_fn=rows_collate or MemberBatches(members, pad_id), num_workers=lead.num_workers,
+                        drop_last=False, generator=torch.Generator().manual_seed(lead.seed))
+    steps_per_epoch = max(1, math.ceil(len(loader) / lead.grad_accum))
+    total_steps = lead.max_steps or steps_per_epoch * lead.epochs
+    loader = accelerator.prepare(loader)
+    for member in members:
+        _prepare_member(member, accelerator, total_steps, separate_rng=len(members) > 1)
+    position = _resume(members[0], accelerator, resume) if resume else (0, 0, 0)
+    for member in members:
+        member.metrics = MetricsLog(member.run_dir / "metrics.jsonl", enabled=accelerator.is_main_process,
+                                    append=resume)
+        if resume:
+            member.metrics.drop_after(position[2])
+    state = _LoopState(members, accelerator, loader, sampler, total_steps, pad_id, on_step, *position)
+    with backbone.shared_passes(_union_layers(members)) if len(members) > 1 else nullcontext():
+        seconds = state.run()
+    results = []
+    for member in members:
+        if accelerator.is_main_process:
+            plot_run(member.run_dir / "metrics.jsonl", member.run_dir / "curves.png")
+        final = member.dev_history[-1] if member.dev_history else {}
+        results.append(TrainResult(state.global_step, member.dev_history, final, seconds, member.run_dir))
+    return results
+
+
+def _union_layers(members: list[Member]) -> list[int]:
+    return sorted({k for m in members for k in m.model.required_layers()})
+
+
+def _prepare_member(member: Member, accelerator, total_steps: int, separate_rng: bool) -> None:
+    config, model = member.config, member.model
+    member.trainable = [p for p in model.parameters() if p.requires_grad]
+    if not member.trainable:
+        raise ValueError("nothing to train: every parameter of the model is frozen")
     optimizer = torch.optim.AdamW(_param_groups(model, config.weight_decay), lr=config.lr)
     scheduler = linear_schedule(optimizer, int(config.warmup_ratio * total_steps), total_steps)
-    wrapped, optimizer, loader, scheduler = accelerator.prepare(model, optimizer, loader, scheduler)
+    member.wrapped, member.optimizer, member.scheduler = accelerator.prepare(model, optimizer, scheduler)
+    member.unwrapped = accelerator.unwrap_model(member.wrapped)
+    if separate_rng:  # what accelerate's set_seed does to the generators in a separate run
+        torch.manual_seed(config.seed)
+        member.rng = {"cpu": torch.get_rng_state()}
+        if accelerator.device.type == "cuda":
+            torch.cuda.manual_seed_all(config.seed)
+            member.rng["cuda"] = torch.cuda.get_rng_state(accelerator.device)
 
-    ckpt_dir = run_dir / "checkpoints"
-    start_epoch, skip_batches, global_step = 0, 0, 0
-    if resume:
-        found = latest_checkpoint(ckpt_dir)
-        if found is not None:
-            state = load_checkpoint(found, module=accelerator.unwrap_model(wrapped), optimizer=optimizer,
-                                    scheduler=scheduler, rank=accelerator.process_index)
-            start_epoch, skip_batches, global_step = state["epoch"], state["batches_in_epoch"], state["global_step"]
-            log.info("resumed from %s (epoch %d, step %d)", found, start_epoch, global_step)
-        else:
-            log.info("--resume: no complete checkpoint in %s, starting fresh", ckpt_dir)
-    metrics = MetricsLog(run_dir / "metrics.jsonl", enabled=accelerator.is_main_process, append=resume)
-    if resume:
-        metrics.drop_after(global_step)
-    unwrapped = accelerator.unwrap_model(wrapped)
-    dev_history: list[dict] = []
 
-    def run_dev(epoch: int) -> None:
-        if dev_examples and accelerator.is_main_process:
-            result, _ = evaluate_model(unwrapped, dev_examples, config.batch_size, pad_id,
-                                       accelerator.device, accelerator.autocast, collate_fn=dev_collate_fn)
-            record = {"step": global_step, "epoch": epoch, "split": "dev", **result}
-            dev_history.append(record)
-            metrics.write(record)
+def _resume(member: Member, accelerator, resume: bool) -> tuple[int, int, int]:
+    """(epoch, batches consumed in it, global step) of the newest complete checkpoint, restored."""
+    ckpt_dir = member.run_dir / "checkpoints"
+    found = latest_checkpoint(ckpt_dir)
+    if found is None:
+        log.info("--resume: no complete checkpoint in %s, starting fresh", ckpt_dir)
+        return 0, 0, 0
+    state = load_checkpoint(found, module=member.unwrapped, optimizer=member.optimizer,
+                            scheduler=member.scheduler, rank=accelerator.process_index)
+    log.info("resumed from %s (epoch %d, step %d)", found, state["epoch"], state["global_step"])
+    return state["epoch"], state["batches_in_epoch"], state["global_step"]
+
+
+class _LoopState:
+    """The epochs → batches → optimizer steps of :func:`train_members` (kept apart so each piece of the
+    loop is one short method)."""
+
+    def __init__(self, members, accelerator, loader, sampler, total_steps, pad_id, on_step,
+                 start_epoch, skip_batches, global_step):
+        self.members, self.accelerator, self.loader, self.sampler = members, accelerator, loader, sampler
+        self.config = members[0].config
+        self.total_steps, self.pad_id, self.on_step = total_steps, pad_id, on_step
+        self.start_epoch, self.skip_batches, self.global_step = start_epoch, skip_batches, global_step
+        self.device = accelerator.device
+
+    def run(self) -> float:
+        from tqdm.auto import tqdm
+
+        self.progress = tqdm(total=self.total_steps, initial=self.global_step,
+                             disable=not self.accelerator.is_main_process,
+                             desc=self.members[0].run_dir.name, dynamic_ncols=True)
+        started = time.perf_counter()
+        for member in self.members:
+            member.wrapped.train()
+        done = self.global_step >= self.total_steps
+        for epoch in range(self.start_epoch, self.config.epochs if not self.config.max_steps else 10**9):
+            if done:
+                break
+            done, batches = self._epoch(epoch)
+            if not self.config.eval_every:
+                self._dev(epoch)
+            end_of_epoch = not done or batches >= len(self.loader)
+            self._checkpoint(epoch + 1 if end_of_epoch else epoch, 0 if end_of_epoch else batches)
+        self.progress.close()
+        return time.perf_counter() - started
+
+    def _epoch(self, epoch: int) -> tuple[bool, int]:
+        """One pass over the loader; returns (step budget reached, batches consumed in the epoch)."""
+        config, accelerator = self.config, self.accelerator
+        self.sampler.set_epoch(epoch)
+        skip, self.skip_batches = self.skip_batches, 0
+        epoch_loader = accelerator.skip_first_batches(self.loader, skip) if skip else self.loader
+        # accelerate's loaders re-set the sampler's epoch to their own iteration counter when
+        # iterated; that counter starts at 0 in a resumed process, so set it to the true epoch.
+        epoch_loader.set_epoch(epoch)
+        batches = skip
+        for member_batches in epoch_loader:
+            if batches % config.grad_accum == 0:
+                self._hooks(member_batches, epoch)
+            self._forward_backward(member_batches)
+            batches += 1
+            if not accelerator.sync_gradients:
+                continue
+            self.global_step += 1
+            self.progress.update(1)
+            self._log_step(epoch)
+            if config.eval_every and self.global_step % config.eval_every == 0:
+                self._dev(epoch)
+            if config.save_every and self.global_step % config.save_every == 0:
+                self._checkpoint(epoch, batches)
+            if self.global_step >= self.total_steps:
+                return True, batches
+        return False, batches
+
+    def _hooks(self, member_batches: list[dict], epoch: int) -> None:
+        """Each model's :meth:`on_step` before the optimizer step's first forward (TRELM routing)."""
+        for member, batch in zip(self.members, member_batches):
+            with member_rng(member, self.device):
+                member.unwrapped.on_step(StepInfo(member.unwrapped, batch, self.global_step, epoch, member.optimizer))
+
+    def _forward_backward(self, member_batches: list[dict]) -> None:
+        accelerator, config = self.accelerator, self.config
+        with accelerator.accumulate(*[m.wrapped for m in self.members]):
+            for member, batch in zip(self.members, member_batches):
+                with member_rng(member, self.device):
+                    loss = member.wrapped(batch).loss
+                    accelerator.backward(loss)
+                member.running.append(accelerator.reduce(loss.detach(), "mean").item())
+            for member in self.members:
+                if accelerator.sync_gradients and member.config.max_grad_norm:
+                    accelerator.clip_grad_norm_(member.trainable, member.config.max_grad_norm)
+                member.optimizer.step()
+                member.scheduler.step()
+                member.optimizer.zero_grad(set_to_none=True)
+
+    def _log_step(self, epoch: int) -> None:
+        for index, member in enumerate(self.members):
+            step_loss = sum(member.running) / len(member.running)
+            member.running = []
+            if self.on_step is not None and index == 0:
+                self.on_step(self.global_step, step_loss)
+            if self.global_step % member.config.log_every == 0 or self.global_step == 1:
+                member.metrics.write({"step": self.global_step, "epoch": epoch, "split": "train", "loss": step_loss,
+                                      "lr": member.scheduler.get_last_lr()[0]})
+                if index == 0:
+                    self.progress.set_postfix(loss=f"{step_loss:.4f}")
+
+    def _dev(self, epoch: int) -> None:
+        accelerator = self.accelerator
+        for member in self.members:
+            if member.dev_set and accelerator.is_main_process:
+                # a DataLoader without a generator draws its base seed from the (member's) RNG
+                with member_rng(member, self.device):
+                    result, _ = evaluate_model(member.unwrapped, member.dev_set, self.config.batch_size, self.pad_id,
+                                               self.device, accelerator.autocast, collate_fn=member.dev_collate_fn)
+                record = {"step": self.global_step, "epoch": epoch, "split": "dev", **result}
+                member.dev_history.append(record)
+                member.metrics.write(record)
         accelerator.wait_for_everyone()
 
-    def checkpoint(epoch: int, batches: int) -> None:
+    def _checkpoint(self, epoch: int, batches: int) -> None:
+        """Resumable state of every member in its run folder (a joint run writes none: it cannot resume)."""
+        if len(self.members) > 1:
+            return
+        member, accelerator = self.members[0], self.accelerator
+        ckpt_dir = member.run_dir / "checkpoints"
         accelerator.wait_for_everyone()
         save_checkpoint(
-            ckpt_dir / f"step-{global_step:07d}",
-            trainable=resumable_state(unwrapped),
-            optimizer=optimizer, scheduler=scheduler,
-            trainer_state={"epoch": epoch, "batches_in_epoch": batches, "global_step": global_step},
+            ckpt_dir / f"step-{self.global_step:07d}",
+            trainable=resumable_state(member.unwrapped),
+            optimizer=member.optimizer, scheduler=member.scheduler,
+            trainer_state={"epoch": epoch, "batches_in_epoch": batches, "global_step": self.global_step},
             rank=accelerator.process_index, is_main=accelerator.is_main_process,
         )
         accelerator.wait_for_everyone()
         if accelerator.is_main_process:
-            prune_checkpoints(ckpt_dir, config.keep_checkpoints)
-
-    from tqdm.auto import tqdm
-
-    progress = tqdm(total=total_steps, initial=global_step, disable=not accelerator.is_main_process,
-                    desc=run_dir.name, dynamic_ncols=True)
-    started = time.perf_counter()
-    wrapped.train()
-    done = global_step >= total_steps
-    for epoch in range(start_epoch, config.epochs if not config.max_steps else 10**9):
-        if done:
-            break
-        sampler.set_epoch(epoch)
-        epoch_loader = accelerator.skip_first_batches(loader, skip_batches) if skip_batches else loader
-        if hasattr(epoch_loader, "set_epoch"):
-            # accelerate's loaders re-set the sampler's epoch to their own iteration counter when
-            # iterated; that counter starts at 0 in a resumed process, so set it to the true epoch.
-            epoch_loader.set_epoch(epoch)
-        batches = skip_batches
-        skip_batches = 0
-        running = []
-        for batch in epoch_loader:
-            if batches % config.grad_accum == 0 and hasattr(unwrapped, "before_step"):
-                unwrapped.before_step(batch, global_step, epoch, optimizer)  # plug-in hooks (TRELM routing)
-            with accelerator.accumulate(wrapped):
-                loss = wrapped(batch).loss
-                accelerator.backward(loss)
-                if accelerator.sync_gradients and config.max_grad_norm:
-                    accelerator.clip_grad_norm_(trainable, config.max_grad_norm)
-                optimizer.step()
-                scheduler.step()
-                optimizer.zero_grad(set_to_none=True)
-            batches += 1
-            running.append(accelerator.reduce(loss.detach(), "mean").item())
-            if not accelerator.sync_gradients:
-                continue
-            global_step += 1
-            progress.update(1)
-            step_loss = sum(running) / len(running)
-            running = []
-            if on_step is not None:
-                on_step(global_step, step_loss)
-            if global_step % config.log_every == 0 or global_step == 1:
-                metrics.write({"step": global_step, "epoch": epoch, "split": "train", "loss": step_loss,
-                               "lr": scheduler.get_last_lr()[0]})
-                progress.set_postfix(loss=f"{step_loss:.4f}")
-            if config.eval_every and global_step % config.eval_every == 0:
-                run_dev(epoch)
-            if config.save_every and global_step % config.save_every == 0:
-                checkpoint(epoch, batches)
-            if global_step >= total_steps:
-                done = True
-                break
-        if not config.eval_every:
-            run_dev(epoch)
-        end_of_epoch = not done or batches >= len(loader)
-        checkpoint(epoch + 1 if end_of_epoch else epoch, 0 if end_of_epoch else batches)
-    progress.close()
-    seconds = time.perf_counter() - started
-    if accelerator.is_main_process:
-        plot_run(run_dir / "metrics.jsonl", run_dir / "curves.png")
-    final = dev_history[-1] if dev_history else {}
-    return TrainResult(global_step, dev_history, final, seconds, run_dir)
-
-
-def config_dict(config: TrainConfig) -> dict:
-    return asdict(config)
+            prune_checkpoints(ckpt_dir, member.config.keep_checkpoints)

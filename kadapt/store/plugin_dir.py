@@ -13,7 +13,7 @@ from pathlib import Path
 
 import torch
 
-from kadapt import __version__
+from kadapt.core.version import __version__
 from kadapt.core.backbone import BackboneSpec, Fingerprint
 from kadapt.core.errors import PluginFormatError
 from kadapt.core.fileio import atomic_write_json, atomic_write_text, load_tensors, read_json, save_tensors

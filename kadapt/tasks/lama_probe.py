@@ -61,6 +61,9 @@ class LamaProbe(Objective):
         self.decoder = nn.Linear(feature_size, vocab_size) if vocab_size else None
         self._tokens: list[str] | None = None
 
+    def bind(self, model) -> None:
+        self.bind_backbone(model.backbone)
+
     def bind_backbone(self, backbone) -> None:
         """Create the MLM layer for ``backbone``'s vocabulary; with ``decoder_init: embeddings``
         start it from the backbone's word embeddings (features are ``[backbone_last ; plug-ins]``)."""

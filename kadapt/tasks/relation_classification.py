@@ -38,6 +38,10 @@ class RelationClassification(Objective):
         self.classifier = nn.Linear(2 * feature_size, len(labels))
         self._dropout_p = dropout
 
+    @staticmethod
+    def label_set(records: list) -> list[str]:
+        return sorted({r.label for r in records})
+
     def encode(self, record: RelationExample, tokenizer, max_length: int) -> dict:
         feats = encode_relation(record, tokenizer, max_length)
         feats["labels"] = self.vocab.id(record.label, record.source)

@@ -95,7 +95,7 @@ def _plugin_outputs(path, backbone):
                              padding=True, return_tensors="pt")
     states = backbone.encode(enc["input_ids"], enc["attention_mask"], plugin.required_layers())
     with torch.no_grad():
-        return plugin(states, enc["attention_mask"])
+        return plugin.adapt(states, enc["attention_mask"])
 
 
 def test_continual_infusion_leaves_earlier_plugins_bit_identical(world, backbone_dir, backbone, tmp_path):

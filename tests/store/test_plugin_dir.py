@@ -28,7 +28,7 @@ def saved(tmp_path, tiny_backbone):
 def _outputs(plugin, backbone):
     enc = backbone.tokenizer(["Obama was born in Hawaii .", "Paris ."], padding=True, return_tensors="pt")
     states = backbone.encode(enc["input_ids"], enc["attention_mask"], plugin.required_layers())
-    return plugin(states, enc["attention_mask"])
+    return plugin.adapt(states, enc["attention_mask"])
 
 
 def test_round_trip_is_bit_identical(saved, tiny_backbone):

@@ -25,7 +25,6 @@ from kadapt.core.errors import DataError, KadaptError
 from kadapt.core.objective import (
     Objective,
     ObjectiveOutput,
-    register_objective,
     safe_div,
 )
 
@@ -58,13 +57,11 @@ def read_kg_entities(path: str | Path, policy: ErrorPolicy | None = None) -> lis
     return records
 
 
-@register_objective
 class KGEntityClassification(Objective):
     """Linear classifier over JAKET's KG-side entity embeddings (memory + GAT)."""
 
     name = TASK
     main_metric = "accuracy"
-    encodes_several_sequences = True  # runs the plug-in itself (KG input, no backbone pass)
 
     def __init__(self, feature_size: int, labels: list[str], kg: str, memory: str | None = None,
                  fractions: tuple[float, float, float] = (0.2, 0.2, 0.6), train_fraction: float = 1.0,
@@ -87,10 +84,10 @@ class KGEntityClassification(Objective):
     def label_set(records: list[KGEntityRecord]) -> list[str]:
         return sorted({r.label for r in records})
 
-    def bind_model(self, model) -> None:
+    def bind(self, model) -> None:
         """Attach the KG (and its memory) to the model's JAKET plug-in; size the classifier to it."""
         from kadapt.plugins.jaket.kg_context import attach_kg, single_jaket_plugin
-        from kadapt.runs.recipe import resolve_path
+        from kadapt.core.paths import resolve_path
 
         plugin = single_jaket_plugin(model, TASK)
         attach_kg(model, resolve_path(self.kg), resolve_path(self.memory) if self.memory else None)
@@ -112,11 +109,11 @@ class KGEntityClassification(Objective):
         ids = tokenizer(record.name, truncation=True, max_length=max_length)["input_ids"]
         return {"input_ids": list(ids), "entity": record.index, "labels": self.vocab.id(record.label, record.source)}
 
-    def forward_with_model(self, model, batch: dict) -> ObjectiveOutput:
+    def step(self, model, batch: dict) -> ObjectiveOutput:
         from kadapt.plugins.jaket.kg_context import single_jaket_plugin
 
         if self.classifier is None:
-            raise KadaptError(f"{TASK}: head not bound to a model (bind_model) yet")
+            raise KadaptError(f"{TASK}: head not bound to a model (bind) yet")
         embeddings = single_jaket_plugin(model, TASK).entity_embeddings(batch["entity"])
         logits = self.classifier(self.dropout(embeddings.to(self.classifier.weight.dtype)))
         loss = F.cross_entropy(logits.float(), batch["labels"]) if "labels" in batch else None

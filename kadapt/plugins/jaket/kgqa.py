@@ -30,7 +30,6 @@ from kadapt.kg.graph import CSR
 from kadapt.core.objective import (
     Objective,
     ObjectiveOutput,
-    register_objective,
     safe_div,
 )
 
@@ -101,13 +100,11 @@ def khop_candidates(csr: CSR, entity: int, hops: int) -> list[int]:
     return sorted(seen)
 
 
-@register_objective
 class KGQA(Objective):
     """Scores the topic's k-hop neighbours against the question encoding."""
 
     name = TASK
     main_metric = "hits_at_1"
-    encodes_several_sequences = True  # reads the KG besides the text: runs the model itself
 
     def __init__(self, feature_size: int, kg: str, memory: str | None = None, hops: int = 1,
                  max_candidates: int = 0, dropout: float = 0.1):
@@ -120,10 +117,10 @@ class KGQA(Objective):
         self.project: nn.Linear | None = None
         self.graph = None
 
-    def bind_model(self, model) -> None:
+    def bind(self, model) -> None:
         """Attach the KB to the model's JAKET plug-in; size the question projection to it."""
         from kadapt.plugins.jaket.kg_context import attach_kg, single_jaket_plugin
-        from kadapt.runs.recipe import resolve_path
+        from kadapt.core.paths import resolve_path
 
         plugin = single_jaket_plugin(model, TASK)
         self.graph = attach_kg(model, resolve_path(self.kg), resolve_path(self.memory) if self.memory else None)
@@ -132,7 +129,7 @@ class KGQA(Objective):
 
     def encode(self, record: KGQARecord, tokenizer, max_length: int) -> dict:
         if self.graph is None:
-            raise KadaptError(f"{TASK}: head not bound to a model (bind_model) yet")
+            raise KadaptError(f"{TASK}: head not bound to a model (bind) yet")
         try:
             topic = self.graph.entity_index(record.topic)
         except KadaptError:
@@ -152,11 +149,11 @@ class KGQA(Objective):
         return {"input_ids": list(enc["input_ids"]), "token_entities": token_entities, "candidates": candidates,
                 "candidate_labels": [int(names[c] in answers) for c in candidates]}
 
-    def forward_with_model(self, model, batch: dict) -> ObjectiveOutput:
+    def step(self, model, batch: dict) -> ObjectiveOutput:
         from kadapt.plugins.jaket.kg_context import single_jaket_plugin
 
         if self.project is None:
-            raise KadaptError(f"{TASK}: head not bound to a model (bind_model) yet")
+            raise KadaptError(f"{TASK}: head not bound to a model (bind) yet")
         feats = model.features(batch["input_ids"], batch["attention_mask"], batch=batch)
         question = self.project(self.dropout(feats[:, 0].to(self.project.weight.dtype)))
         candidates = batch["candidates"]

@@ -20,9 +20,8 @@ from torch import nn
 from kadapt.core.backbone import BackboneSpec
 from kadapt.core.errors import KadaptError, PluginFormatError
 from kadapt.kg.sampler import SampledSubgraph
-from kadapt.core.plugin import Plugin, PluginConfig
+from kadapt.core.plugin import Pass, Plugin, PluginConfig
 from kadapt.plugins.jaket.gat import CompositionGAT
-from kadapt.core.family import register_plugin
 
 
 @dataclass
@@ -46,12 +45,12 @@ class JaketConfig(PluginConfig):
                                                                   "turn on when LM1 has trainable parts."})
 
 
-@register_plugin
 class JaketPlugin(Plugin):
     """Re-entrant plug-in: GAT knowledge embeddings added at mentions of LM1 states, then LM2."""
 
     kind = "jaket"
     placement = "reentrant"
+    reads_shared_states_only = False  # runs LM2 itself and reads a knowledge graph
     config_class = JaketConfig
 
     def __init__(self, config: JaketConfig, spec: BackboneSpec):
@@ -124,13 +123,13 @@ class JaketPlugin(Plugin):
         sub.edge_index, sub.edge_type = sub.edge_index.to(device), sub.edge_type.to(device)
         return self.knowledge(memory.entities.to(device), memory.relations.to(device), sub)[inverse.to(device)]
 
-    def reentrant_features(self, backbone, input_ids: torch.Tensor, attention_mask: torch.Tensor,
-                           batch: Mapping | None, states: Mapping[int, torch.Tensor]) -> torch.Tensor:
+    def forward(self, pass_: Pass) -> torch.Tensor:
         """LM2 over LM1 states merged with knowledge at linked mentions.
 
-        ``batch["token_entities"]`` (B, S): entity id in the attached KG per token, -1 elsewhere.
+        ``pass_.batch["token_entities"]`` (B, S): entity id in the attached KG per token, -1 elsewhere.
         Without it (or with no linked token) the result is the backbone's last state, unchanged."""
-        token_entities = None if batch is None else batch.get("token_entities")
+        backbone, input_ids, attention_mask, states = pass_.backbone, pass_.input_ids, pass_.attention_mask, pass_.states
+        token_entities = None if pass_.batch is None else pass_.batch.get("token_entities")
         if token_entities is None or not bool((token_entities >= 0).any()):
             return states[self.spec.num_layers]
         if token_entities.shape != input_ids.shape:
@@ -149,10 +148,10 @@ class JaketPlugin(Plugin):
         knowledge = self.knowledge(memory.entities.to(device), memory.relations.to(device), sub)
         rows = torch.searchsorted(roots.to(device), token_entities.clamp(min=0))
         rows = torch.where(linked, rows, torch.full_like(rows, -1))
-        return self(states, attention_mask, backbone=backbone, token_entities=rows, knowledge=knowledge)
+        return self.merge_and_run_lm2(states, attention_mask, backbone=backbone, token_entities=rows, knowledge=knowledge)
 
-    def forward(self, states: Mapping[int, torch.Tensor], attention_mask: torch.Tensor, *, backbone,
-                token_entities: torch.Tensor, knowledge: torch.Tensor) -> torch.Tensor:
+    def merge_and_run_lm2(self, states: Mapping[int, torch.Tensor], attention_mask: torch.Tensor, *, backbone,
+                          token_entities: torch.Tensor, knowledge: torch.Tensor) -> torch.Tensor:
         """Z^LM = LM2(merge(LM1(x))) (eq. 8-10). ``token_entities``: (B, S) row of ``knowledge`` or -1."""
         merged = self.merge(states[self.lm1_layer], token_entities, knowledge)
         return backbone.run_layers(merged, self.lm1_layer, self.spec.num_layers, attention_mask)

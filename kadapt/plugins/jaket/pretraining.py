@@ -16,10 +16,11 @@ from torch import nn
 
 from kadapt.core.errors import KadaptError
 from kadapt.kg import KnowledgeGraph, NeighborSampler
+from kadapt.core.model import TrainableModel
 from kadapt.core.objective import ObjectiveOutput
 from kadapt.plugins.jaket.memory import EntityMemory, encode_descriptions
 from kadapt.plugins.jaket.plugin import JaketPlugin
-from kadapt.plugins.jaket.objectives import JaketObjectives
+from kadapt.plugins.jaket.pretraining_objective import JaketPretrainingObjective
 
 log = logging.getLogger(__name__)
 
@@ -49,10 +50,13 @@ def check_memory(memory: EntityMemory, graph: KnowledgeGraph, plugin: JaketPlugi
         raise KadaptError(f"{source}: memory width {memory.entities.shape[1]} != backbone hidden {plugin.spec.hidden_size}")
 
 
-class JaketPretrainingModel(nn.Module):
-    def __init__(self, backbone, plugin: JaketPlugin, head: JaketObjectives, graph: KnowledgeGraph,
+class JaketPretrainingModel(TrainableModel):
+    """What JAKET infusion trains: memory → GAT → merge → LM2 → the pre-training objectives."""
+
+    def __init__(self, backbone, plugin: JaketPlugin, head: JaketPretrainingObjective, graph: KnowledgeGraph,
                  memory: EntityMemory, *, seed: int = 0, category_labels: list[str] | None = None):
         super().__init__()
+        self.category_labels = category_labels
         object.__setattr__(self, "backbone", backbone)  # frozen, outside the module tree
         object.__setattr__(self, "graph", graph)
         self.plugin, self.head, self.memory = plugin, head, memory
@@ -60,6 +64,13 @@ class JaketPretrainingModel(nn.Module):
         self.sampler = NeighborSampler(graph.csr(plugin.config.inverse_relations), plugin.config.fanouts, seed)
         self.seed = seed
         self.register_buffer("categories", graph.category_tensor(category_labels), persistent=False)
+
+    @property
+    def plugins(self) -> list[JaketPlugin]:
+        return [self.plugin]
+
+    def required_layers(self) -> list[int]:
+        return [self.plugin.lm1_layer]
 
     def _encode_memory(self):
         return encode_graph(self.backbone, self.graph, self.plugin)
@@ -100,7 +111,8 @@ class JaketPretrainingModel(nn.Module):
             inside &= ~masked[:, which:which + 1]
             token_entities = torch.where(inside, node.to(device)[:, None], token_entities)
         states = self.backbone.encode(ids, mask, [self.plugin.lm1_layer])
-        lm_states = self.plugin(states, mask, backbone=self.backbone, token_entities=token_entities, knowledge=knowledge)
+        lm_states = self.plugin.merge_and_run_lm2(states, mask, backbone=self.backbone, token_entities=token_entities,
+                                                 knowledge=knowledge)
 
         rows, which = torch.nonzero(masked, as_tuple=True)
         is_head = which == 0

@@ -1,5 +1,15 @@
-"""K-Adapter (Wang et al., 2021): factual and linguistic adapters read from backbone layers."""
-from kadapt.plugins.kadapter import dependency_head  # noqa: F401  (registers "dependency_head")
+"""K-Adapter (Wang et al., 2021): factual and linguistic adapters read from backbone layers.
+
+The factual adapter's objective (relation classification) is a family-agnostic head in
+``kadapt/tasks``; the linguistic adapter's (dependency head prediction) lives here.
+"""
+from kadapt.core.family import Family, register_family
+from kadapt.plugins.kadapter.dependency_head import DependencyHeadPrediction
 from kadapt.plugins.kadapter.plugin import KAdapter, KAdapterConfig
 
-__all__ = ["KAdapter", "KAdapterConfig"]
+__all__ = ["DependencyHeadPrediction", "KAdapter", "KAdapterConfig"]
+
+register_family(Family(
+    kind="kadapter", plugin=KAdapter, objectives=(DependencyHeadPrediction,),
+    description="K-Adapter: outside adapter layers reading backbone hidden states (0/11/23 on a 24-layer backbone)",
+))

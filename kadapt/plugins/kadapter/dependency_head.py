@@ -13,12 +13,11 @@ from torch import nn
 
 from kadapt.data.encoding import encode_dependency
 from kadapt.data.records import DependencyExample
-from kadapt.core.objective import Objective, ObjectiveOutput, register_objective, safe_div
+from kadapt.core.objective import Objective, ObjectiveOutput, safe_div
 
 IGNORE = -100
 
 
-@register_objective
 class DependencyHeadPrediction(Objective):
     name = "dependency_head"
     main_metric = "uas"

@@ -23,8 +23,7 @@ from torch import nn
 
 from kadapt.core.backbone import BackboneSpec
 from kadapt.core.errors import PluginFormatError
-from kadapt.core.plugin import Plugin, PluginConfig
-from kadapt.core.family import register_plugin
+from kadapt.core.plugin import Pass, Plugin, PluginConfig
 
 
 @dataclass
@@ -108,7 +107,6 @@ class KAdapterLayer(nn.Module):
         return x + self.up(h)
 
 
-@register_plugin
 class KAdapter(Plugin):
     """Outside plug-in: adapter layers reading backbone states at ``config.layers``."""
 
@@ -155,7 +153,11 @@ class KAdapter(Plugin):
     def output_size(self) -> int:
         return self.spec.hidden_size
 
-    def forward(self, states: Mapping[int, torch.Tensor], attention_mask: torch.Tensor) -> torch.Tensor:
+    def forward(self, pass_: Pass) -> torch.Tensor:
+        return self.adapt(pass_.states, pass_.attention_mask)
+
+    def adapt(self, states: Mapping[int, torch.Tensor], attention_mask: torch.Tensor) -> torch.Tensor:
+        """The adapter's last output from the backbone states at ``layer_ids`` (padding masked)."""
         key_mask = attention_mask.bool()[:, None, None, :]
         out = None
         for index, layer in zip(self.layer_ids, self.adapter_layers):

@@ -1,5 +1,15 @@
-"""TRELM: knowledge routing as a sparse mask adapter on the FFN neurons, with a memory bank."""
-from kadapt.plugins.trelm import objective  # noqa: F401  (registers "trelm_knowledge")
+"""TRELM: knowledge routing as a sparse mask adapter on the FFN neurons, with a memory bank.
+
+The folder holds the plug-in (sparse FFN delta, integrated-gradient attribution, memory bank) and its
+objective (contrastive knowledge assessing + MLM).
+"""
+from kadapt.core.family import Family, register_family
+from kadapt.plugins.trelm.objective import TRELMKnowledgeObjective
 from kadapt.plugins.trelm.plugin import TRELMConfig, TRELMPlugin
 
-__all__ = ["TRELMConfig", "TRELMPlugin"]
+__all__ = ["TRELMConfig", "TRELMKnowledgeObjective", "TRELMPlugin"]
+
+register_family(Family(
+    kind="trelm", plugin=TRELMPlugin, objectives=(TRELMKnowledgeObjective,),
+    description="TRELM: trainable sparse delta on attributed FFN neurons, run in the plug-in's own pass",
+))

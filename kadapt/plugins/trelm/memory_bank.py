@@ -83,13 +83,6 @@ class KnowledgeMemoryBank(nn.Module):
         return {"slots": rows, "local": self.local[rows], "global_sum": self.global_sum[rows],
                 "global_count": self.global_count[rows]}
 
-    def checkpoint_tensors(self) -> dict[str, torch.Tensor]:
-        """The bank's state for training checkpoints (so a resumed run continues with the same bank)."""
-        return self.tensors()
-
-    def load_checkpoint_tensors(self, tensors: dict[str, torch.Tensor]) -> None:
-        self.load_tensors(tensors)
-
     def load_tensors(self, tensors: dict[str, torch.Tensor]) -> None:
         rows = tensors["slots"].long()
         self.local.zero_()

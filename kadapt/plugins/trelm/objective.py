@@ -32,7 +32,6 @@ from kadapt.core.errors import DataError, KadaptError
 from kadapt.core.objective import (
     Objective,
     ObjectiveOutput,
-    register_objective,
     safe_div,
 )
 
@@ -124,7 +123,6 @@ def pretrained_mlm_head(model_dir) -> dict[str, torch.Tensor] | None:
     return None
 
 
-@register_objective
 class TRELMKnowledgeObjective(Objective):
     name = "trelm_knowledge"
     main_metric = "object_top1"
@@ -143,6 +141,9 @@ class TRELMKnowledgeObjective(Objective):
         self.register_buffer("embeddings", torch.zeros(0), persistent=False)
 
     # ------------------------------------------------------------------ set-up
+    def bind(self, model) -> None:
+        self.bind_backbone(model.backbone)
+
     def bind_backbone(self, backbone, use_pretrained_head: bool = True) -> None:
         """Tie the decoder to the backbone's input embeddings; take its MLM head when it has one."""
         weight = backbone.model.get_input_embeddings().weight
@@ -162,7 +163,7 @@ class TRELMKnowledgeObjective(Objective):
 
     def _require_bound(self) -> None:
         if self.head is None or self.embeddings.numel() == 0:
-            raise KadaptError("trelm_knowledge: call bind_backbone(backbone) before using the objective")
+            raise KadaptError("trelm_knowledge: bind it to a model (bind / bind_backbone) before using the objective")
 
     # ------------------------------------------------------------------ data
     def encode(self, record, tokenizer, max_length: int) -> dict:

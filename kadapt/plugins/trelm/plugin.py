@@ -1,7 +1,7 @@
 """The TRELM plug-in (Yan et al., TRELM §3): an INSIDE plug-in that changes the backbone pass.
 
 It holds a :class:`SparseFFNDelta` on the knowledge-path neurons of every FFN layer and runs the
-backbone itself with the deltas hooked in (``inside_features``). During infusion it also
+backbone itself with the deltas hooked in (``forward(pass_)`` → ``inside_features``). During infusion it also
 
 * picks the important entity mentions of a batch by semantic importance (eq. 1) — SI(e) =
   ‖h_o‖·‖h_rep‖ / (h_o·h_rep), the inverse cosine between the mean-pooled frozen-backbone states of the
@@ -10,7 +10,7 @@ backbone itself with the deltas hooked in (``inside_features``). During infusion
 * mixes the memory bank into the input embeddings of those subjects (eq. 7, λ decaying per epoch,
   eq. 8) and updates the bank from its own outputs (eq. 4–6);
 * recomputes the knowledge path every ``reselect_every`` optimizer steps by integrated gradients of
-  the objective's knowledge probability (eq. 9–12) and logs what changed (``before_step``).
+  the objective's knowledge probability (eq. 9–12) and logs what changed (``on_step``).
 
 At fine-tuning (eval mode) only the deltas act: no memory, no SI, no re-selection.
 """
@@ -23,8 +23,7 @@ import torch
 
 from kadapt.core.backbone import BackboneSpec
 from kadapt.core.errors import KadaptError
-from kadapt.core.plugin import Plugin, PluginConfig
-from kadapt.core.family import register_plugin
+from kadapt.core.plugin import Pass, Plugin, PluginConfig, StepInfo
 from kadapt.plugins.trelm.attribution import integrated_gradients, select_neurons
 from kadapt.plugins.trelm.mask_adapter import SparseFFNDelta
 from kadapt.plugins.trelm.memory_bank import (
@@ -64,12 +63,12 @@ class TRELMConfig(PluginConfig):
         return list(self.neurons_per_layer)
 
 
-@register_plugin
 class TRELMPlugin(Plugin):
     """Inside plug-in: sparse FFN deltas on attributed neurons, applied in its own backbone pass."""
 
     kind = "trelm"
     placement = "inside"
+    reads_shared_states_only = False  # its output depends on its own pass, not only on shared states
     config_class = TRELMConfig
 
     def __init__(self, config: TRELMConfig, spec: BackboneSpec):
@@ -97,8 +96,11 @@ class TRELMPlugin(Plugin):
     def output_size(self) -> int:
         return self.spec.hidden_size
 
-    def forward(self, states, attention_mask):
-        raise KadaptError("TRELM is an inside plug-in: it runs its own backbone pass (use inside_features)")
+    def forward(self, pass_: Pass) -> torch.Tensor:
+        """Its own backbone pass with the deltas hooked in; the shared pass's last state (the unmodified
+        sentence) serves the semantic-importance score."""
+        return self.inside_features(pass_.backbone, pass_.input_ids, pass_.attention_mask, pass_.batch,
+                                    plain_last=pass_.last)
 
     def card_notes(self) -> list[str]:
         counts = self.delta.counts
@@ -108,8 +110,12 @@ class TRELMPlugin(Plugin):
             f"knowledge path selected {int(self.selections)} time(s) by integrated gradients (m={self.config.ig_steps})",
         ]
 
-    def memory_tensors(self) -> dict[str, torch.Tensor]:
+    def extra_tensors(self) -> dict[str, torch.Tensor]:
+        """The memory bank's seen slots (sparse): ``memory.safetensors`` and training checkpoints."""
         return self.memory.tensors()
+
+    def load_extra_tensors(self, tensors) -> None:
+        self.memory.load_tensors(dict(tensors))
 
     @property
     def current_lambda(self) -> float:
@@ -179,14 +185,16 @@ class TRELMPlugin(Plugin):
         return chosen
 
     # ------------------------------------------------------------------ dynamic routing
-    def before_step(self, model, batch: dict, step: int, epoch: int, optimizer=None) -> None:
-        """Training-loop hook (before each optimizer step's first forward): epoch for λ, and the
-        knowledge path selected at the first step and every ``reselect_every`` steps."""
-        self.epoch = epoch
+    def on_step(self, info: StepInfo) -> None:
+        """Before each optimizer step's first forward: the epoch for λ, and the knowledge path selected
+        at the first step and every ``reselect_every`` steps."""
+        self.epoch = info.epoch
+        step = info.step
         due = int(self.selections) == 0 or (self.config.reselect_every and step % self.config.reselect_every == 0)
         if due and step >= 0:
+            optimizer = info.optimizer
             state = getattr(getattr(optimizer, "optimizer", optimizer), "state", None)
-            self.reselect(model.backbone, model.head, batch, optimizer_state=state, step=step)
+            self.reselect(info.model.backbone, info.model.head, info.batch, optimizer_state=state, step=step)
 
     def reselect(self, backbone, objective, batch: dict, *, optimizer_state=None, step: int = 0) -> dict:
         """Attribute (eq. 11) on up to ``attribution_rows`` rows of ``batch`` and move the deltas to the

@@ -34,7 +34,6 @@ from kadapt.core.errors import DataError
 from kadapt.core.objective import (
     Objective,
     ObjectiveOutput,
-    register_objective,
     safe_div,
 )
 from kadapt.plugins.xlmk.contrastive import (
@@ -68,12 +67,9 @@ def projection(size_in: int, hidden: int, size_out: int, batch_norm: bool = Fals
                          nn.Linear(hidden, size_out, bias=False), BatchNorm(size_out, affine=False))
 
 
-@register_objective
 class XLMKObjective(Objective):
     name = "xlmk_contrastive"
     main_metric = "accuracy"
-    #: KnowledgeModel lets this head run the model on the batch's sequences itself
-    encodes_several_sequences = True
 
     def __init__(self, feature_size: int, relations: list[str] = (), entity_task: bool = True,
                  object_task: bool = True, projection_size: int | None = None, output_size: int | None = None,
@@ -108,7 +104,7 @@ class XLMKObjective(Objective):
             self.tasks[OBJECT_TASK] = (self.subject_proj, self.object_proj, self.object_queue)
 
     @classmethod
-    def complete_config(cls, config: dict, records: list) -> dict:
+    def configure(cls, config: dict, records: list) -> dict:
         """Fill in the relation list and which tasks the training data has."""
         config = dict(config)
         has_triples = any(isinstance(r, TripleExample) for r in records)
@@ -177,7 +173,8 @@ class XLMKObjective(Objective):
     def project_keys(self, task: int, states: torch.Tensor) -> torch.Tensor:
         return self.tasks[task][1](states)
 
-    def forward_with_model(self, model, batch: dict) -> ObjectiveOutput:
+    def step(self, model, batch: dict) -> ObjectiveOutput:
+        """Encodes the query sequences and the key (description / object) sequences through ``model``."""
         queries, keys = self.encode_pair(model, batch)
         n = queries.shape[0]
         logits = torch.full((n, n), float("-inf"), device=queries.device)
@@ -221,7 +218,7 @@ class XLMKObjective(Objective):
 
     def forward(self, features: torch.Tensor, batch: dict) -> ObjectiveOutput:
         raise TypeError("xlmk_contrastive encodes its query and key sequences itself: call it through "
-                        "KnowledgeModel (forward_with_model)")
+                        "KnowledgeModel (step)")
 
     # ------------------------------------------------------------------ metrics
     def count(self, logits: torch.Tensor, batch: dict) -> dict[str, float]:
@@ -249,6 +246,6 @@ class XLMKObjective(Objective):
     def config_dict(self) -> dict:
         return dict(self.options)
 
-    def memory_state(self) -> dict[str, torch.Tensor]:
+    def extra_tensors(self) -> dict[str, torch.Tensor]:
         """The candidate queues (buffers) — written to ``memory.safetensors``, not to the heads file."""
         return {k: v for k, v in self.state_dict().items() if "_queue." in k}

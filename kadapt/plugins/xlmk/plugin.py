@@ -17,7 +17,6 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from kadapt.plugins.kadapter.plugin import KAdapter, KAdapterConfig
-from kadapt.core.family import register_plugin
 
 
 @dataclass
@@ -27,7 +26,6 @@ class XLMKConfig(KAdapterConfig):
     name: str = field(default="xlmk", metadata={"help": "Plug-in name, e.g. 'xlmk-wikidata'."})
 
 
-@register_plugin
 class XLMKPlugin(KAdapter):
     """Adapter layers over the frozen multilingual encoder; its states feed XLM-K's projection heads."""
 

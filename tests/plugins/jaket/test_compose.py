@@ -50,7 +50,7 @@ def test_features_are_backbone_outside_then_jaket_lm2(jaket_model, tiny_backbone
     states = tiny_backbone.encode(ids, mask, model.required_layers())
     last = states[tiny_backbone.spec.num_layers]
     assert torch.equal(feats[..., :h], last)
-    assert torch.equal(feats[..., h:h + kadapter.output_size], kadapter(states, mask))
+    assert torch.equal(feats[..., h:h + kadapter.output_size], kadapter.adapt(states, mask))
     lm2 = feats[..., h + kadapter.output_size:]
     assert not torch.allclose(lm2[0, 2], last[0, 2])  # the mention token carries knowledge
     # without linked mentions the JAKET block is exactly the backbone's last state

@@ -15,7 +15,7 @@ from kadapt.store.plugin_dir import load_plugin
 from kadapt.core.family import build_plugin
 from kadapt.plugins.jaket import EntityMemory, encode_descriptions, refresh_interval
 from kadapt.plugins.jaket.gat import CompositionGATLayer
-from kadapt.plugins.jaket.objectives import JaketObjectives
+from kadapt.plugins.jaket.pretraining_objective import JaketPretrainingObjective
 from kadapt.plugins.jaket.pretraining import JaketPretrainingModel, build_memory
 
 TINY_KG = Path(__file__).resolve().parents[2] / "fixtures" / "kg_tiny"
@@ -78,7 +78,7 @@ def test_merge_touches_only_mention_tokens(tiny_backbone):
     ids = torch.randint(5, 50, (2, 7))
     mask = torch.ones_like(ids)
     layers = tiny_backbone.encode(ids, mask, [plugin.lm1_layer, tiny_backbone.spec.num_layers])
-    out = plugin(layers, mask, backbone=tiny_backbone, token_entities=torch.full((2, 7), -1), knowledge=knowledge)
+    out = plugin.merge_and_run_lm2(layers, mask, backbone=tiny_backbone, token_entities=torch.full((2, 7), -1), knowledge=knowledge)
     assert torch.equal(out, layers[tiny_backbone.spec.num_layers])
 
 
@@ -101,7 +101,7 @@ def test_bad_config_and_memory_mismatch(tiny_backbone):
         build_plugin("jaket", {"gat_heads": 7}, tiny_backbone.spec)
     plugin = build_plugin("jaket", {}, tiny_backbone.spec)
     graph = read_kg(TINY_KG)
-    head = JaketObjectives(tiny_backbone.spec.hidden_size, num_relations=graph.num_relations)
+    head = JaketPretrainingObjective(tiny_backbone.spec.hidden_size, num_relations=graph.num_relations)
     wrong = EntityMemory(torch.zeros(5, tiny_backbone.spec.hidden_size), torch.zeros(8, tiny_backbone.spec.hidden_size))
     with pytest.raises(KadaptError, match="recompute it with kadapt kg-memory"):
         JaketPretrainingModel(tiny_backbone, plugin, head, graph, wrong)
@@ -175,7 +175,7 @@ def test_gradients_reach_gat_through_frozen_lm2(tiny_backbone):
     graph = read_kg(TINY_KG)
     torch.manual_seed(0)
     plugin = build_plugin("jaket", {"fanouts": [3, 3], "dropout": 0.0}, tiny_backbone.spec)
-    head = JaketObjectives(tiny_backbone.spec.hidden_size, num_categories=len(graph.category_labels()),
+    head = JaketPretrainingObjective(tiny_backbone.spec.hidden_size, num_categories=len(graph.category_labels()),
                            num_relations=graph.num_relations, mask_rate=0.0,
                            names={"entities": graph.entity_names, "relations": graph.relation_names})
     model = JaketPretrainingModel(tiny_backbone, plugin, head, graph, build_memory(tiny_backbone, graph, plugin))

@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 import torch
 
-import kadapt.plugins.jaket.infusion as jaket_infusion
+import kadapt.runs.infuse
 from kadapt.core.backbone import FrozenBackbone
 from kadapt.runs.infuse import infuse
 from kadapt.store.plugin_dir import load_plugin
@@ -44,7 +44,7 @@ def test_resumed_infusion_equals_uninterrupted(tiny_backbone_dir, tmp_path, monk
     backbone_dir = tiny_backbone_dir("bert")
     backbone = FrozenBackbone.from_pretrained(backbone_dir)
     straight = infuse(recipe(backbone_dir, tmp_path / "a"), backbone=backbone)
-    monkeypatch.setattr(jaket_infusion, "train", functools.partial(train, on_step=crash_at(5)))
+    monkeypatch.setattr(kadapt.runs.infuse, "train", functools.partial(train, on_step=crash_at(5)))
     with pytest.raises(Interrupted):
         infuse(recipe(backbone_dir, tmp_path / "b"), backbone=backbone)
     monkeypatch.undo()

@@ -36,7 +36,7 @@ def test_near_identity_init(tiny_backbone):
         assert abs(layer.up.weight.std().item() - 2e-4) < 5e-5
     enc = tiny_backbone.tokenizer(["Obama was born in Hawaii ."], return_tensors="pt")
     states = tiny_backbone.encode(enc["input_ids"], enc["attention_mask"], plugin.required_layers())
-    out = plugin(states, enc["attention_mask"])
+    out = plugin.adapt(states, enc["attention_mask"])
     # identity start: output = sum of the backbone states it read (skip connections), tiny up-projection
     expected = states[0] + states[2] + states[3]
     assert ((out - expected).norm() / expected.norm()).item() < 1e-3
@@ -50,9 +50,9 @@ def test_padding_does_not_change_outputs(tiny_backbone):
     padded = tok(["Paris is the capital of France .", "Obama studied at Columbia University in New York ."],
                  padding=True, return_tensors="pt")
     n = alone["input_ids"].shape[1]
-    a = plugin(tiny_backbone.encode(alone["input_ids"], alone["attention_mask"], plugin.required_layers()),
+    a = plugin.adapt(tiny_backbone.encode(alone["input_ids"], alone["attention_mask"], plugin.required_layers()),
                alone["attention_mask"])
-    b = plugin(tiny_backbone.encode(padded["input_ids"], padded["attention_mask"], plugin.required_layers()),
+    b = plugin.adapt(tiny_backbone.encode(padded["input_ids"], padded["attention_mask"], plugin.required_layers()),
                padded["attention_mask"])
     assert padded["input_ids"].shape[1] > n
     torch.testing.assert_close(b[0, :n], a[0], rtol=1e-5, atol=1e-5)
@@ -80,6 +80,6 @@ def test_gradients_reach_adapter_not_backbone(tiny_backbone):
     plugin = build_plugin("kadapter", small_config(), tiny_backbone.spec)
     enc = tiny_backbone.tokenizer(["Obama was born in Hawaii ."], return_tensors="pt")
     states = tiny_backbone.encode(enc["input_ids"], enc["attention_mask"], plugin.required_layers())
-    plugin(states, enc["attention_mask"]).pow(2).sum().backward()
+    plugin.adapt(states, enc["attention_mask"]).pow(2).sum().backward()
     assert all(p.grad is not None for p in plugin.parameters())
     assert all(p.grad is None for p in tiny_backbone.model.parameters())

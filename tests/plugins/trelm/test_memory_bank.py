@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 
+from kadapt.core.plugin import StepInfo
 from kadapt.core.errors import KadaptError
 from kadapt.core.family import build_plugin
 from kadapt.plugins.trelm.memory_bank import (
@@ -25,7 +26,7 @@ def test_plugin_lambda_follows_the_epoch(backbone):
     plugin.selections.fill_(1)  # selection done: before_step only sets the epoch
     seen = []
     for epoch in range(3):
-        plugin.before_step(None, {}, step=epoch, epoch=epoch)
+        plugin.on_step(StepInfo(None, {}, step=epoch, epoch=epoch))
         seen.append(plugin.current_lambda)
     assert seen == [0.5, 0.25, 0.125]
 
@@ -95,26 +96,27 @@ def test_input_mixing_at_important_subject_tokens(backbone):
     assert row == int(si.argmax())
 
 
-def test_bank_survives_a_training_checkpoint(tmp_path):
+def test_bank_survives_a_training_checkpoint(tmp_path, backbone):
     """The bank is not in ``state_dict`` (it is saved sparse to memory.safetensors), so checkpoints
-    carry it through ``checkpoint_tensors``: a resumed run continues with the same bank."""
+    carry it through the plug-in's ``extra_tensors``: a resumed run continues with the same bank."""
+    from kadapt.core.model import KnowledgeModel
     from kadapt.runs.checkpoint import load_checkpoint, resumable_state, save_checkpoint
 
-    def model() -> torch.nn.Module:
-        module = torch.nn.Module()
-        module.proj = torch.nn.Linear(2, 2)
-        module.bank = KnowledgeMemoryBank(slots=4, hidden_size=2, gamma=0.25)
-        return module
+    def model() -> KnowledgeModel:
+        torch.manual_seed(0)
+        plugin = build_plugin("trelm", {"neurons_per_layer": [2], "memory_slots": 4}, backbone.spec)
+        return KnowledgeModel(backbone, [plugin])
 
     def parts(module):
         optimizer = torch.optim.AdamW(module.parameters(), lr=0.1)
         return optimizer, torch.optim.lr_scheduler.LambdaLR(optimizer, lambda step: 1.0)
 
     trained = model()
-    trained.bank.update(torch.tensor([1, 2]), torch.tensor([[3.0, 5.0], [1.0, 2.0]]),
-                        torch.tensor([[2.0, 4.0], [0.5, 0.5]]), torch.tensor([[1.0, 1.0], [0.0, 0.0]]))
+    hidden = backbone.spec.hidden_size
+    bank = trained.plugins[0].memory
+    bank.update(torch.tensor([1, 2]), torch.rand(2, hidden), torch.rand(2, hidden), torch.rand(2, hidden))
     state = resumable_state(trained)
-    assert {"bank::slots", "bank::local", "bank::global_sum", "bank::global_count"} <= set(state)
+    assert {"plugins.0::slots", "plugins.0::local", "plugins.0::global_sum", "plugins.0::global_count"} <= set(state)
     optimizer, scheduler = parts(trained)
     save_checkpoint(tmp_path / "step-1", trainable=state, optimizer=optimizer, scheduler=scheduler,
                     trainer_state={"global_step": 1})
@@ -122,5 +124,6 @@ def test_bank_survives_a_training_checkpoint(tmp_path):
     optimizer, scheduler = parts(resumed)
     load_checkpoint(tmp_path / "step-1", module=resumed, optimizer=optimizer, scheduler=scheduler)
     for name in ("local", "global_sum", "global_count", "seen"):
-        assert torch.equal(getattr(resumed.bank, name), getattr(trained.bank, name))
-    assert torch.equal(resumed.proj.weight, trained.proj.weight)
+        assert torch.equal(getattr(resumed.plugins[0].memory, name), getattr(bank, name))
+    assert bool(bank.seen.any())
+

@@ -8,6 +8,7 @@ import pytest
 import torch
 from safetensors import safe_open
 
+from kadapt.core.plugin import StepInfo
 from kadapt.core.backbone import FrozenBackbone, hash_state_dict
 from kadapt.cli.app import main
 from kadapt.core.model import KnowledgeModel
@@ -129,7 +130,7 @@ def test_gradients_and_optimizer_state_only_for_selected_entries(backbone):
     optimizer = torch.optim.AdamW(plugin.parameters(), lr=1e-2)
     model.train()
     for step in range(4):
-        model.before_step(batch, step, 0, optimizer)
+        model.on_step(StepInfo(model, batch, step, 0, optimizer))
         loss = model(batch).loss
         loss.backward()
         optimizer.step()
@@ -172,7 +173,7 @@ def test_zero_neurons_in_a_layer(backbone, tmp_path):
     model = trelm_model(backbone, plugin)
     batch = trelm_batch(backbone, model)
     model.train()
-    model.before_step(batch, 0, 0, None)
+    model.on_step(StepInfo(model, batch, 0, 0, None))
     model(batch).loss.backward()
     assert plugin.delta.in_weight[0].shape == (0, backbone.spec.hidden_size)
     saved = save_plugin(plugin, tmp_path / "p", backbone.fingerprint)
@@ -190,7 +191,7 @@ def test_save_is_sparse_and_reload_is_bit_identical(backbone, tmp_path):
     model.eval()
     with torch.no_grad():
         feats = model.features(batch["input_ids"], batch["attention_mask"])
-    out = save_plugin(plugin, tmp_path / "trelm", backbone.fingerprint, memory=plugin.memory_tensors())
+    out = save_plugin(plugin, tmp_path / "trelm", backbone.fingerprint, memory=plugin.extra_tensors())
     with safe_open(str(out / "model.safetensors"), "pt") as fh:
         keys = sorted(fh.keys())
         assert fh.get_tensor("delta.neurons_0").dtype == torch.int64
@@ -223,7 +224,7 @@ def test_feature_layout_with_outside_plugin(backbone):
         with trelm.delta.installed(backbone.model):
             modified = last_hidden(backbone.model, ids, mask)
     torch.testing.assert_close(feats[..., :hidden], states[2])
-    torch.testing.assert_close(feats[..., hidden:2 * hidden], kadapter(states, mask))
+    torch.testing.assert_close(feats[..., hidden:2 * hidden], kadapter.adapt(states, mask))
     torch.testing.assert_close(feats[..., 2 * hidden:], modified, atol=1e-5, rtol=1e-5)
     assert not torch.allclose(feats[..., 2 * hidden:], states[2], atol=1e-3)
 
@@ -256,5 +257,5 @@ def test_bad_config_values(backbone):
         build_plugin("trelm", {"memory_beta": 0.5}, backbone.spec)
     with pytest.raises(KadaptError, match="memory_window must be >= 0"):
         build_plugin("trelm", {"memory_window": -1}, backbone.spec)
-    with pytest.raises(KadaptError, match="inside plug-in"):
-        tiny_trelm(backbone)({}, None)
+    # it runs a pass of its own: no hidden-state cache, no joint run
+    assert tiny_trelm(backbone).placement == "inside" and not tiny_trelm(backbone).reads_shared_states_only

@@ -55,7 +55,7 @@ def _run(rank: int, world: int, out: str) -> None:
         records = _records(step)
         if world > 1:
             records = records[rank * 4:(rank + 1) * 4]  # split_batches: contiguous halves
-        out_ = head.forward_with_model(model, collate(records, 1))
+        out_ = head.step(model, collate(records, 1))
         out_.loss.backward()
         for name, p in [*model.named_parameters(), *head.named_parameters()]:
             g = p.grad.clone() if p.grad is not None else torch.zeros_like(p)
@@ -64,7 +64,7 @@ def _run(rank: int, world: int, out: str) -> None:
                 g /= world
             grads[f"{step}.{name}"] = g
             p.grad = None
-    grads.update({f"queue.{k}": v.float() for k, v in head.memory_state().items()})
+    grads.update({f"queue.{k}": v.float() for k, v in head.extra_tensors().items()})
     save_tensors(f"{out}-{rank}.safetensors", grads)
 
 

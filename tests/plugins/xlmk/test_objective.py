@@ -35,7 +35,7 @@ def _model(backbone, records, **config):
     torch.manual_seed(0)
     plugin = build_plugin("xlmk", PLUGIN, backbone.spec)
     model = KnowledgeModel(backbone, [plugin])
-    cfg = XLMKObjective.complete_config({"queue_size": 6, **config}, records)
+    cfg = XLMKObjective.configure({"queue_size": 6, **config}, records)
     model.head = build_objective("xlmk_contrastive", model.feature_size, cfg)
     return model
 
@@ -154,7 +154,7 @@ def test_bad_records_are_data_errors(backbone, records):
     cut = MentionExample(long_text, (len(long_text) - 5, len(long_text)), "Q90", "en", "Paris", "de", "m.jsonl:2")
     with pytest.raises(DataError, match=r"m.jsonl:2: mention cut off by max_length=16"):
         head.encode(cut, tok, 16)
-    only_entities = XLMKObjective.complete_config({}, [r for r in records if isinstance(r, MentionExample)])
+    only_entities = XLMKObjective.configure({}, [r for r in records if isinstance(r, MentionExample)])
     assert only_entities["object_task"] is False and only_entities["relations"] == []
     head2 = build_objective("xlmk_contrastive", 64, only_entities)
     with pytest.raises(DataError, match="no object task"):
@@ -172,4 +172,4 @@ def test_batch_norm_projections_accept_single_row_tasks(backbone, records):
     out = model(_batch(model, records[:8], backbone.tokenizer))
     assert int(bn.num_batches_tracked) == 1
     assert "mention_proj.1.running_mean" in model.head.state_dict()
-    assert not any("running" in k for k in model.head.memory_state())
+    assert not any("running" in k for k in model.head.extra_tensors())

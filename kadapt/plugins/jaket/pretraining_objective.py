@@ -10,7 +10,7 @@ entity mentions linked by id (the KG carries the ids; no entity linker is needed
   q = g((Z_s + Z_o) / 2) with g(x) = GELU(x W1) W2 over LM2's output, scored by inner product
   against the memory embeddings of the true entity, its neighbours and random entities (CE).
 
-``JaketObjectives`` follows the :class:`~kadapt.core.objective.Objective` contract: ``features`` is
+``JaketPretrainingObjective`` follows the :class:`~kadapt.core.objective.Objective` contract: ``features`` is
 LM2's output and the batch carries the knowledge embeddings the pre-training model computed.
 """
 from __future__ import annotations
@@ -23,7 +23,6 @@ from kadapt.core.errors import DataError
 from kadapt.core.objective import (
     Objective,
     ObjectiveOutput,
-    register_objective,
     safe_div,
 )
 
@@ -47,8 +46,7 @@ def verbalise_triple(names: tuple[str, str, str], tokenizer, max_length: int, so
             "tail_start": t_start, "tail_end": t_start + t_len - 1}
 
 
-@register_objective
-class JaketObjectives(Objective):
+class JaketPretrainingObjective(Objective):
     name = "jaket_pretraining"
     main_metric = "entity_accuracy"
 
