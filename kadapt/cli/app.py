@@ -103,6 +103,19 @@ def cmd_zoo(args) -> int:
     return 0
 
 
+def cmd_recipe_keys(args) -> int:
+    from kadapt.runs.recipe import recipe_help
+
+    keys = recipe_help()
+    if args.json:
+        _print_json(keys)
+        return 0
+    for section, fields in keys.items():
+        for key, text in fields.items():
+            print(f"{section}.{key}: {text}")
+    return 0
+
+
 def cmd_recipe_check(args) -> int:
     from kadapt.runs.recipe import check_recipe, load_recipe, missing_data
 
@@ -185,6 +198,10 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--require-data", action="store_true",
                    help="Also fail when data files under ${KADAPT_DATA_DIR} or plug-in folders are not present (default: a note).")
     r.set_defaults(func=cmd_recipe_check)
+    r = rsub.add_parser("keys", help="Every recipe key with its help (data formats, plug-in kinds and "
+                                     "objectives as registered now).")
+    r.add_argument("--json", action="store_true")
+    r.set_defaults(func=cmd_recipe_keys)
 
     p = sub.add_parser("quickstart", help="The README's main job: a full continual-infusion story on generated data.")
     p.add_argument("--out", default="kadapt-quickstart")

@@ -124,8 +124,11 @@ def hash_tokenizer(tokenizer) -> str | None:
 SHARED_PASSES_KEPT = 4
 
 
-class FrozenBackbone:
-    """A frozen HF encoder. Not an ``nn.Module`` on purpose: it never joins an optimizer or DDP."""
+class Backbone:
+    """An HF encoder kept outside every module tree (not an ``nn.Module`` on purpose: it never joins
+    an optimizer, ``state_dict`` or DDP): sizes, fingerprint, tokenizer, and layer-selective passes.
+    Its weights are frozen when it is built; :class:`FrozenBackbone` keeps them so and
+    :class:`~kadapt.core.tuned_backbone.TunedBackbone` (fine-tuning modes) makes them train."""
 
     def __init__(self, model: nn.Module, tokenizer=None, name: str = ""):
         self.model = model
@@ -309,3 +312,8 @@ class FrozenBackbone:
         for index in range(start, end):
             hidden = self.model.encoder.layer[index](hidden, attention_mask=bias)[0]
         return hidden
+
+
+class FrozenBackbone(Backbone):
+    """The frozen encoder of infusion and of fine-tuning with ``backbone: frozen``: weights never
+    change, ``encode`` runs without autograd, ``run_layers`` with it (gradients reach the plug-in)."""

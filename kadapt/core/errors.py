@@ -17,7 +17,7 @@ class DataError(KadaptError, ValueError):
 
 
 class PluginFormatError(KadaptError, ValueError):
-    """A plug-in directory or file does not match the plug-in format (DESIGN §3)."""
+    """A plug-in directory or file does not match the plug-in format (README "Plug-in format")."""
 
 
 class FingerprintMismatchError(PluginFormatError):

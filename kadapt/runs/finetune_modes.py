@@ -2,7 +2,7 @@
 
 Recipe section ``finetune`` (:class:`FinetuneSection`):
 
-* ``backbone: frozen`` (default) — the :class:`~kadapt.core.backbone.FrozenBackbone` as in infusion; no
+* ``backbone: frozen`` (default) — the :class:`~kadapt.core.backbone.Backbone` as in infusion; no
   autograd through it. ``full`` — every backbone weight trains (the papers' setting).
   ``lora`` / ``bottleneck`` — a task adapter from the ``adapters`` library is added to the backbone and
   only it trains; the base weights stay byte-identical.
@@ -11,7 +11,7 @@ Recipe section ``finetune`` (:class:`FinetuneSection`):
   K-Adapter's fine-tuning fusion: per plug-in a linear map of ``[backbone_last ; plugin_i]`` back to the
   hidden size, then the maps are concatenated (the backbone alone when there is no plug-in).
 
-Identity: plug-ins were infused over the ORIGINAL backbone weights. A :class:`TrainableBackbone`
+Identity: plug-ins were infused over the ORIGINAL backbone weights. A :class:`TunedBackbone`
 records the fingerprint of the base weights when it is created, before anything changes, and reports
 that one; so plug-in loading and the run's ``head_config.json`` always compare against the base model,
 also after full fine-tuning. The tuned weights get their own sha256 (``tuned_backbone_sha256``),
@@ -23,17 +23,15 @@ fusion), ``plugins.safetensors`` (trainable plug-ins), ``backbone.safetensors`` 
 """
 from __future__ import annotations
 
-import copy
-import dataclasses
 import json
 from collections.abc import Sequence
-from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
 from torch import nn
 
-from kadapt.core.backbone import FrozenBackbone, hash_state_dict
+from kadapt.core.backbone import Backbone, hash_state_dict
+from kadapt.core.tuned_backbone import TunedBackbone
 from kadapt.core.model import KnowledgeModel
 from kadapt.core.errors import KadaptError
 from kadapt.runs.recipe import FinetuneSection
@@ -41,7 +39,6 @@ from kadapt.core.fileio import load_tensors, save_tensors
 from kadapt.core.objective import Objective
 from kadapt.core.plugin import Plugin
 
-TASK_ADAPTER = "kadapt_task"
 
 
 # ---------------------------------------------------------------------------------- backbone
@@ -57,61 +54,12 @@ def adapter_config(section: FinetuneSection):
     raise KadaptError(f"backbone mode {section.backbone!r} has no task adapter")
 
 
-class TrainableBackbone(FrozenBackbone):
-    """A backbone that trains fully (``full``) or through a task adapter (``lora``/``bottleneck``).
-
-    Same interface as :class:`FrozenBackbone`, but ``encode`` runs the whole model WITH autograd.
-    ``fingerprint`` stays the base weights' fingerprint (taken before any change). The wrapped model
-    is a copy of ``base.model`` unless ``copy_weights=False`` (then ``base`` must not be used again).
-    """
-
-    def __init__(self, base: FrozenBackbone, section: FinetuneSection, *, copy_weights: bool = True):
-        if section.backbone == "frozen":
-            raise KadaptError("TrainableBackbone needs backbone mode full, lora or bottleneck")
-        base_fingerprint = base.fingerprint
-        model = copy.deepcopy(base.model) if copy_weights else base.model
-        super().__init__(model, base.tokenizer, name=base.name)
-        self._fingerprint = base_fingerprint
-        self.mode = section.backbone
-        if self.mode == "full":
-            self.model.requires_grad_(True)
-        else:
-            import adapters
-
-            adapters.init(self.model)
-            self.model.add_adapter(TASK_ADAPTER, config=adapter_config(section))
-            self.model.train_adapter(TASK_ADAPTER)  # freezes every base weight
-            self.model.set_active_adapters(TASK_ADAPTER)
-
-    def encode(self, input_ids: torch.Tensor, attention_mask: torch.Tensor, layers,
-               token_type_ids: torch.Tensor | None = None) -> dict[int, torch.Tensor]:
-        """Hidden states at ``layers`` from one full forward pass, with autograd."""
-        wanted = self._check_layers(layers)
-        out = self.model(input_ids=input_ids, attention_mask=attention_mask, token_type_ids=token_type_ids,
-                         output_hidden_states=True)
-        return {i: out.hidden_states[i] for i in wanted}
-
-    def tuned_state(self) -> dict[str, torch.Tensor]:
-        """What a run must save of the backbone: all weights (full) or the task adapter's only."""
-        state = self.model.state_dict()
-        if self.mode == "full":
-            return state
-        return {k: v for k, v in state.items() if f".{TASK_ADAPTER}." in k}
-
-    def load_tuned_state(self, tensors: dict[str, torch.Tensor], source: str) -> None:
-        expected = set(self.tuned_state())
-        if set(tensors) != expected:
-            missing, extra = sorted(expected - set(tensors)), sorted(set(tensors) - expected)
-            raise KadaptError(f"{source}: tensors do not match the {self.mode} backbone "
-                              f"(missing {missing[:3]}, unexpected {extra[:3]})")
-        self.model.load_state_dict(tensors, strict=False)
-
-
-def make_backbone(base: FrozenBackbone, section: FinetuneSection, *, copy_weights: bool = True) -> FrozenBackbone:
-    """``base`` itself for the frozen mode, else a :class:`TrainableBackbone` over it."""
+def make_backbone(base: Backbone, section: FinetuneSection, *, copy_weights: bool = True) -> Backbone:
+    """``base`` itself for the frozen mode, else a :class:`TunedBackbone` over it."""
     if section.backbone == "frozen":
         return base
-    return TrainableBackbone(base, section, copy_weights=copy_weights)
+    config = adapter_config(section) if section.backbone != "full" else None
+    return TunedBackbone(base, section.backbone, config, copy_weights=copy_weights)
 
 
 # ---------------------------------------------------------------------------------- model
@@ -141,14 +89,14 @@ class TunableKnowledgeModel(KnowledgeModel):
     checkpointed and DDP-wrapped); the frozen backbone stays outside it as before.
     """
 
-    def __init__(self, backbone: FrozenBackbone, plugins: Sequence[Plugin] = (), head: Objective | None = None,
+    def __init__(self, backbone: Backbone, plugins: Sequence[Plugin] = (), head: Objective | None = None,
                  section: FinetuneSection | None = None):
         super().__init__(backbone, plugins, head)
         self.section = (section or FinetuneSection()).validate()
-        if isinstance(backbone, TrainableBackbone):
+        if isinstance(backbone, TunedBackbone):
             self.backbone_model = backbone.model
         elif self.section.backbone != "frozen":
-            raise KadaptError(f"backbone mode {self.section.backbone!r} needs a TrainableBackbone (make_backbone)")
+            raise KadaptError(f"backbone mode {self.section.backbone!r} needs a TunedBackbone (make_backbone)")
         for plugin in self.plugins:
             plugin.requires_grad_(self.section.plugins == "trainable")
         self.fusion = (KAdapterFusion(backbone.spec.hidden_size, [p.output_size for p in self.plugins])
@@ -193,7 +141,7 @@ def tuned_files(model: TunableKnowledgeModel) -> dict[str, dict[str, torch.Tenso
         files[FUSION_FILE] = model.fusion.state_dict()
     if model.section.plugins == "trainable":
         files[PLUGINS_FILE] = {f"{i}.{k}": v for i, p in enumerate(model.plugins) for k, v in p.state_dict().items()}
-    if isinstance(model.backbone, TrainableBackbone):
+    if isinstance(model.backbone, TunedBackbone):
         name = BACKBONE_FILE if model.section.backbone == "full" else ADAPTER_FILE
         files[name] = model.backbone.tuned_state()
     return files

@@ -350,7 +350,7 @@ class _LoopState:
                 member.unwrapped.on_step(StepInfo(member.unwrapped, batch, self.global_step, epoch, member.optimizer))
 
     def _forward_backward(self, member_batches: list[dict]) -> None:
-        accelerator, config = self.accelerator, self.config
+        accelerator = self.accelerator
         with accelerator.accumulate(*[m.wrapped for m in self.members]):
             for member, batch in zip(self.members, member_batches):
                 with member_rng(member, self.device):

@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import copy
 import dataclasses
-import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -108,7 +107,7 @@ class BackboneSection:
 
 @dataclass
 class PluginSection:
-    kind: str = field(default="kadapter", metadata={"help": "Registered plug-in kind."})
+    kind: str = field(default="kadapter", metadata={"help": "A registered plug-in kind (family)."})
     config: dict = field(default_factory=dict, metadata={"help": "The kind's config (e.g. KAdapterConfig fields)."})
 
 
@@ -120,7 +119,7 @@ class ObjectiveSection:
 
 @dataclass
 class DataSection:
-    format: str = field(default="trex_rc", metadata={"help": "Reader: trex_rc, tacred, fewrel, lama_trex, conllu."})
+    format: str = field(default="trex_rc", metadata={"help": "Reader of the data files: a registered data format (listed by `kadapt recipe keys`)."})
     train: str | None = field(default=None, metadata={"help": "Training file (or folder for lama_trex)."})
     dev: str | None = field(default=None, metadata={"help": "Dev file; metrics each epoch."})
     test: str | None = field(default=None, metadata={"help": "Test file (fine-tuning: final metrics + predictions)."})
@@ -190,6 +189,22 @@ def _build_section(cls, value, where: str):
 def _as_config(cls):
     """Reuse PluginConfig's strict from_dict for any dataclass section."""
     return type(f"_{cls.__name__}", (cls,), {"from_dict": classmethod(PluginConfig.from_dict.__func__)})
+
+
+def recipe_help() -> dict[str, dict[str, str]]:
+    """Help of every recipe key, by section. Keys whose values come from the registry (data formats,
+    plug-in kinds, objectives) list what is registered now, shared and families' alike."""
+    from kadapt.core.family import format_names, registered_kinds
+    from kadapt.core.objective import registered_objectives
+
+    sections = {"backbone": BackboneSection, "plugin": PluginSection, "objective": ObjectiveSection,
+                "data": DataSection, "training": TrainConfig, "finetune": FinetuneSection, "output": OutputSection}
+    result = {name: {f.name: f.metadata.get("help", "") for f in dataclasses.fields(cls)} for name, cls in sections.items()}
+    registered = {("data", "format"): format_names(), ("data", "test_format"): format_names(),
+                  ("plugin", "kind"): registered_kinds(), ("objective", "name"): registered_objectives()}
+    for (section, key), names in registered.items():
+        result[section][key] += f" Registered: {', '.join(names)}."
+    return result
 
 
 def recipe_from_dict(data: dict, source: str = "<recipe>") -> Recipe:

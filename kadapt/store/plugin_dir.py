@@ -1,4 +1,4 @@
-"""The plug-in directory format (DESIGN §3): save, strict load, describe.
+"""The plug-in directory format (README "Plug-in format"): save, strict load, describe.
 
 A plug-in directory holds ``adapter_config.json`` (kind, name, format_version, config, backbone
 fingerprint, objectives, created_by), ``model.safetensors`` (plug-in weights only; metadata kind and

@@ -166,3 +166,13 @@ def test_overrides_after_plugins_are_not_taken_as_plugin_paths(tmp_path):
     assert plugins == [str(real), "zoo/a"]
     assert overrides == ["data.limit=5", "training.epochs=1"]
     assert _split_plugins_and_overrides(None, ["x=1"]) == (None, ["x=1"])
+
+
+def test_recipe_keys_prints_every_key_as_json(capsys):
+    import json
+
+    from kadapt.cli.app import main
+
+    assert main(["recipe", "keys", "--json"]) == 0
+    keys = json.loads(capsys.readouterr().out)
+    assert "xlmk_knowledge" in keys["data"]["format"] and "trelm" in keys["plugin"]["kind"]

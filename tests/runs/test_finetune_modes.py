@@ -13,7 +13,8 @@ from kadapt.data.encoding import collate
 from kadapt.data.policy import ErrorPolicy
 from kadapt.data.formats import read_records
 from kadapt.core.errors import KadaptError, RecipeError
-from kadapt.runs.finetune_modes import FinetuneSection, TrainableBackbone
+from kadapt.core.tuned_backbone import TunedBackbone
+from kadapt.runs.finetune_modes import FinetuneSection
 from kadapt.runs.finetune import build_model, evaluate_run, finetune, load_finetuned
 from kadapt.runs.infuse import infuse
 from kadapt.core.objective import build_objective
@@ -170,4 +171,4 @@ def test_bad_mode_values_are_recipe_errors(world, backbone_dir, tmp_path):
 
 def test_trainable_backbone_rejects_frozen_mode(backbone):
     with pytest.raises(KadaptError, match="needs backbone mode"):
-        TrainableBackbone(backbone, FinetuneSection())
+        TunedBackbone(backbone, FinetuneSection().backbone)

@@ -207,3 +207,18 @@ def test_every_task_head_has_a_shipped_recipe():
     tasks = {n for n in registered_objectives() if objective_class(n).__module__.startswith("kadapt.tasks.")}
     used = {load_recipe(p).objective.name for p in FINETUNE}
     assert tasks and tasks <= used, f"task heads without a recipe: {sorted(tasks - used)}"
+
+
+def test_recipe_keys_list_every_registered_format_kind_and_objective():
+    from kadapt.core.family import format_names, registered_kinds
+    from kadapt.core.objective import registered_objectives
+    from kadapt.runs.recipe import recipe_help
+
+    keys = recipe_help()
+    listed = keys["data"]["format"].split("Registered: ")[1].rstrip(".").split(", ")
+    assert listed == format_names() and len(listed) == 22
+    assert {"xlmk_knowledge", "metaqa", "kg_entities"} <= set(listed)  # families' formats too
+    assert keys["plugin"]["kind"].endswith(f"Registered: {', '.join(registered_kinds())}.")
+    assert keys["objective"]["name"].endswith(f"Registered: {', '.join(registered_objectives())}.")
+    assert set(keys) == {"backbone", "plugin", "objective", "data", "training", "finetune", "output"}
+    assert keys["training"]["lr"] == "Peak learning rate of AdamW."

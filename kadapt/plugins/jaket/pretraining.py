@@ -12,7 +12,6 @@ import logging
 from pathlib import Path
 
 import torch
-from torch import nn
 
 from kadapt.core.errors import KadaptError
 from kadapt.kg import KnowledgeGraph, NeighborSampler
