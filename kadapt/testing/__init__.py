@@ -1,1 +1,1 @@
-"""kadapt/testing."""
+"""Builders of tiny models (from configs, no download) for tests, examples and benchmarks."""
