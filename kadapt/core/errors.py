@@ -26,3 +26,7 @@ class FingerprintMismatchError(PluginFormatError):
 
 class RecipeError(KadaptError, ValueError):
     """A recipe file is invalid (unknown key, wrong type, unresolvable path)."""
+
+
+class RegistryError(KadaptError, ValueError):
+    """A family, objective or data format clashes with one already registered (nothing is registered)."""

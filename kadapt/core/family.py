@@ -17,8 +17,8 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 
 from kadapt.core.backbone import BackboneSpec
-from kadapt.core.errors import KadaptError, PluginFormatError
-from kadapt.core.objective import Objective, register_objective, unregister_objective
+from kadapt.core.errors import KadaptError, PluginFormatError, RegistryError
+from kadapt.core.objective import Objective, objective_owner, register_objective, unregister_objective
 from kadapt.core.plugin import Plugin, PluginConfig
 
 #: a data format: ``reader(path, policy=None) -> iterable of records``
@@ -65,7 +65,7 @@ _COMMANDS: list[CommandAdder] = []
 def register_format(name: str, reader: Reader, owner: str = "kadapt.data") -> None:
     """Make data format ``name`` readable by recipes (``data.format``); duplicates are refused."""
     if name in _FORMATS and _FORMATS[name][0] is not reader:
-        raise KadaptError(f"data format {name!r} is already registered by {_FORMATS[name][1]}")
+        raise RegistryError(f"data format {name!r} is already registered by {_FORMATS[name][1]}")
     _FORMATS[name] = (reader, owner)
 
 
@@ -81,13 +81,9 @@ def format_names() -> list[str]:
 
 
 def register_family(family: Family) -> Family:
-    """Register a family's plug-in class, objectives, data formats, commands and pipeline."""
-    if not family.kind or family.plugin.kind != family.kind:
-        raise ValueError(f"family kind {family.kind!r} must be non-empty and equal its plug-in's kind "
-                         f"{family.plugin.kind!r}")
-    if family.kind in _FAMILIES and _FAMILIES[family.kind] != family:
-        raise ValueError(f"plug-in family {family.kind!r} is already registered "
-                         f"(by {_FAMILIES[family.kind].plugin.__module__})")
+    """Register a family's plug-in class, objectives, data formats, commands and pipeline — all of it
+    or, when anything clashes with what is registered, none of it (:class:`RegistryError`)."""
+    _check_family(family)
     for objective in family.objectives:
         register_objective(objective)
     for name, reader in family.formats.items():
@@ -96,6 +92,25 @@ def register_family(family: Family) -> Family:
         _COMMANDS.extend(family.commands)
     _FAMILIES[family.kind] = family
     return family
+
+
+def _check_family(family: Family) -> None:
+    if not family.kind or family.plugin.kind != family.kind:
+        raise RegistryError(f"family kind {family.kind!r} must be non-empty and equal its plug-in's kind "
+                            f"{family.plugin.kind!r}")
+    if family.kind in _FAMILIES and _FAMILIES[family.kind] != family:
+        raise RegistryError(f"plug-in family {family.kind!r} is already registered "
+                            f"(by {_FAMILIES[family.kind].plugin.__module__})")
+    names = [objective.name for objective in family.objectives]
+    if len(set(names)) != len(names) or not all(names):
+        raise RegistryError(f"family {family.kind!r}: objective names must be non-empty and distinct, got {names}")
+    for objective in family.objectives:
+        owner = objective_owner(objective.name)
+        if owner is not None and owner is not objective:
+            raise RegistryError(f"objective {objective.name!r} is already registered by {owner.__module__}")
+    for name, reader in family.formats.items():
+        if name in _FORMATS and _FORMATS[name][0] is not reader:
+            raise RegistryError(f"data format {name!r} is already registered by {_FORMATS[name][1]}")
 
 
 def unregister_family(kind: str) -> None:

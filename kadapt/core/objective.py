@@ -25,7 +25,7 @@ from typing import ClassVar
 import torch
 from torch import nn
 
-from kadapt.core.errors import KadaptError
+from kadapt.core.errors import KadaptError, RegistryError
 
 
 @dataclass
@@ -104,9 +104,14 @@ def register_objective(cls: type[Objective]) -> type[Objective]:
     if not cls.name:
         raise ValueError(f"{cls.__name__} must set `name`")
     if cls.name in _OBJECTIVES and _OBJECTIVES[cls.name] is not cls:
-        raise ValueError(f"objective {cls.name!r} is already registered by {_OBJECTIVES[cls.name].__module__}")
+        raise RegistryError(f"objective {cls.name!r} is already registered by {_OBJECTIVES[cls.name].__module__}")
     _OBJECTIVES[cls.name] = cls
     return cls
+
+
+def objective_owner(name: str) -> type[Objective] | None:
+    """The class registered under ``name`` (None when the name is free)."""
+    return _OBJECTIVES.get(name)
 
 
 def unregister_objective(name: str) -> None:
