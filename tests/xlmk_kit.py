@@ -21,7 +21,7 @@ def fixture_texts() -> list[str]:
 
 
 def build_backbone(out: Path) -> Path:
-    from kadapt.plugins.xlmk.tiny_data import build_tiny_xlmr
+    from kadapt.testing.tiny_xlmr import build_tiny_xlmr
 
     return build_tiny_xlmr(out, fixture_texts(), **XLMR_KW)
 
