@@ -11,6 +11,7 @@ from kadapt.core.backbone import BackboneSpec, Fingerprint, FrozenBackbone  # no
 from kadapt.core.family import build_plugin, register_plugin  # noqa: E402
 from kadapt.core.plugin import Plugin, PluginConfig  # noqa: E402
 import kadapt.data.formats  # noqa: E402,F401  (registers the shared data formats)
+import kadapt.kg  # noqa: E402,F401  (registers the 'kg' format)
 import kadapt.tasks  # noqa: E402,F401  (registers the family-agnostic heads)
 import kadapt.plugins  # noqa: E402,F401  (registers every built-in family)
 from kadapt.store.plugin_dir import LoadedPlugin, describe_plugin, load_plugin, save_plugin  # noqa: E402

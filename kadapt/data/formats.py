@@ -1,5 +1,6 @@
 """Data formats: a recipe's ``data.format`` name → reader. The shared (family-agnostic) formats are
-registered here; plug-in families register their own through ``register_family(Family(formats=...))``.
+registered here (``kg``, the triples of a KG folder, by :mod:`kadapt.kg`); plug-in families register
+their own through ``register_family(Family(formats=...))``.
 Readers are imported when a file is read, so listing formats stays cheap."""
 from __future__ import annotations
 
@@ -58,12 +59,6 @@ def _conllu(path, policy=None):
     return read_conllu(path, policy=policy)
 
 
-def _kg(path, policy=None):
-    from kadapt.kg.readers import read_kg_triples
-
-    return read_kg_triples(path, policy=policy)
-
-
 def _lama_cloze(path, policy=None):
     from kadapt.data.lama_cloze import read_lama_cloze
 
@@ -86,7 +81,6 @@ SHARED_FORMATS = {
     "fewrel": _fewrel,
     "lama_trex": _lama,
     "conllu": _conllu,
-    "kg": _kg,
     "conllu_upos": _task("read_conllu_upos"),
     "conll_ner": _task("read_conll_ner"),
     "cosmosqa": _task("read_cosmosqa"),

@@ -9,12 +9,12 @@ from pathlib import Path
 from xlmk_kit import fixture_texts
 
 from kadapt.core.backbone import FrozenBackbone, hash_tokenizer
-from kadapt.plugins.xlmk.tiny_data import build_tiny_xlmr, multilingual_tokenizer
+from kadapt.testing.tiny_xlmr import build_tiny_xlmr, multilingual_tokenizer
 
-REPO = Path(__file__).resolve().parents[3]
+REPO = Path(__file__).resolve().parents[2]
 _PROBE = ("import sys; sys.path.insert(0, 'tests'); from xlmk_kit import fixture_texts; "
           "from kadapt.core.backbone import hash_tokenizer; "
-          "from kadapt.plugins.xlmk.tiny_data import multilingual_tokenizer; "
+          "from kadapt.testing.tiny_xlmr import multilingual_tokenizer; "
           "print(hash_tokenizer(multilingual_tokenizer(fixture_texts(), 300)))")
 
 
