@@ -217,7 +217,7 @@ def infusion_cache(shape: Shape, repeats: int, steps: int, only: str | None = No
                 out = backbone.model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"],
                                      output_hidden_states=True)
             states = dict(enumerate(out.hidden_states))
-            feats = torch.cat([states[L], model.plugins[0](states, batch["attention_mask"])], -1)
+            feats = torch.cat([states[L], model.plugins[0].adapt(states, batch["attention_mask"])], -1)
             loss = model.head(feats, batch).loss
             opt.zero_grad(set_to_none=True)
             loss.backward()

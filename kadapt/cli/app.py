@@ -67,7 +67,7 @@ def cmd_evaluate(args) -> int:
 
 
 def cmd_plugin_info(args) -> int:
-    from kadapt.store.plugin_info import describe_kind
+    from kadapt.runs.sizing import describe_kind
     from kadapt.store.plugin_dir import describe_plugin
 
     if args.plugin:

@@ -72,14 +72,12 @@ class KnowledgeModel(TrainableModel):
                 plugin.eval()
         return self
 
-    def to(self, *args, **kwargs) -> KnowledgeModel:
-        """Move plug-ins and head, and the backbone with them (device and/or floating dtype)."""
-        super().to(*args, **kwargs)
-        device, dtype, _, _ = torch._C._nn._parse_to(*args, **kwargs)
-        if device is not None:
-            self.backbone.model.to(device)
-        if dtype is not None and dtype.is_floating_point:
-            self.backbone.model.to(dtype)
+    def _apply(self, fn, recurse: bool = True):
+        """``.to()`` / ``.cuda()`` / ``.cpu()`` / ``.half()`` / ``.double()`` ... move or cast the
+        backbone with the plug-ins and the head (it is outside the module tree, so ``nn.Module``
+        alone would leave it behind)."""
+        super()._apply(fn, recurse)
+        self.backbone.model._apply(fn, recurse)
         return self
 
     @property

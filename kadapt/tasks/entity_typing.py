@@ -4,12 +4,10 @@ The feature at the first ``@`` marker goes through dropout and a linear layer wi
 a type is predicted when its logit is above ``threshold`` (0 = probability 0.5, as in K-Adapter's
 Open Entity code). Metrics (Ling & Weld 2012): strict accuracy (exact label set), loose macro and
 loose micro precision / recall / F1; K-Adapter reports P, R and micro-F1 for Open Entity, i.e. the
-loose micro triple. The arithmetic lives in :func:`typing_scores`, shared with the ``open_entity_f1``
-metric module.
+loose micro triple. The arithmetic lives in :func:`kadapt.metrics.scoring.typing_scores` (re-exported
+here), shared with the ``open_entity_f1`` and ``figer_f1`` metric modules.
 """
 from __future__ import annotations
-
-from collections.abc import Iterable, Sequence
 
 import torch
 import torch.nn.functional as F
@@ -22,7 +20,11 @@ from kadapt.core.objective import (
     Objective,
     ObjectiveOutput,
     register_objective,
-    safe_div,
+)
+from kadapt.metrics.scoring import (  # noqa: F401  (re-exported)
+    summarize_typing,
+    typing_counts,
+    typing_scores,
 )
 
 MENTION_MARKER = "@"
@@ -64,41 +66,6 @@ def encode_entity_typing(ex: EntityTypingExample, tokenizer, max_length: int) ->
     if first < 0 or last < 0:
         raise DataError(where, None, f"mention cut off by truncation (max_length={max_length})")
     return {"input_ids": list(enc["input_ids"]), "mention_pos": first}
-
-
-def typing_scores(gold: Sequence[Iterable[str]], pred: Sequence[Iterable[str]]) -> dict[str, float]:
-    """Strict accuracy, loose macro and loose micro P/R/F1 (Ling & Weld 2012) over label sets."""
-    counts = typing_counts(gold, pred)
-    return summarize_typing(counts)
-
-
-def typing_counts(gold: Sequence[Iterable[str]], pred: Sequence[Iterable[str]]) -> dict[str, float]:
-    """Summable counts behind :func:`typing_scores`."""
-    if len(gold) != len(pred):
-        raise ValueError(f"{len(gold)} gold label sets but {len(pred)} predictions")
-    c = dict.fromkeys(("n", "exact", "macro_p", "macro_r", "pred", "gold", "correct"), 0.0)
-    for g, p in zip(gold, pred):
-        g, p = set(g), set(p)
-        hit = len(g & p)
-        c["n"] += 1
-        c["exact"] += float(g == p)
-        c["macro_p"] += safe_div(hit, len(p))
-        c["macro_r"] += safe_div(hit, len(g))
-        c["pred"] += len(p)
-        c["gold"] += len(g)
-        c["correct"] += hit
-    return c
-
-
-def summarize_typing(c: dict[str, float]) -> dict[str, float]:
-    def f1(p: float, r: float) -> float:
-        return safe_div(2 * p * r, p + r)
-
-    ma_p, ma_r = safe_div(c["macro_p"], c["n"]), safe_div(c["macro_r"], c["n"])
-    mi_p, mi_r = safe_div(c["correct"], c["pred"]), safe_div(c["correct"], c["gold"])
-    return {"strict_accuracy": safe_div(c["exact"], c["n"]),
-            "macro_precision": ma_p, "macro_recall": ma_r, "macro_f1": f1(ma_p, ma_r),
-            "precision": mi_p, "recall": mi_r, "micro_f1": f1(mi_p, mi_r)}
 
 
 def _on(row: list[bool]) -> set[int]:

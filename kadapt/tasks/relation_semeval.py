@@ -9,68 +9,21 @@ stripped) that occurs in the gold labels, other than ``Other``,
 * R(T) = correct(T) / #gold labels of type T;
 
 and macro-F1 = mean over those types of 2·P·R / (P + R). Micro P/R/F1 over the same types are reported
-too. :func:`semeval_counts` / :func:`summarize_semeval` are shared with the ``semeval2010_f1`` metric.
+too. :func:`semeval_counts` / :func:`summarize_semeval` live in :mod:`kadapt.metrics.scoring` (re-exported
+here) and are shared with the ``semeval2010_f1`` metric.
 """
 from __future__ import annotations
 
-import re
-from collections.abc import Sequence
-
 import torch
 
-from kadapt.core.objective import register_objective, safe_div
+from kadapt.core.objective import register_objective
+from kadapt.metrics.scoring import (  # noqa: F401  (re-exported)
+    OTHER,
+    relation_type,
+    semeval_counts,
+    summarize_semeval,
+)
 from kadapt.tasks.relation_classification import RelationClassification
-
-OTHER = "Other"
-_DIRECTION = re.compile(r"\(e[12],e[12]\)$")
-
-
-def relation_type(label: str) -> str:
-    """``Cause-Effect(e2,e1)`` -> ``Cause-Effect``; other labels unchanged."""
-    return _DIRECTION.sub("", label)
-
-
-def semeval_counts(gold: Sequence[str], pred: Sequence[str], other: str = OTHER) -> dict[str, float]:
-    """Summable per-type counts: ``correct:T``, ``pred:T``, ``gold:T`` plus ``n`` and ``exact``."""
-    if len(gold) != len(pred):
-        raise ValueError(f"{len(gold)} gold labels but {len(pred)} predictions")
-    counts: dict[str, float] = {"n": 0.0, "exact": 0.0}
-
-    def add(key: str, value: float = 1.0) -> None:
-        counts[key] = counts.get(key, 0.0) + value
-
-    for g, p in zip(gold, pred):
-        gt, pt = relation_type(g), relation_type(p)
-        add("n")
-        add("exact", float(g == p))
-        add(f"gold:{gt}")
-        add(f"pred:{pt}")
-        add(f"correct:{gt}", float(g == p))
-    for key in [k for k in counts if k.endswith(f":{other}")]:
-        counts[key.replace(f":{other}", ":__other__")] = counts.pop(key)
-    return counts
-
-
-def summarize_semeval(counts: dict[str, float]) -> dict[str, float]:
-    """Official macro-F1 (and micro P/R/F1, accuracy) from :func:`semeval_counts`."""
-    types = sorted(k.split(":", 1)[1] for k in counts if k.startswith("gold:") and counts[k] > 0
-                   and k != "gold:__other__")
-    f1s, ps, rs = [], [], []
-    correct = proposed = answer = 0.0
-    for t in types:
-        c, p, g = counts.get(f"correct:{t}", 0.0), counts.get(f"pred:{t}", 0.0), counts[f"gold:{t}"]
-        prec, rec = safe_div(c, p), safe_div(c, g)
-        ps.append(prec)
-        rs.append(rec)
-        f1s.append(safe_div(2 * prec * rec, prec + rec))
-        correct, proposed, answer = correct + c, proposed + p, answer + g
-    micro_p, micro_r = safe_div(correct, proposed), safe_div(correct, answer)
-    n = len(types)
-    return {"accuracy": safe_div(counts.get("exact", 0.0), counts.get("n", 0.0)),
-            "macro_precision": safe_div(sum(ps), n), "macro_recall": safe_div(sum(rs), n),
-            "macro_f1": safe_div(sum(f1s), n),
-            "micro_precision": micro_p, "micro_recall": micro_r,
-            "micro_f1": safe_div(2 * micro_p * micro_r, micro_p + micro_r)}
 
 
 @register_objective

@@ -5,7 +5,7 @@ and loose micro F1 (pooled over all type decisions). Inputs are lists of FIGER t
 import datasets
 import evaluate
 
-from kadapt.tasks.entity_typing import typing_scores
+from kadapt.metrics.scoring import typing_scores
 
 
 class FigerF1(evaluate.Metric):

@@ -4,7 +4,7 @@ precision / recall / F1. K-Adapter reports P, R and micro-F1 for Open Entity = `
 import datasets
 import evaluate
 
-from kadapt.tasks.entity_typing import typing_scores
+from kadapt.metrics.scoring import typing_scores
 
 
 class OpenEntityF1(evaluate.Metric):

@@ -4,7 +4,7 @@ accuracy too. Inputs are label strings such as ``Cause-Effect(e1,e2)`` or ``Othe
 import datasets
 import evaluate
 
-from kadapt.tasks.relation_semeval import OTHER, semeval_counts, summarize_semeval
+from kadapt.metrics.scoring import OTHER, semeval_counts, summarize_semeval
 
 
 class Semeval2010F1(evaluate.Metric):

@@ -3,7 +3,7 @@ TACRED scorer's definition), plus accuracy. Inputs are relation label strings.""
 import datasets
 import evaluate
 
-from kadapt.tasks.relation_tacred import NO_RELATION, tacred_scores
+from kadapt.metrics.scoring import NO_RELATION, tacred_scores
 
 
 class TacredF1(evaluate.Metric):

@@ -40,6 +40,7 @@ def describe_kind(kind: str, backbone: str | Path, *, meta: bool = True, overrid
     return {
         "kind": cls.kind,
         "placement": cls.placement,
+        "reads_shared_states_only": cls.reads_shared_states_only,
         "parameters": plugin.num_parameters(),
         "config": plugin.config.to_dict(),
         "required_layers": list(plugin.required_layers()),
