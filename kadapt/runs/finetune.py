@@ -2,7 +2,7 @@
 
 Plug-ins are loaded strictly (fingerprint checked). By default they and the backbone are frozen and
 only the task head trains; the recipe's ``finetune`` section selects other modes (trainable plug-ins,
-full or adapter fine-tuning of the backbone, K-Adapter fusion; see :mod:`kadapt.runs.finetune_modes`). The
+full or adapter fine-tuning of the backbone, K-Adapter fusion; see :mod:`kadapt.runs.tuned_model`). The
 run folder gets ``head.safetensors`` + ``head_config.json`` (task, head config, plug-in folders, base
 backbone fingerprint, mode), the mode's tuned weights, ``metrics.json`` (dev and test) and
 ``predictions.jsonl`` (test).
@@ -21,7 +21,7 @@ from kadapt.data.policy import ErrorPolicy
 from kadapt.data.formats import read_records
 from kadapt.core.errors import RecipeError
 from kadapt.core.fileio import atomic_write_json, atomic_write_text, read_json
-from kadapt.runs.finetune_modes import FinetuneSection, TunableKnowledgeModel, load_tuned, make_backbone, save_tuned
+from kadapt.runs.tuned_model import FinetuneSection, TunableKnowledgeModel, load_tuned, make_backbone, save_tuned
 from kadapt.core.objective import build_objective
 from kadapt.store.plugin_dir import load_plugin
 from kadapt.runs.recipe import Recipe, resolve_path
@@ -128,7 +128,7 @@ def write_predictions(path: Path, records: list, predictions: list) -> None:
 
 
 def save_head(run_dir: Path, model: TunableKnowledgeModel, recipe: Recipe) -> None:
-    """Head and every other tuned weight of the mode (:func:`~kadapt.runs.finetune_modes.save_tuned`)."""
+    """Head and every other tuned weight of the mode (:func:`~kadapt.runs.tuned_model.save_tuned`)."""
     mode_info = save_tuned(run_dir, model)
     atomic_write_json(run_dir / "head_config.json", {
         "objective": model.head.name,

@@ -146,7 +146,7 @@ class Recipe:
     objective: ObjectiveSection = field(default_factory=ObjectiveSection)
     data: DataSection = field(default_factory=DataSection)
     training: TrainConfig = field(default_factory=TrainConfig)
-    finetune: FinetuneSection | None = field(default=None, metadata={"help": "Fine-tuning mode (finetune only; kadapt.runs.finetune_modes): backbone frozen|full|lora|bottleneck, plugins frozen|trainable, fusion concat|kadapter."})
+    finetune: FinetuneSection | None = field(default=None, metadata={"help": "Fine-tuning mode (finetune only; kadapt.runs.tuned_model): backbone frozen|full|lora|bottleneck, plugins frozen|trainable, fusion concat|kadapter."})
     output: OutputSection = field(default_factory=OutputSection)
     source: str = field(default="<recipe>", metadata={"help": "Where the recipe came from (not serialised)."})
 
