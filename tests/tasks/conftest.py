@@ -24,7 +24,7 @@ def head_model(tiny_backbone):
     def make(name: str, config: dict | None = None, backbone_mode: str = "frozen") -> KnowledgeModel:
         """``backbone_mode="full"``: the backbone trains too (first-token heads barely separate inputs
         over a frozen RANDOM tiny backbone, whose [CLS] states are nearly constant)."""
-        from kadapt.runs.finetune_modes import FinetuneSection
+        from kadapt.runs.recipe import FinetuneSection
         from kadapt.runs.finetune import build_model
 
         torch.manual_seed(0)
