@@ -21,7 +21,8 @@ from kadapt.data.policy import ErrorPolicy
 from kadapt.data.formats import read_records
 from kadapt.core.errors import RecipeError
 from kadapt.core.fileio import atomic_write_json, atomic_write_text, read_json
-from kadapt.runs.tuned_model import FinetuneSection, TunableKnowledgeModel, load_tuned, make_backbone, save_tuned
+from kadapt.runs.recipe import FinetuneSection
+from kadapt.runs.tuned_model import TunableKnowledgeModel, load_tuned, make_backbone, save_tuned
 from kadapt.core.objective import build_objective
 from kadapt.store.plugin_dir import load_plugin
 from kadapt.runs.recipe import Recipe, resolve_path

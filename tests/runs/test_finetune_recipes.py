@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 from kadapt.data.formats import reader_names
-from kadapt.runs.tuned_model import FinetuneSection
+from kadapt.runs.recipe import FinetuneSection
 from kadapt.core.objective import registered_objectives
 from kadapt.runs.recipe import check_recipe, load_recipe
 

@@ -14,7 +14,7 @@ from kadapt.data.policy import ErrorPolicy
 from kadapt.data.formats import read_records
 from kadapt.core.errors import KadaptError, RecipeError
 from kadapt.core.tuned_backbone import TunedBackbone
-from kadapt.runs.tuned_model import FinetuneSection
+from kadapt.runs.recipe import FinetuneSection
 from kadapt.runs.finetune import build_model, evaluate_run, finetune, load_finetuned
 from kadapt.runs.infuse import infuse
 from kadapt.core.objective import build_objective
