@@ -33,9 +33,9 @@ class InfusionPipeline:
     standard pipeline of :mod:`kadapt.runs.infuse` (``Family.pipeline = None``); JAKET brings its own
     (knowledge graph, entity memory, neighbour sampling)."""
 
-    def build(self, recipe, run):
-        """The model to train (``forward(batch) -> ObjectiveOutput``, ``.head``, ``.backbone``),
-        from the recipe and the :class:`~kadapt.runs.context.RunContext` (backbone, splits, policy)."""
+    def build(self, recipe, backbone, splits):
+        """The model to train (``forward(batch) -> ObjectiveOutput``, ``.head``, ``.backbone``,
+        ``.plugins``), from the recipe, the frozen backbone and the data splits (train/dev/test records)."""
         raise NotImplementedError
 
     def plugin_files(self, model, recipe, dev_metrics: dict) -> dict:

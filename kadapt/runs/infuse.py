@@ -39,12 +39,12 @@ class InfusionResult:
 class StandardPipeline(InfusionPipeline):
     """Plug-in + the recipe's objective head over one backbone pass (K-Adapter, XLM-K, TRELM)."""
 
-    def build(self, recipe: Recipe, run) -> KnowledgeModel:
+    def build(self, recipe: Recipe, backbone, splits) -> KnowledgeModel:
         torch.manual_seed(recipe.training.seed)
         plugin = build_plugin(recipe.plugin.kind, {"name": recipe.name, **recipe.plugin.config},
-                              run.backbone.spec, source=f"{recipe.source}: plugin.config")
-        model = KnowledgeModel(run.backbone, [plugin])
-        build_head(model, recipe.objective, run.splits.train, recipe.source)
+                              backbone.spec, source=f"{recipe.source}: plugin.config")
+        model = KnowledgeModel(backbone, [plugin])
+        build_head(model, recipe.objective, splits.train, recipe.source)
         return model
 
     def plugin_files(self, model: KnowledgeModel, recipe: Recipe, dev_metrics: dict) -> dict:
@@ -77,7 +77,7 @@ def infuse(recipe: Recipe, *, out: str | Path | None = None, resume: bool = Fals
         Zoo(recipe.output.zoo).require_new(recipe.name)
     pipeline = pipeline_for(recipe.plugin.kind)
     run = start_run(recipe, out, backbone)
-    model = pipeline.build(recipe, run)
+    model = pipeline.build(recipe, run.backbone, run.splits)
     tok, max_len = run.backbone.tokenizer, recipe.data.max_length
     train_set, _ = encode_records(model.head, run.splits.train, tok, max_len, run.policy, "train")
     dev_set, _ = encode_records(model.head, run.splits.dev, tok, max_len, run.policy, "dev")

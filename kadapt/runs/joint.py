@@ -27,10 +27,10 @@ from pathlib import Path
 
 from kadapt.core.errors import KadaptError
 from kadapt.core.family import plugin_class
-from kadapt.core.model import KnowledgeModel
+from kadapt.core.model import STATE_PREFIX, KnowledgeModel
 from kadapt.data.encoding import collate
 from kadapt.data.policy import ErrorPolicy
-from kadapt.runs.context import RunContext, encode_records, load_backbone, prepare_run_dir, read_splits
+from kadapt.runs.context import encode_records, load_backbone, prepare_run_dir, read_splits
 from kadapt.runs.infuse import STANDARD_PIPELINE, InfusionResult, cache_splits, pipeline_for, save_infused
 from kadapt.runs.loop import Member, make_accelerator, train_members
 from kadapt.runs.recipe import Recipe
@@ -97,7 +97,7 @@ def prepare_members(recipes: Sequence[Recipe], backbone=None, device="cpu") -> t
     splits = read_splits(lead.data, lead.training.seed, policy)
     members = []
     for recipe in recipes:
-        model = STANDARD_PIPELINE.build(recipe, RunContext(None, Path(), backbone, policy, splits))
+        model = STANDARD_PIPELINE.build(recipe, backbone, splits)
         tok, max_len = backbone.tokenizer, recipe.data.max_length
         train_set, _ = encode_records(model.head, splits.train, tok, max_len, policy, f"{recipe.name} train")
         dev_set, _ = encode_records(model.head, splits.dev, tok, max_len, policy, f"{recipe.name} dev")
@@ -128,7 +128,7 @@ class SharedCacheBatches:
 
     def __call__(self, rows: list[int]) -> list[dict]:
         first = self.cached([self.sets[0][i] for i in rows])
-        states = {k: v for k, v in first.items() if k.startswith("hidden_state.")}
+        states = {k: v for k, v in first.items() if k.startswith(STATE_PREFIX)}
         rest = [{**collate([s[i] for i in rows], self.pad_id), **states} for s in self.sets[1:]]
         return [first, *rest]
 

@@ -24,8 +24,7 @@ log = logging.getLogger(__name__)
 
 
 class JaketPipeline(InfusionPipeline):
-    def build(self, recipe, run) -> JaketPretrainingModel:
-        backbone = run.backbone
+    def build(self, recipe, backbone, splits) -> JaketPretrainingModel:
         graph = read_kg(resolve_path(recipe.data.train), policy=recipe.data.on_error)
         torch.manual_seed(recipe.training.seed)
         plugin = build_plugin("jaket", {"name": recipe.name, **recipe.plugin.config}, backbone.spec,
