@@ -357,8 +357,8 @@ def main(argv=None) -> int:
         t0 = time.perf_counter()
         splits = task_splits(task, data_dir, sizes)
         config = fewrel_config(sizes) if task == "fewrel" else {}
-        if task != "fewrel":
-            config["labels"] = objective_class(objective).labels_from_records(splits["train"])
+        # label inventories etc. completed from the training records (the objective contract's configure)
+        config = objective_class(objective).configure(config, splits["train"])
         encoder_head = build_objective(objective, model.feature_size, config)
         data = {}
         for split, records in splits.items():

@@ -41,7 +41,7 @@ def build(backbone, neurons: int, reselect: int, seed: int):
         plugin.selections.fill_(1)  # all neurons: the placeholder selection IS the dense delta, no attribution
     model = KnowledgeModel(backbone, [plugin])
     model.head = build_objective("trelm_knowledge", model.feature_size, {})
-    model.head.bind_backbone(backbone)
+    model.head.bind(model)  # ties the MLM decoder to the backbone embeddings (objective contract)
     optimizer = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=1e-3)
     return model, plugin, optimizer
 

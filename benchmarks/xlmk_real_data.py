@@ -40,6 +40,7 @@ import torch
 
 from kadapt.core.backbone import FrozenBackbone
 from kadapt.core.model import KnowledgeModel
+from kadapt.data.policy import ErrorPolicy
 from kadapt.plugins.xlmk.data import MentionExample, stable_hash
 from kadapt.plugins.xlmk.converters import (
     convert_dbp15k,
@@ -124,6 +125,7 @@ def run_dbp15k(args, backbone) -> dict:
 
 def probe_set(root: Path, lang: str, facts, per_language: int, policy, tokenizer) -> tuple[list, dict]:
     """Held-out facts of ``lang`` as masked mentions, and each relation's candidate objects (labels)."""
+    policy = ErrorPolicy.resolve(policy)  # read_patterns wants an ErrorPolicy, not a mode string
     test = sorted((f for f in facts.values() if lang in f.labels and in_part(f.relation, f.lineid, "test", 0.1)),
                   key=lambda f: stable_hash(f"{f.relation}:{f.lineid}"))
     candidates: dict[str, dict[str, str]] = defaultdict(dict)  # every object of a held-out fact of the relation

@@ -63,10 +63,10 @@ def finetune(recipe: Recipe, *, plugins: list[str] | None = None, out: str | Pat
     torch.manual_seed(recipe.training.seed)  # head, fusion and task-adapter inits are part of the seeded run
     # a backbone the caller passed in is copied before a trainable mode changes it
     model = build_model(backbone, recipe.plugins, recipe.finetune, copy_weights=not own_backbone)
-    log.info("trainable parameters: %s", model.trainable_counts())
     # the head's init must not depend on what loading the plug-ins drew from the RNG
     torch.manual_seed(recipe.training.seed)
     build_head(model, recipe.objective, splits.train, recipe.source)
+    log.info("trainable parameters: %s", model.trainable_counts())
     tok, max_len = backbone.tokenizer, recipe.data.max_length
     encoded, kept = {}, {}
     for name in ("train", "dev", "test"):

@@ -50,8 +50,9 @@ def in_part(relation: str, lineid, part: str, holdout: float) -> bool:
     return test == (part == "test")
 
 
-def read_patterns(path: Path, policy: ErrorPolicy) -> list[str]:
+def read_patterns(path: Path, policy: ErrorPolicy | str | None = None) -> list[str]:
     """Templates with both ``[X]`` and ``[Y]``; human-checked ones when there are any."""
+    policy = ErrorPolicy.resolve(policy)
     checked, other = [], []
     for line, obj in iter_json_objects(path, policy):
         pattern = obj.get("pattern")
