@@ -4,7 +4,9 @@ WN18RR's entities are split in two halves by a seeded permutation. JAKET is infu
 induced by half A (entity category + relation prediction + masked entity prediction); entity
 classification (WordNet supersense, 45 classes) runs on the graph induced by half B, which infusion
 never saw: its memory is LM1 over B's descriptions. Labelled B entities are split 20/20/60; the
-training part is also cut to 20% and 5%. Rows:
+training part is also cut to 20% and 5%. Each classification run trains through the project's one
+training loop (kadapt.runs.loop.train); its metrics.jsonl and curves.png land in
+<out>/classification/seed<S>-<P>pct-<row>/. Rows:
 
 * LM1 (descriptions only): linear classifier over the memory (the paper's "RoBERTa" row);
 * GNN, random features:   composition GAT over random entity/relation vectors (the "GNN" row);
@@ -27,6 +29,11 @@ import torch
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 log = logging.getLogger("jaket_table")
 FULL_ONLY = ("LM1 (descriptions only)", "GNN, random features")
+
+
+def slug(name: str) -> str:
+    """A row name as a folder name: ``LM1+GNN+M, untrained`` -> ``lm1-gnn-m-untrained``."""
+    return "-".join("".join(c if c.isalnum() else " " for c in name.lower()).split())
 
 
 def main() -> None:
@@ -133,8 +140,9 @@ def main() -> None:
                     continue
                 feats, rels, gat = make(seed)
                 t0 = time.perf_counter()
+                run_dir = out / "classification" / f"seed{seed}-{100 * fraction:g}pct-{slug(name)}"
                 res = train_entity_classifier(graph_b, feats, rels, labels_b, split, gat, steps=args.steps,
-                                              batch_size=args.batch_size, seed=seed)
+                                              batch_size=args.batch_size, seed=seed, run_dir=run_dir)
                 results[name].setdefault(str(fraction), []).append(res["test_accuracy"])
                 log.info("seed %d  %4.0f%%  %-26s test %.4f dev %.4f (best step %d, %d train entities, %.0f s)",
                              seed, 100 * fraction, name, res["test_accuracy"], res["dev_accuracy"], res["best_step"],

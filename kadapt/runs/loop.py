@@ -89,10 +89,16 @@ def _param_groups(module: torch.nn.Module, weight_decay: float) -> list[dict]:
     return [{"params": decay, "weight_decay": weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
 
 
-def linear_schedule(optimizer, warmup: int, total: int):
+def linear_schedule(optimizer, warmup: int, total: int, decay: bool = True):
+    """Linear warm-up over ``warmup`` steps, then linear decay to 0 at ``total`` (or constant)."""
+    if warmup < 0 or total < 1:
+        raise ValueError(f"learning-rate schedule needs warmup >= 0 and total >= 1 steps, got {warmup}, {total}")
+
     def factor(step: int) -> float:
         if warmup and step < warmup:
             return (step + 1) / warmup
+        if not decay:
+            return 1.0
         return max(0.0, (total - step) / max(1, total - warmup))
 
     return torch.optim.lr_scheduler.LambdaLR(optimizer, factor)
@@ -258,7 +264,10 @@ def _prepare_member(member: Member, accelerator, total_steps: int, separate_rng:
     if not member.trainable:
         raise ValueError("nothing to train: every parameter of the model is frozen")
     optimizer = torch.optim.AdamW(_param_groups(model, config.weight_decay), lr=config.lr)
-    scheduler = linear_schedule(optimizer, int(config.warmup_ratio * total_steps), total_steps)
+    if config.lr_schedule not in ("linear", "constant"):
+        raise ValueError(f"training.lr_schedule {config.lr_schedule!r}: use 'linear' or 'constant'")
+    scheduler = linear_schedule(optimizer, int(config.warmup_ratio * total_steps), total_steps,
+                                decay=config.lr_schedule == "linear")
     member.wrapped, member.optimizer, member.scheduler = accelerator.prepare(model, optimizer, scheduler)
     member.unwrapped = accelerator.unwrap_model(member.wrapped)
     if separate_rng:  # what accelerate's set_seed does to the generators in a separate run

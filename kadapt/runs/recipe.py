@@ -41,6 +41,7 @@ class TrainConfig:
     lr: float = field(default=2e-5, metadata={"help": "Peak learning rate of AdamW."})
     weight_decay: float = field(default=0.0, metadata={"help": "AdamW weight decay (not applied to biases and LayerNorm)."})
     warmup_ratio: float = field(default=0.0, metadata={"help": "Fraction of optimizer steps with linear warm-up."})
+    lr_schedule: str = field(default="linear", metadata={"help": "After warm-up: 'linear' decay to 0 (the papers' setting) or 'constant'."})
     max_grad_norm: float = field(default=1.0, metadata={"help": "Gradient clipping norm (0 = off)."})
     mixed_precision: str = field(default="auto", metadata={"help": "'no', 'bf16', 'fp16' or 'auto' (bf16 on a GPU that has it, else no)."})
     seed: int = field(default=42, metadata={"help": "Seed of data order, dropout and init."})

@@ -147,3 +147,17 @@ def test_max_steps_stops_mid_epoch_and_eval_every(world, backbone_dir, tmp_path)
     again = infuse(recipe_from_dict(data), resume=True)  # nothing left to do
     assert again.train.global_step == 4
     _assert_bit_identical(weights, load_tensors(run_dir / "plugin" / "model.safetensors")[0], "plug-in")
+
+
+def test_constant_schedule_keeps_the_peak_after_warm_up():
+    param = torch.nn.Parameter(torch.zeros(1))
+    optimizer = torch.optim.SGD([param], lr=0.5)
+    scheduler = linear_schedule(optimizer, warmup=2, total=6, decay=False)
+    seen = []
+    for _ in range(6):
+        seen.append(scheduler.get_last_lr()[0])
+        optimizer.step()
+        scheduler.step()
+    assert seen == [0.25, 0.5, 0.5, 0.5, 0.5, 0.5]
+    decaying = linear_schedule(torch.optim.SGD([param], lr=0.5), warmup=2, total=6)
+    assert decaying.get_last_lr()[0] == 0.25
