@@ -8,8 +8,10 @@ import os as _os
 _os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
 from kadapt.core.backbone import BackboneSpec, Fingerprint, FrozenBackbone  # noqa: E402
-from kadapt.core.family import build_plugin, register_plugin  # noqa: E402
-from kadapt.core.plugin import Plugin, PluginConfig  # noqa: E402
+from kadapt.core.family import Family, build_plugin, register_family, register_plugin  # noqa: E402
+from kadapt.core.model import KnowledgeModel  # noqa: E402
+from kadapt.core.objective import Objective, ObjectiveOutput  # noqa: E402
+from kadapt.core.plugin import Pass, Plugin, PluginConfig, StepInfo  # noqa: E402
 import kadapt.data.formats  # noqa: E402,F401  (registers the shared data formats)
 import kadapt.kg  # noqa: E402,F401  (registers the 'kg' format)
 import kadapt.tasks  # noqa: E402,F401  (registers the family-agnostic heads)
@@ -19,4 +21,6 @@ from kadapt.store.plugin_dir import LoadedPlugin, describe_plugin, load_plugin, 
 __all__ = [
     "BackboneSpec", "Fingerprint", "FrozenBackbone", "Plugin", "PluginConfig", "build_plugin",
     "register_plugin", "LoadedPlugin", "describe_plugin", "load_plugin", "save_plugin", "__version__",
+    # the contracts (a new family needs nothing else): model, pass, step info, objective, family registry
+    "KnowledgeModel", "Pass", "StepInfo", "Objective", "ObjectiveOutput", "Family", "register_family",
 ]
