@@ -38,6 +38,17 @@ def test_sdpa_and_eager_both_exact(case):
         assert backbone.verify_layers(tolerance=1e-5) < 1e-5
 
 
+def test_deberta_v2_conv_branch_is_exact():
+    from transformers import AutoModel
+
+    config = tiny_config("deberta-v2")
+    config.conv_kernel_size, config.conv_act = 3, "gelu"
+    torch.manual_seed(0)
+    backbone = FrozenBackbone(AutoModel.from_config(config))
+    assert backbone.model.encoder.conv is not None
+    assert backbone.verify_layers(tolerance=1e-5) < 1e-5
+
+
 def test_ffn_width_from_the_registry():
     assert BackboneSpec.from_hf_config(tiny_config("distilbert")).intermediate_size == 64  # hidden_dim, not 4*H
     assert BackboneSpec.from_hf_config(tiny_config("albert")).intermediate_size == 48
