@@ -55,19 +55,28 @@ def test_ffn_width_from_the_registry():
     assert BackboneSpec.from_hf_config(tiny_config("modernbert")).intermediate_size == 48
 
 
-class _Broken(BertLike):
+class _NoMask(BertLike):
     """A runner that forgets the mask (the kind of bug the self-check is for)."""
 
     def context(self, model, attention_mask, hidden):
         return {"mask": None}
 
 
-def test_self_check_catches_a_broken_layer_runner(monkeypatch):
-    model = tiny_model("bert")
-    monkeypatch.setitem(architectures._REGISTRY, "bert", _Broken())
+class _NoPositionBias(architectures.MPNet):
+    """MPNet without its relative position bias: the old generic runner's silent error (5.9e-4)."""
+
+    def context(self, model, attention_mask, hidden):
+        return {**super().context(model, attention_mask, hidden), "position_bias": None}
+
+
+@pytest.mark.parametrize("case, broken", [("bert", _NoMask()), ("mpnet", _NoPositionBias())])
+def test_self_check_catches_a_broken_layer_runner(monkeypatch, case, broken):
+    model = tiny_model(case)
+    monkeypatch.setitem(architectures._REGISTRY, case, broken)
     backbone = FrozenBackbone(model)
     ids, mask = padded_batch(backbone.spec.vocab_size, model.config.pad_token_id)
-    with pytest.raises(LayerRunnerMismatchError, match=r"model_type 'bert'.*differs from the model's own forward") as err:
+    with pytest.raises(LayerRunnerMismatchError,
+                       match=rf"model_type '{case}'.*differs from the model's own forward") as err:
         backbone.encode(ids, mask, [1])
     assert "\n" not in str(err.value)
     with pytest.raises(LayerRunnerMismatchError):

@@ -108,3 +108,18 @@ def test_family_on_architecture_is_exact_or_refused(case, family):
         _check_trelm(plugin, backbone, ids, mask)
     else:
         _check_jaket(plugin, backbone, ids, mask, ref)
+
+
+def test_jaket_pretraining_model_refuses_an_unrunnable_backbone(monkeypatch):
+    from kadapt.core import architectures
+    from kadapt.plugins.jaket.pretraining import JaketPretrainingModel
+
+    monkeypatch.delitem(architectures._REGISTRY, "mpnet")  # an encoder kadapt cannot run layer by layer
+    backbone = _backbone("mpnet")
+    plugin = _plugin("jaket", backbone)
+    with pytest.raises(ArchitectureError, match="jaket plug-in 'jaket' needs layers run one by one, which "
+                                                "model_type 'mpnet' cannot offer exactly: kadapt has no layer runner"):
+        JaketPretrainingModel(backbone, plugin, None, None, None)
+    with pytest.raises(ArchitectureError, match="model_type 'mpnet'"):
+        KnowledgeModel(backbone, [plugin])
+    KnowledgeModel(backbone, [_plugin("kadapter", backbone)])  # states only: the full-forward path serves
