@@ -1,10 +1,15 @@
 """The frozen backbone: a Hugging Face encoder whose weights never change.
 
-``FrozenBackbone`` loads any HF encoder by hub name or local path, freezes every parameter, and runs
+``FrozenBackbone`` loads an HF encoder by hub name or local path, freezes every parameter, and runs
 its layers under ``torch.no_grad()`` (not ``inference_mode``: those tensors could not feed trainable
-plug-ins). It materialises only the hidden states that the active plug-ins ask for and stops after the
-deepest one. ``run_layers`` lets a re-entrant plug-in push modified states through the frozen upper
-layers *with* autograd (gradients flow through the frozen weights into the plug-in).
+plug-ins). For a model type in :mod:`kadapt.core.architectures` it runs layers one by one with that
+architecture's runner, materialises only the hidden states that the active plug-ins ask for and stops
+after the deepest one; the first layered use checks the runner once against the model's own
+``output_hidden_states`` (:meth:`Backbone.verify_layers`). Another encoder-only model type gets one full
+forward pass (correct, slower; logged once); encoder-decoder and decoder-only models are refused.
+``run_layers`` lets a re-entrant plug-in push modified states through the frozen upper layers *with*
+autograd (gradients flow through the frozen weights into the plug-in). :meth:`Backbone.require` refuses,
+in one line, a family whose ``backbone_needs`` this architecture cannot meet.
 
 Hidden-state indices follow the ``output_hidden_states`` tuple: 0 = embedding output, k = output of
 transformer layer k (1-based), ``num_layers`` = last hidden state.
