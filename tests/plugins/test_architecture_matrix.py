@@ -123,3 +123,28 @@ def test_jaket_pretraining_model_refuses_an_unrunnable_backbone(monkeypatch):
     with pytest.raises(ArchitectureError, match="model_type 'mpnet'"):
         KnowledgeModel(backbone, [plugin])
     KnowledgeModel(backbone, [_plugin("kadapter", backbone)])  # states only: the full-forward path serves
+
+
+@pytest.mark.parametrize("case", [c for c in TINY_ARCHITECTURES if (c, "trelm") not in REFUSED])
+def test_trelm_attribution_layered_equals_full_forward(case):
+    """TRELM's knowledge-path attribution through the backbone (cached lower states + run_layers) gives
+    the scores of the same integrals over the raw model's full forward."""
+    from kadapt.plugins.trelm.attribution import integrated_gradients
+
+    backbone = _backbone(case)
+    ids, mask = padded_batch(backbone.spec.vocab_size, backbone.model.config.pad_token_id)
+    target = torch.zeros_like(ids, dtype=torch.bool)
+    target[:, 1] = True
+    batch = {"input_ids": ids, "attention_mask": mask}
+
+    probe = torch.randn(backbone.spec.hidden_size, generator=torch.Generator().manual_seed(3))
+
+    def score(hidden, _batch):  # a projection (a plain sum of a LayerNorm output has no gradient)
+        return hidden[:, 1] @ probe
+
+    layered = integrated_gradients(backbone, batch, target, score, steps=3)
+    full = integrated_gradients(backbone.model, batch, target, score, steps=3)
+    assert [s.numel() for s in layered] == [backbone.spec.intermediate_size] * backbone.spec.num_layers
+    assert all(float(s.abs().sum()) > 0 for s in layered)
+    for a, b in zip(layered, full):
+        torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-5)
