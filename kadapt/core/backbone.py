@@ -1,10 +1,15 @@
 """The frozen backbone: a Hugging Face encoder whose weights never change.
 
-``FrozenBackbone`` loads any HF encoder by hub name or local path, freezes every parameter, and runs
+``FrozenBackbone`` loads an HF encoder by hub name or local path, freezes every parameter, and runs
 its layers under ``torch.no_grad()`` (not ``inference_mode``: those tensors could not feed trainable
-plug-ins). It materialises only the hidden states that the active plug-ins ask for and stops after the
-deepest one. ``run_layers`` lets a re-entrant plug-in push modified states through the frozen upper
-layers *with* autograd (gradients flow through the frozen weights into the plug-in).
+plug-ins). For a model type in :mod:`kadapt.core.architectures` it runs layers one by one with that
+architecture's runner, materialises only the hidden states that the active plug-ins ask for and stops
+after the deepest one; the first layered use checks the runner once against the model's own
+``output_hidden_states`` (:meth:`Backbone.verify_layers`). Another encoder-only model type gets one full
+forward pass (correct, slower; logged once); encoder-decoder and decoder-only models are refused.
+``run_layers`` lets a re-entrant plug-in push modified states through the frozen upper layers *with*
+autograd (gradients flow through the frozen weights into the plug-in). :meth:`Backbone.require` refuses,
+in one line, a family whose ``backbone_needs`` this architecture cannot meet.
 
 Hidden-state indices follow the ``output_hidden_states`` tuple: 0 = embedding output, k = output of
 transformer layer k (1-based), ``num_layers`` = last hidden state.
@@ -13,6 +18,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import logging
 from collections import OrderedDict
 from contextlib import contextmanager
 from collections.abc import Iterable
@@ -22,7 +28,10 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from kadapt.core.errors import FingerprintMismatchError, KadaptError
+from kadapt.core import architectures
+from kadapt.core.errors import ArchitectureError, FingerprintMismatchError, KadaptError, LayerRunnerMismatchError
+
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -38,14 +47,47 @@ class BackboneSpec:
 
     @classmethod
     def from_hf_config(cls, config) -> BackboneSpec:
+        check_encoder_config(config)
+        arch = architectures.architecture(config.model_type)
+        if arch is not None:
+            width = arch.ffn_width(config)
+        else:
+            width = getattr(config, "intermediate_size", 4 * config.hidden_size)
         return cls(
             model_type=config.model_type,
             hidden_size=config.hidden_size,
             num_layers=config.num_hidden_layers,
             num_attention_heads=config.num_attention_heads,
-            intermediate_size=getattr(config, "intermediate_size", 4 * config.hidden_size),
+            intermediate_size=width,
             vocab_size=config.vocab_size,
         )
+
+
+_SPEC_FIELDS = ("hidden_size", "num_hidden_layers", "num_attention_heads", "vocab_size")
+
+
+def check_encoder_config(config) -> None:
+    """One-line refusal of what is not an encoder-only model with the sizes kadapt reads."""
+    model_type = getattr(config, "model_type", "") or type(config).__name__
+    if getattr(config, "is_encoder_decoder", False):
+        raise ArchitectureError(f"model_type {model_type!r} is an encoder-decoder model; kadapt needs an "
+                                "encoder-only model (BERT-like)")
+    if getattr(config, "is_decoder", False) or _decoder_only(model_type):
+        raise ArchitectureError(f"model_type {model_type!r} is a decoder-only (causal) model; kadapt needs an "
+                                "encoder-only model (BERT-like)")
+    missing = [name for name in _SPEC_FIELDS if getattr(config, name, None) is None]
+    if missing:
+        raise ArchitectureError(f"model_type {model_type!r}: config lacks {', '.join(missing)}; kadapt needs an "
+                                f"encoder config with {', '.join(_SPEC_FIELDS)}")
+
+
+def _decoder_only(model_type: str) -> bool:
+    """A causal-LM architecture with no masked-LM form (GPT-2, Llama, ...), by transformers' own tables."""
+    if architectures.architecture(model_type) is not None:
+        return False
+    from transformers.models.auto.modeling_auto import MODEL_FOR_CAUSAL_LM_MAPPING_NAMES, MODEL_FOR_MASKED_LM_MAPPING_NAMES
+
+    return model_type in MODEL_FOR_CAUSAL_LM_MAPPING_NAMES and model_type not in MODEL_FOR_MASKED_LM_MAPPING_NAMES
 
 
 @dataclass(frozen=True)
@@ -139,7 +181,9 @@ class Backbone:
         self.spec = BackboneSpec.from_hf_config(model.config)
         self._fingerprint: Fingerprint | None = None
         self._shared: dict | None = None  # see shared_passes()
-        self._layered = hasattr(model, "embeddings") and hasattr(getattr(model, "encoder", None), "layer")
+        self._arch = architectures.architecture(self.spec.model_type)
+        self._layered_refusal = architectures.refusal(model, "layers")
+        self._verified = False  # the layered path's self-check runs once, at its first use
 
     # ----------------------------------------------------------------- construction
     @classmethod
@@ -223,23 +267,69 @@ class Backbone:
             )
         return wanted
 
-    def attention_bias(self, attention_mask: torch.Tensor, hidden: torch.Tensor) -> torch.Tensor:
-        """The 4-D mask the encoder layers expect, built exactly as the HF model builds it."""
-        model = self.model
-        use_sdpa = (
-            getattr(model, "attn_implementation", None) == "sdpa"
-            and getattr(model, "position_embedding_type", "absolute") == "absolute"
-        )
-        if use_sdpa:
-            from transformers.modeling_attn_mask_utils import _prepare_4d_attention_mask_for_sdpa
-
-            return _prepare_4d_attention_mask_for_sdpa(attention_mask, hidden.dtype, tgt_len=hidden.shape[1])
-        return model.get_extended_attention_mask(attention_mask, hidden.shape[:2], dtype=hidden.dtype)
-
-    def embed(self, input_ids: torch.Tensor, token_type_ids: torch.Tensor | None = None) -> torch.Tensor:
-        """Hidden state 0 (embedding output), without autograd."""
+    def embed(self, input_ids: torch.Tensor, token_type_ids: torch.Tensor | None = None,
+              attention_mask: torch.Tensor | None = None) -> torch.Tensor:
+        """Hidden state 0 (embedding output), without autograd, exactly as the model's forward builds it
+        (``attention_mask`` matters for DeBERTa, whose embeddings zero the padding)."""
+        self.require(("layers",), "embed")
+        if attention_mask is None:
+            attention_mask = torch.ones_like(input_ids)
         with torch.no_grad():
-            return self.model.embeddings(input_ids=input_ids, token_type_ids=token_type_ids)
+            return self._arch.embed(self.model, input_ids, attention_mask, token_type_ids)
+
+    # ----------------------------------------------------------------- architecture support
+    def refusal(self, capability: str) -> str | None:
+        """``None`` when this backbone offers ``capability`` ("states", "layers", "ffn"), else why not."""
+        if capability == "layers":
+            return self._layered_refusal
+        return architectures.refusal(self.model, capability)
+
+    def require(self, needs: Iterable[str], who: str) -> None:
+        """Refuse (one line naming the model type and what is missing) when a capability is lacking."""
+        for capability in needs:
+            reason = self.refusal(capability)
+            if reason is not None:
+                what = {"layers": "layers run one by one", "ffn": "per-layer FFN blocks"}.get(capability, capability)
+                raise ArchitectureError(f"{who} needs {what}, which model_type {self.spec.model_type!r} "
+                                        f"cannot offer exactly: {reason}")
+        if "layers" in needs:
+            self.verify_layers()
+
+    def verify_layers(self, tolerance: float | None = None) -> float:
+        """Self-check of the layered path (once per backbone): a small padded batch through it vs the
+        model's own ``output_hidden_states``; returns the largest difference, raises above ``tolerance``."""
+        if (self._verified and tolerance is None) or self.is_meta:  # meta: sizes only, nothing to run
+            return 0.0
+        ids, mask = self._check_batch()
+        training = self.model.training
+        self.model.eval()  # no dropout: both paths must be deterministic to compare
+        try:
+            with torch.no_grad():
+                reference = self.model(input_ids=ids, attention_mask=mask, output_hidden_states=True).hidden_states
+                layered = self._layered_states(ids, mask, list(range(self.spec.num_layers + 1)), None)
+        finally:
+            self.model.train(training)
+        diffs = [float((layered[i].float() - ref.float()).abs().max()) for i, ref in enumerate(reference)]
+        worst = max(range(len(diffs)), key=diffs.__getitem__)
+        scale = max(1.0, max(float(r.float().pow(2).mean().sqrt()) for r in reference))  # RMS, not outliers
+        limit = (tolerance if tolerance is not None else _tolerance(self.dtype)) * scale
+        if not diffs[worst] <= limit:
+            raise LayerRunnerMismatchError(
+                f"model_type {self.spec.model_type!r}: kadapt's layer-by-layer runner differs from the model's "
+                f"own forward by {diffs[worst]:.2e} at hidden state {worst} (tolerance {limit:.1e}); refusing "
+                "to run it silently wrong")
+        self._verified = True
+        return max(diffs)
+
+    def _check_batch(self) -> tuple[torch.Tensor, torch.Tensor]:
+        """2 rows x 8 tokens of non-special ids, the second row padded after 5 tokens."""
+        pad = self.model.config.pad_token_id if self.model.config.pad_token_id is not None else 0
+        generator = torch.Generator().manual_seed(0)
+        ids = torch.randint(5, max(6, self.spec.vocab_size), (2, 8), generator=generator)
+        ids[ids == pad] = 5 if pad != 5 else 6
+        mask = torch.ones(2, 8, dtype=torch.long)
+        mask[1, 5:] = 0
+        return ids.masked_fill(mask == 0, pad).to(self.device), mask.to(self.device)
 
     @contextmanager
     def shared_passes(self, layers: Iterable[int]):
@@ -280,19 +370,25 @@ class Backbone:
 
     def _encode(self, input_ids, attention_mask, wanted: list[int], token_type_ids=None) -> dict[int, torch.Tensor]:
         with torch.no_grad():
-            if not self._layered:  # generic fallback: full forward, then select
-                out = self.model(
-                    input_ids=input_ids, attention_mask=attention_mask, output_hidden_states=True
-                )
+            if self._layered_refusal is not None:  # full forward, then select: correct, slower
+                _log_fallback_once(self.spec.model_type, self._layered_refusal)
+                out = self.model(input_ids=input_ids, attention_mask=attention_mask, output_hidden_states=True,
+                                 **({"token_type_ids": token_type_ids} if token_type_ids is not None else {}))
                 return {i: out.hidden_states[i] for i in wanted}
-            hidden = self.model.embeddings(input_ids=input_ids, token_type_ids=token_type_ids)
-            states = {0: hidden} if 0 in wanted else {}
-            bias = self.attention_bias(attention_mask, hidden)
-            for index in range(1, wanted[-1] + 1):
-                hidden = self.model.encoder.layer[index - 1](hidden, attention_mask=bias)[0]
-                if index in wanted:
-                    states[index] = hidden
-            return states
+            self.verify_layers()
+            return self._layered_states(input_ids, attention_mask, wanted, token_type_ids)
+
+    def _layered_states(self, input_ids, attention_mask, wanted: list[int], token_type_ids) -> dict[int, torch.Tensor]:
+        """States at ``wanted`` through the architecture's runner; stops after the deepest one."""
+        arch, model = self._arch, self.model
+        hidden = arch.embed(model, input_ids, attention_mask, token_type_ids)
+        states = {0: hidden} if 0 in wanted else {}
+        context = arch.context(model, attention_mask, hidden)
+        for index in range(1, wanted[-1] + 1):
+            hidden = arch.run_layer(model, index - 1, hidden, context)
+            if index in wanted:
+                states[index] = hidden
+        return states
 
     def run_layers(
         self, hidden: torch.Tensor, start: int, end: int, attention_mask: torch.Tensor
@@ -301,17 +397,28 @@ class Backbone:
 
         Runs WITH autograd so gradients reach whatever produced ``hidden`` (the weights stay frozen).
         """
-        if not self._layered:
-            raise KadaptError(
-                f"run_layers needs a layered encoder (embeddings + encoder.layer); "
-                f"{type(self.model).__name__} is not supported"
-            )
+        self.require(("layers",), "run_layers")
         if not 0 <= start <= end <= self.spec.num_layers:
             raise KadaptError(f"run_layers({start}, {end}) outside 0..{self.spec.num_layers}")
-        bias = self.attention_bias(attention_mask, hidden)
+        context = self._arch.context(self.model, attention_mask, hidden)
         for index in range(start, end):
-            hidden = self.model.encoder.layer[index](hidden, attention_mask=bias)[0]
+            hidden = self._arch.run_layer(self.model, index, hidden, context)
         return hidden
+
+
+_FALLBACK_LOGGED: set[str] = set()
+
+
+def _log_fallback_once(model_type: str, reason: str) -> None:
+    if model_type not in _FALLBACK_LOGGED:
+        _FALLBACK_LOGGED.add(model_type)
+        log.info("backbone model_type %r: hidden states come from one full forward pass (correct, slower): %s",
+                 model_type, reason)
+
+
+def _tolerance(dtype: torch.dtype) -> float:
+    """Largest accepted self-check difference, relative to the states' RMS (at least 1)."""
+    return 1e-4 if dtype in (torch.float32, torch.float64) else 3e-2
 
 
 class FrozenBackbone(Backbone):

@@ -30,3 +30,12 @@ class RecipeError(KadaptError, ValueError):
 
 class RegistryError(KadaptError, ValueError):
     """A family, objective or data format clashes with one already registered (nothing is registered)."""
+
+
+class ArchitectureError(KadaptError, ValueError):
+    """A backbone's architecture cannot serve what was asked (not an encoder, or a family needs layers /
+    FFN blocks kadapt cannot run exactly on it). The message names the model type and what is missing."""
+
+
+class LayerRunnerMismatchError(ArchitectureError):
+    """The layer-by-layer path disagrees with the model's own forward (self-check at first use)."""

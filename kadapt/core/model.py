@@ -62,6 +62,7 @@ class KnowledgeModel(TrainableModel):
                 raise KadaptError(
                     f"plug-in {plugin.config.name!r} was built for {plugin.spec}, backbone is {backbone.spec}"
                 )
+            backbone.require(plugin.backbone_needs, f"{plugin.kind} plug-in {plugin.config.name!r}")
         self.head = head
 
     def train(self, mode: bool = True) -> KnowledgeModel:

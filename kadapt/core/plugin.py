@@ -146,6 +146,9 @@ class Plugin(nn.Module):
     #: True when ``forward`` reads nothing but ``pass_.states`` and the mask (cache, joint infusion)
     reads_shared_states_only: ClassVar[bool] = True
     config_class: ClassVar[type[PluginConfig]] = PluginConfig
+    #: what the family needs from the backbone (``kadapt.core.architectures.CAPABILITIES``): "states"
+    #: (hidden states read from a pass), "layers" (layers run one by one), "ffn" (per-layer FFN blocks)
+    backbone_needs: ClassVar[tuple[str, ...]] = ("states",)
 
     def __init__(self, config: PluginConfig, spec: BackboneSpec):
         super().__init__()

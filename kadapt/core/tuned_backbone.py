@@ -47,8 +47,8 @@ class TunedBackbone(Backbone):
                token_type_ids: torch.Tensor | None = None) -> dict[int, torch.Tensor]:
         """Hidden states at ``layers`` from one full forward pass, with autograd."""
         wanted = self._check_layers(layers)
-        out = self.model(input_ids=input_ids, attention_mask=attention_mask, token_type_ids=token_type_ids,
-                         output_hidden_states=True)
+        extra = {"token_type_ids": token_type_ids} if token_type_ids is not None else {}  # DistilBERT has none
+        out = self.model(input_ids=input_ids, attention_mask=attention_mask, output_hidden_states=True, **extra)
         return {i: out.hidden_states[i] for i in wanted}
 
     def tuned_state(self) -> dict[str, torch.Tensor]:

@@ -27,6 +27,7 @@ def test_loads_frozen_and_matches_hf_hidden_states(tiny_backbone_dir, model_type
 
 
 def test_encode_stops_after_deepest_layer(tiny_backbone):
+    tiny_backbone.verify_layers()  # the once-per-backbone self-check runs every layer; not counted here
     calls = []
     hooks = [layer.register_forward_hook(lambda m, i, o, k=k: calls.append(k))
              for k, layer in enumerate(tiny_backbone.model.encoder.layer)]

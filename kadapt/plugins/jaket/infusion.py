@@ -29,6 +29,7 @@ class JaketPipeline(InfusionPipeline):
         torch.manual_seed(recipe.training.seed)
         plugin = build_plugin("jaket", {"name": recipe.name, **recipe.plugin.config}, backbone.spec,
                               source=f"{recipe.source}: plugin.config")
+        backbone.require(plugin.backbone_needs, f"{recipe.source}: jaket plug-in {plugin.config.name!r}")  # before memory
         config = dict(recipe.objective.config)
         memory_path = config.pop("memory", None)
         if memory_path:

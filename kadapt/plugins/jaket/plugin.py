@@ -50,6 +50,7 @@ class JaketPlugin(Plugin):
 
     kind = "jaket"
     placement = "reentrant"
+    backbone_needs = ("states", "layers")
     reads_shared_states_only = False  # runs LM2 itself and reads a knowledge graph
     config_class = JaketConfig
 

@@ -57,6 +57,7 @@ class JaketPretrainingModel(TrainableModel):
         super().__init__()
         self.category_labels = category_labels
         object.__setattr__(self, "backbone", backbone)  # frozen, outside the module tree
+        backbone.require(plugin.backbone_needs, f"jaket plug-in {plugin.config.name!r}")
         object.__setattr__(self, "graph", graph)
         self.plugin, self.head, self.memory = plugin, head, memory
         check_memory(memory, graph, plugin, "memory")

@@ -1,50 +1,25 @@
-"""Where a backbone keeps its FFN blocks: a small registry by ``model_type``.
+"""Where a backbone keeps its FFN blocks: read from the architecture registry (kadapt.core.architectures).
 
 TRELM's knowledge path runs through each layer's FFN: input matrix (hidden → intermediate), the
 activation, output matrix (intermediate → hidden). For BERT-family encoders these are
 ``encoder.layer[i].intermediate.dense``, ``encoder.layer[i].intermediate`` (its output is the
-post-activation intermediate state) and ``encoder.layer[i].output.dense``.
+post-activation intermediate state) and ``encoder.layer[i].output.dense``; DistilBERT's ``ffn.lin1`` /
+``ffn.activation`` / ``ffn.lin2``; unshared ALBERT's ``ffn`` / ``activation`` / ``ffn_output``.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 from torch import nn
 
-from kadapt.core.errors import KadaptError
+from kadapt.core.architectures import FFNBlock, architecture, refusal
+from kadapt.core.errors import ArchitectureError
 
-
-@dataclass(frozen=True)
-class FFNBlock:
-    """The three modules of one layer's FFN."""
-
-    input_linear: nn.Linear  # hidden -> intermediate; rows = intermediate neurons
-    activation_module: nn.Module  # its forward output is the post-activation intermediate state
-    output_linear: nn.Linear  # intermediate -> hidden; columns = intermediate neurons
-
-
-def _bert_style(model: nn.Module) -> list[FFNBlock]:
-    return [FFNBlock(layer.intermediate.dense, layer.intermediate, layer.output.dense)
-            for layer in model.encoder.layer]
-
-
-FFN_LOCATORS = {
-    "bert": _bert_style,
-    "roberta": _bert_style,
-    "xlm-roberta": _bert_style,
-    "camembert": _bert_style,
-    "electra": _bert_style,
-}
+__all__ = ["FFNBlock", "ffn_blocks"]
 
 
 def ffn_blocks(model: nn.Module) -> list[FFNBlock]:
     """The FFN blocks of ``model`` (a HF encoder), one per layer, bottom to top."""
-    model_type = model.config.model_type
-    try:
-        locate = FFN_LOCATORS[model_type]
-    except KeyError:
-        raise KadaptError(
-            f"TRELM does not know where the FFN layers of model_type {model_type!r} are; "
-            f"supported: {sorted(FFN_LOCATORS)} (add a locator to kadapt.plugins.trelm.ffn.FFN_LOCATORS)"
-        ) from None
-    return locate(model)
+    reason = refusal(model, "ffn")
+    if reason is not None:
+        raise ArchitectureError(f"TRELM needs per-layer FFN blocks, which model_type {model.config.model_type!r} "
+                                f"cannot offer exactly: {reason}")
+    return architecture(model.config.model_type).ffn_blocks(model)

@@ -68,6 +68,7 @@ class TRELMPlugin(Plugin):
 
     kind = "trelm"
     placement = "inside"
+    backbone_needs = ("layers", "ffn")
     reads_shared_states_only = False  # its output depends on its own pass, not only on shared states
     config_class = TRELMConfig
 
@@ -128,7 +129,7 @@ class TRELMPlugin(Plugin):
 
         ``plain_last``: the unmodified backbone's last states of the same batch, when the caller has
         them (saves the original-sentence pass of the semantic-importance score)."""
-        hidden = backbone.embed(input_ids)
+        hidden = backbone.embed(input_ids, attention_mask=attention_mask)
         use_memory = self.training and batch is not None and "subj_key" in batch and self.current_lambda > 0
         if use_memory:
             hidden, initial = self._mix_memory(backbone, input_ids, attention_mask, hidden, batch, plain_last)
