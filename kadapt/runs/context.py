@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import logging
 import random
+import shutil
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -13,6 +14,7 @@ from kadapt.data.policy import ErrorPolicy
 from kadapt.data.formats import read_records
 from kadapt.core.errors import DataError, KadaptError
 from kadapt.core.fileio import atomic_write_text
+from kadapt.core.folders import FolderExistsError, check_path_length
 from kadapt.core.objective import Objective, build_objective, objective_class
 from kadapt.runs.recipe import BackboneSection, DataSection, Recipe, resolve_path
 
@@ -21,10 +23,24 @@ log = logging.getLogger(__name__)
 _DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
 
 
-def prepare_run_dir(recipe: Recipe, out: str | Path | None = None, *, is_main: bool = True) -> Path:
-    """Create the run folder and copy the (fully resolved) recipe into it."""
-    run_dir = Path(out) if out else Path(recipe.output.dir)
+RUN_MARKERS = ("recipe.yaml", "plugin", "checkpoints", "metrics.jsonl", "metrics.json")
+
+
+def prepare_run_dir(recipe: Recipe, out: str | Path | None = None, *, is_main: bool = True,
+                    resume: bool = False, overwrite: bool = False) -> Path:
+    """Create the run folder and copy the (fully resolved) recipe into it.
+
+    A folder that already holds a run is continued with ``resume`` or replaced with ``overwrite``
+    (its checkpoints are deleted first); otherwise it is an error, before any model loads.
+    """
+    run_dir = check_path_length(Path(out) if out else Path(recipe.output.dir), "run folder")
     if is_main:
+        existing = run_dir.is_dir() and any((run_dir / m).exists() for m in RUN_MARKERS)
+        if existing and not (resume or overwrite):
+            raise FolderExistsError(f"{run_dir}: already holds a run; pass --resume to continue it or --overwrite "
+                                    "to replace it (Python: resume=True / overwrite=True)")
+        if existing and overwrite and not resume:
+            shutil.rmtree(run_dir / "checkpoints", ignore_errors=True)
         run_dir.mkdir(parents=True, exist_ok=True)
         atomic_write_text(run_dir / "recipe.yaml", recipe.to_yaml())
     return run_dir
@@ -53,11 +69,12 @@ class RunContext:
     splits: "Splits"
 
 
-def start_run(recipe: Recipe, out: str | Path | None, backbone: FrozenBackbone | None) -> RunContext:
+def start_run(recipe: Recipe, out: str | Path | None, backbone: FrozenBackbone | None, *,
+              resume: bool = False, overwrite: bool = False) -> RunContext:
     from kadapt.runs.loop import make_accelerator
 
     accelerator = make_accelerator(recipe.training)
-    run_dir = prepare_run_dir(recipe, out, is_main=accelerator.is_main_process)
+    run_dir = prepare_run_dir(recipe, out, is_main=accelerator.is_main_process, resume=resume, overwrite=overwrite)
     backbone = backbone or load_backbone(recipe.backbone)
     policy = ErrorPolicy(recipe.data.on_error)
     splits = read_splits(recipe.data, recipe.training.seed, policy)

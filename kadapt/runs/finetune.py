@@ -53,12 +53,15 @@ def build_model(backbone, plugin_dirs: list[str | Path], section: FinetuneSectio
 
 
 def finetune(recipe: Recipe, *, plugins: list[str] | None = None, out: str | Path | None = None,
-             resume: bool = False, backbone=None) -> FinetuneResult:
-    """Run a ``finetune`` recipe; ``plugins`` (e.g. from ``--plugins``) replaces the recipe's list."""
+             resume: bool = False, backbone=None, overwrite: bool = False) -> FinetuneResult:
+    """Run a ``finetune`` recipe; ``plugins`` (e.g. from ``--plugins``) replaces the recipe's list.
+
+    An ``out`` folder that already holds a run needs ``resume`` (continue) or ``overwrite`` (replace).
+    """
     if plugins is not None:
         recipe.plugins = list(plugins)
     own_backbone = backbone is None
-    run = start_run(recipe, out, backbone)
+    run = start_run(recipe, out, backbone, resume=resume, overwrite=overwrite)
     accelerator, run_dir, backbone, policy, splits = run.accelerator, run.run_dir, run.backbone, run.policy, run.splits
     torch.manual_seed(recipe.training.seed)  # head, fusion and task-adapter inits are part of the seeded run
     # a backbone the caller passed in is copied before a trainable mode changes it
