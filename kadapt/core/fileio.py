@@ -55,7 +55,21 @@ def save_tensors(path: str | Path, tensors: dict[str, torch.Tensor], metadata: d
     meta = {str(k): str(v) for k, v in (metadata or {}).items()}
     payload = {k: v.detach().contiguous().cpu() for k, v in tensors.items()}
     # safetensors 0.8.0 writes an unreadable header for no tensors + an empty metadata dict
-    return atomic_write_bytes(path, st_save_bytes(payload, metadata=meta if (meta or payload) else None))
+    data = st_save_bytes(payload, metadata=meta if (meta or payload) else None)
+    return atomic_write_bytes(path, _sorted_metadata(data) if len(meta) > 1 else data)
+
+
+def _sorted_metadata(data: bytes) -> bytes:
+    """safetensors writes the metadata in hash order (a new order on every save); sort it so the same
+    tensors and metadata always give the same bytes (manifests, digests, bit-identity checks)."""
+    length = int.from_bytes(data[:8], "little")
+    header = json.loads(data[8 : 8 + length])
+    meta = header.pop("__metadata__", None) or {}
+    ordered = json.dumps({"__metadata__": dict(sorted(meta.items())), **header}, separators=(",", ":"),
+                         ensure_ascii=False).encode("utf-8")
+    if len(ordered) > length:  # never expected (same content, same escaping); keep safetensors' bytes
+        return data
+    return data[:8] + ordered + b" " * (length - len(ordered)) + data[8 + length :]
 
 
 def load_tensors(path: str | Path) -> tuple[dict[str, torch.Tensor], dict[str, str]]:
