@@ -13,10 +13,13 @@ from kadapt.core.errors import KadaptError
 from kadapt.core.family import registered_commands
 
 def _print_json(obj) -> None:
-    print(json.dumps(obj, indent=2, default=str))
+    from kadapt.core.fileio import json_safe
+
+    print(json.dumps(json_safe(obj), indent=2, default=str))
 
 
 def cmd_infuse(args) -> int:
+    from kadapt.core.fileio import json_safe
     from kadapt.runs.infuse import infuse
     from kadapt.runs.recipe import load_recipe
 
@@ -33,7 +36,7 @@ def cmd_infuse(args) -> int:
                           overwrite=args.overwrite)]
     for result in results:
         print(f"plug-in written to {result.plugin_dir}" + (f" (zoo: {result.zoo_entry})" if result.zoo_entry else ""))
-        print(f"dev: {json.dumps(result.train.final_dev)}")
+        print(f"dev: {json.dumps(json_safe(result.train.final_dev))}")
     return 0
 
 

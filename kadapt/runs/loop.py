@@ -23,6 +23,7 @@ from torch.utils.data import DataLoader, Sampler
 
 from kadapt.runs.checkpoint import (latest_checkpoint, load_checkpoint, prune_checkpoints, resumable_state,
                                save_checkpoint)
+from kadapt.core.errors import KadaptError
 from kadapt.core.model import KnowledgeModel, TrainableModel
 from kadapt.core.plugin import StepInfo
 from kadapt.data.encoding import collate
@@ -282,6 +283,10 @@ def _resume(member: Member, accelerator, resume: bool) -> tuple[int, int, int]:
     return state["epoch"], state["batches_in_epoch"], state["global_step"]
 
 
+class NonFiniteLossError(KadaptError):
+    """The training loss became NaN or infinite; the run stopped before the optimizer step."""
+
+
 class _LoopState:
     """The epochs → batches → optimizer steps of :func:`train_members` (kept apart so each piece of the
     loop is one short method)."""
@@ -357,12 +362,23 @@ class _LoopState:
                     loss = member.wrapped(batch).loss
                     accelerator.backward(loss)
                 member.running.append(accelerator.reduce(loss.detach(), "mean").item())
+                self._check_finite(member, member.running[-1])
             for member in self.members:
                 if accelerator.sync_gradients and member.config.max_grad_norm:
                     accelerator.clip_grad_norm_(member.trainable, member.config.max_grad_norm)
                 member.optimizer.step()
                 member.scheduler.step()
                 member.optimizer.zero_grad(set_to_none=True)
+
+    def _check_finite(self, member, value: float) -> None:
+        """A NaN/Inf loss stops the run before the optimizer step: the weights and the last checkpoint stay good."""
+        if math.isfinite(value):
+            return
+        last = latest_checkpoint(member.run_dir / "checkpoints")
+        kept = f"the last good checkpoint {last} is kept (--resume continues from it)" if last else "no checkpoint yet"
+        raise NonFiniteLossError(f"{member.run_dir}: training loss is {value} at optimizer step {self.global_step + 1}; "
+                                 f"stopped before updating the weights, {kept}; lower training.lr or check the data "
+                                 "and plug-in weights")
 
     def _log_step(self, epoch: int) -> None:
         for index, member in enumerate(self.members):
