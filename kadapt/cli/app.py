@@ -123,9 +123,13 @@ def cmd_recipe_keys(args) -> int:
 
 
 def cmd_recipe_check(args) -> int:
-    from kadapt.runs.recipe import check_recipe, load_recipe, missing_data
+    from kadapt.runs.recipe import RecipeValueError, check_recipe, load_recipe, missing_data
 
-    recipe = load_recipe(args.recipe, args.overrides)
+    try:
+        recipe = load_recipe(args.recipe, args.overrides)
+    except RecipeValueError as err:  # bad values: one line each, exit 1 like any other problem
+        print(str(err), file=sys.stderr)
+        return 1
     problems = check_recipe(recipe, require_data=args.require_data)
     for problem in problems:
         print(problem, file=sys.stderr)

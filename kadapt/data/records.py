@@ -115,3 +115,15 @@ class EntityTypingExample:
     span: tuple[int, int]
     labels: tuple[str, ...]
     source: str = ""
+
+
+def record_label(record) -> str:
+    """The label a record is stratified by (``data.limit``): its class, relation or first type; ""
+    for records without one (dependency trees, tagged sentences, QA)."""
+    if isinstance(record, (RelationExample, SentencePairExample, MultipleChoiceExample)):
+        return "" if record.label is None else str(record.label)
+    if isinstance(record, ClozeExample):
+        return record.relation
+    if isinstance(record, EntityTypingExample):
+        return "|".join(sorted(record.labels))
+    return ""

@@ -16,14 +16,15 @@ from kadapt.core.errors import DataError, KadaptError
 from kadapt.core.fileio import atomic_write_text
 from kadapt.core.folders import FolderExistsError, check_path_length
 from kadapt.core.objective import Objective, build_objective, objective_class
-from kadapt.runs.recipe import BackboneSection, DataSection, Recipe, resolve_path
+from kadapt.core.errors import RecipeError
+from kadapt.runs.recipe import BackboneSection, DataSection, Recipe, max_length_problem, resolve_path
 
 log = logging.getLogger(__name__)
 
 _DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
 
 
-RUN_MARKERS = ("recipe.yaml", "plugin", "checkpoints", "metrics.jsonl", "metrics.json")
+RUN_MARKERS = ("plugin", "checkpoints", "metrics.jsonl", "metrics.json")  # recipe.yaml alone: nothing to lose
 
 
 def prepare_run_dir(recipe: Recipe, out: str | Path | None = None, *, is_main: bool = True,
@@ -75,10 +76,24 @@ def start_run(recipe: Recipe, out: str | Path | None, backbone: FrozenBackbone |
 
     accelerator = make_accelerator(recipe.training)
     run_dir = prepare_run_dir(recipe, out, is_main=accelerator.is_main_process, resume=resume, overwrite=overwrite)
-    backbone = backbone or load_backbone(recipe.backbone)
     policy = ErrorPolicy(recipe.data.on_error)
     splits = read_splits(recipe.data, recipe.training.seed, policy)
+    check_label_variety(recipe, splits.train)
+    length = max_length_problem(recipe)
+    if length:  # before any model loads, not deep inside transformers when a long sentence comes
+        raise RecipeError(f"{recipe.source}: {length}")
+    backbone = backbone or load_backbone(recipe.backbone)
     return RunContext(accelerator, run_dir, backbone, policy, splits)
+
+
+def check_label_variety(recipe: Recipe, train_records: list) -> None:
+    """A training split with a single label teaches nothing (loss 0, accuracy 1): an error unless asked."""
+    labels = objective_class(recipe.objective.name, f"{recipe.source}: objective").label_set(train_records)
+    if labels is not None and len(labels) < 2 and not recipe.training.allow_degenerate:
+        where = resolve_path(recipe.data.train)
+        raise DataError(where, None, f"the training split has {len(labels)} label(s) {labels} "
+                        f"({len(train_records)} records{', data.limit=' + str(recipe.data.limit) if recipe.data.limit else ''}); "
+                        "nothing to learn. Set training.allow_degenerate: true to train anyway")
 
 
 @dataclass
@@ -96,7 +111,7 @@ def read_splits(data: DataSection, seed: int, policy: ErrorPolicy) -> Splits:
         if path is None:
             return []
         before = policy.skipped
-        records = read_records(fmt, path, policy, data.limit)
+        records = read_records(fmt, path, policy, data.limit, seed)
         if not records:  # every line skipped: almost always a file in another format
             raise DataError(path, None, f"no usable {fmt!r} records ({policy.skipped - before} skipped; "
                             f"{policy.summary()}); is data.{split} a {fmt} file?")

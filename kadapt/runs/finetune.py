@@ -19,7 +19,7 @@ import torch
 from kadapt.core.model import KnowledgeModel
 from kadapt.data.policy import ErrorPolicy
 from kadapt.data.formats import read_records
-from kadapt.core.errors import RecipeError
+from kadapt.core.errors import DataError, RecipeError
 from kadapt.core.fileio import atomic_write_json, atomic_write_text, read_json
 from kadapt.runs.recipe import FinetuneSection
 from kadapt.runs.tuned_model import TunableKnowledgeModel, load_tuned, make_backbone, save_tuned
@@ -183,6 +183,7 @@ def evaluate_run(run_dir: str | Path, data: str | Path, fmt: str | None = None, 
     records = model.head.prepare_records(records, "test", info.get("seed", 0))
     tok = model.backbone.tokenizer
     encoded, kept = encode_records(model.head, records, tok, info["max_length"], policy, str(data))
+    require_usable(encoded, data, policy)
     metrics, predictions = evaluate_model(model, encoded, batch_size, tok.pad_token_id,
                                           model.backbone.device, with_predictions=True)
     out_dir = Path(out) if out else run_dir / "eval"
@@ -191,3 +192,9 @@ def evaluate_run(run_dir: str | Path, data: str | Path, fmt: str | None = None, 
     result = {"data": str(data), "examples": len(encoded), "skipped_records": policy.summary(), **metrics}
     atomic_write_json(out_dir / "metrics.json", result)
     return result
+
+
+def require_usable(encoded: list, data, policy: ErrorPolicy) -> None:
+    """Evaluating or predicting nothing is an error (exit non-zero), not an empty success."""
+    if not encoded:
+        raise DataError(data, None, f"no usable records to evaluate or predict ({policy.summary() or 'the file is empty'})")

@@ -23,7 +23,7 @@ from torch.utils.data import DataLoader, Sampler
 
 from kadapt.runs.checkpoint import (latest_checkpoint, load_checkpoint, prune_checkpoints, resumable_state,
                                save_checkpoint)
-from kadapt.core.errors import KadaptError
+from kadapt.core.errors import DataError, KadaptError
 from kadapt.core.model import KnowledgeModel, TrainableModel
 from kadapt.core.plugin import StepInfo
 from kadapt.data.encoding import collate
@@ -217,7 +217,7 @@ def train_members(members: list[Member], *, pad_id: int, resume: bool = False, a
     accelerator = accelerator or make_accelerator(lead)
     set_seed(lead.seed)
     if not members[0].train_set:
-        raise ValueError("no training examples (after reading and encoding the data)")
+        raise DataError(members[0].run_dir, None, "no training examples (after reading and encoding the data)")
     backbone = members[0].model.backbone
     backbone.to(accelerator.device)
     sampler = make_sampler(lead, members[0].train_set)
@@ -228,6 +228,9 @@ def train_members(members: list[Member], *, pad_id: int, resume: bool = False, a
                         drop_last=False, generator=torch.Generator().manual_seed(lead.seed))
     steps_per_epoch = max(1, math.ceil(len(loader) / lead.grad_accum))
     total_steps = lead.max_steps or steps_per_epoch * lead.epochs
+    if total_steps <= 0 and not lead.allow_degenerate:
+        raise KadaptError(f"{members[0].run_dir}: zero optimizer steps (training.epochs={lead.epochs}) would write an "
+                          "untrained plug-in; set training.allow_degenerate: true to allow it")
     loader = accelerator.prepare(loader)
     for member in members:
         _prepare_member(member, accelerator, total_steps, separate_rng=len(members) > 1)

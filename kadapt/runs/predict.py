@@ -51,7 +51,7 @@ def predict_examples(model, encoded: list[dict], batch_size: int = 64) -> list:
 def predict_file(run_dir: str | Path, data: str | Path, out: str | Path, fmt: str | None = None, *,
                  batch_size: int = 64, on_error: str = "raise", model=None) -> PredictResult:
     """Predict every record of ``data`` with the fine-tuned ``run_dir``; one JSON line per record."""
-    from kadapt.runs.finetune import load_finetuned
+    from kadapt.runs.finetune import load_finetuned, require_usable
 
     run_dir = Path(run_dir)
     info = read_json(run_dir / "head_config.json", "fine-tuned head config")
@@ -60,6 +60,7 @@ def predict_file(run_dir: str | Path, data: str | Path, out: str | Path, fmt: st
     records = read_records(fmt or info["data_format"], resolve_path(str(data)), policy)
     encoded, kept = encode_records(model.head, records, model.backbone.tokenizer, info["max_length"], policy,
                                    str(data))
+    require_usable(encoded, data, policy)
     started = time.perf_counter()
     predictions = predict_examples(model, encoded, batch_size)
     seconds = time.perf_counter() - started
