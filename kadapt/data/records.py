@@ -6,6 +6,8 @@ back at the input.
 """
 from __future__ import annotations
 
+import contextlib
+import contextvars
 from dataclasses import dataclass
 
 
@@ -127,3 +129,21 @@ def record_label(record) -> str:
     if isinstance(record, EntityTypingExample):
         return "|".join(sorted(record.labels))
     return ""
+
+
+_GOLD_OPTIONAL = contextvars.ContextVar("kadapt_gold_optional", default=False)
+
+
+@contextlib.contextmanager
+def gold_optional():
+    """Inside this block, readers accept records without a gold label (``kadapt predict`` on new data):
+    the label is then ``""`` (no gold)."""
+    token = _GOLD_OPTIONAL.set(True)
+    try:
+        yield
+    finally:
+        _GOLD_OPTIONAL.reset(token)
+
+
+def gold_is_optional() -> bool:
+    return _GOLD_OPTIONAL.get()

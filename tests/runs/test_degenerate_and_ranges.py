@@ -124,3 +124,22 @@ def test_cli_infuse_refuses_an_existing_run_without_overwrite(world, backbone_di
     assert main(["infuse", str(path), "training.seed=8", "--overwrite"]) == 0
     assert (tmp_path / "run" / "plugin" / "model.safetensors").read_bytes() != before
     assert not [p for p in (tmp_path / "run").iterdir() if p.name.startswith(".")]
+
+
+@pytest.mark.parametrize("name", ["../../x", "/abs/x", "a/b", ".hidden"])
+def test_joint_run_names_cannot_leave_out(world, backbone_dir, tmp_path, name):
+    from kadapt.runs.joint import infuse_many
+
+    recipes = [recipe_from_dict(factual_recipe(world, backbone_dir, tmp_path / "unused", name=n), f"{n}.yaml")
+               for n in ("first", name)]
+    with pytest.raises(KadaptError, match=r"key 'name' .* is not allowed: use 1-128 letters"):
+        infuse_many(recipes, out=tmp_path / "out")
+    assert not (tmp_path / "out").exists() and not (tmp_path / "x").exists()
+
+
+def test_too_long_out_is_one_line(world, backbone_dir, tmp_path, capsys):
+    path = write_yaml(tmp_path / "r.yaml", factual_recipe(world, backbone_dir, tmp_path / "run", epochs=1))
+    assert main(["infuse", str(path), "--out", str(tmp_path / ("x" * 300))]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("kadapt: error: run folder ") and "too long for the file system" in err
+    assert err.count("\n") == 1
