@@ -21,6 +21,7 @@ import shutil
 from pathlib import Path
 
 from kadapt.core.errors import KadaptError, PluginFormatError
+from kadapt.core.fileio import process_alive
 
 MANIFEST_FILE = "manifest.json"
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")
@@ -187,15 +188,6 @@ def clean_stale(target: Path) -> None:
     """Remove staging/aside folders of ``target`` left by processes that no longer run."""
     for path in target.parent.glob(f".{target.name}.*-*-*"):
         parts = path.name.rsplit("-", 2)
-        if len(parts) == 3 and parts[1].isdigit() and not _alive(int(parts[1])):
+        if len(parts) == 3 and parts[1].isdigit() and not process_alive(int(parts[1])):
             shutil.rmtree(path, ignore_errors=True)
 
-
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True

@@ -89,6 +89,11 @@ def start_run(recipe: Recipe, out: str | Path | None, backbone: FrozenBackbone |
 def check_label_variety(recipe: Recipe, train_records: list) -> None:
     """A training split with a single label teaches nothing (loss 0, accuracy 1): an error unless asked."""
     labels = objective_class(recipe.objective.name, f"{recipe.source}: objective").label_set(train_records)
+    by_case: dict[str, list[str]] = {}
+    for label in labels or []:
+        by_case.setdefault(str(label).casefold(), []).append(str(label))
+    for same in (group for group in by_case.values() if len(group) > 1):
+        log.warning("%s: labels %s differ only in case; they are separate classes", recipe.data.train, same)
     if labels is not None and len(labels) < 2 and not recipe.training.allow_degenerate:
         where = resolve_path(recipe.data.train)
         raise DataError(where, None, f"the training split has {len(labels)} label(s) {labels} "

@@ -278,11 +278,11 @@ def _resume(member: Member, accelerator, resume: bool) -> tuple[int, int, int]:
     ckpt_dir = member.run_dir / "checkpoints"
     found = latest_checkpoint(ckpt_dir)
     if found is None:
-        log.info("--resume: no complete checkpoint in %s, starting fresh", ckpt_dir)
+        log.warning("--resume: no complete checkpoint in %s, starting fresh", ckpt_dir)
         return 0, 0, 0
     state = load_checkpoint(found, module=member.unwrapped, optimizer=member.optimizer,
                             scheduler=member.scheduler, rank=accelerator.process_index)
-    log.info("resumed from %s (epoch %d, step %d)", found, state["epoch"], state["global_step"])
+    log.warning("--resume: resumed from %s (epoch %d, step %d)", found, state["epoch"], state["global_step"])
     return state["epoch"], state["batches_in_epoch"], state["global_step"]
 
 
