@@ -143,3 +143,10 @@ def test_too_long_out_is_one_line(world, backbone_dir, tmp_path, capsys):
     err = capsys.readouterr().err
     assert err.startswith("kadapt: error: run folder ") and "too long for the file system" in err
     assert err.count("\n") == 1
+
+
+def test_out_of_range_layer_names_the_recipe(world, backbone_dir, tmp_path):
+    raw = factual_recipe(world, backbone_dir, tmp_path / "run", adapter={"layers": [0, 99]})
+    with pytest.raises(KadaptError) as err:
+        infuse(recipe_from_dict(raw, "r.yaml"))
+    assert str(err.value).startswith("r.yaml: plugin.config: K-Adapter layers [0, 99] must be strictly increasing")
