@@ -150,3 +150,16 @@ def test_out_of_range_layer_names_the_recipe(world, backbone_dir, tmp_path):
     with pytest.raises(KadaptError) as err:
         infuse(recipe_from_dict(raw, "r.yaml"))
     assert str(err.value).startswith("r.yaml: plugin.config: K-Adapter layers [0, 99] must be strictly increasing")
+
+
+def test_resume_says_what_it_did(world, backbone_dir, tmp_path, caplog):
+    import logging
+
+    raw = factual_recipe(world, backbone_dir, tmp_path / "run", epochs=1)
+    with caplog.at_level(logging.WARNING, logger="kadapt"):
+        infuse(recipe_from_dict(raw), resume=True)
+    assert f"--resume: no complete checkpoint in {tmp_path / 'run' / 'checkpoints'}, starting fresh" in caplog.text
+    caplog.clear()
+    with caplog.at_level(logging.WARNING, logger="kadapt"):
+        infuse(recipe_from_dict(raw), resume=True)
+    assert "--resume: resumed from" in caplog.text and "step-0000003" in caplog.text
