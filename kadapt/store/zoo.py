@@ -12,12 +12,16 @@ in with one rename, which also refuses if another writer's entry appeared: exact
 """
 from __future__ import annotations
 
-import fcntl
 import os
 import shutil
 from pathlib import Path
 
 from kadapt.core.errors import KadaptError, PluginFormatError
+
+try:
+    import fcntl
+except ImportError:  # not POSIX: no reservation lock; the final rename still lets only one add win
+    fcntl = None
 from kadapt.core.folders import FolderExistsError, check_name, clean_stale, publish_folder, staging_path
 from kadapt.store.plugin_dir import CONFIG_FILE, describe_plugin, read_record
 
@@ -98,7 +102,8 @@ class Zoo:
         self.root.mkdir(parents=True, exist_ok=True)
         fd = os.open(lock, os.O_RDWR | os.O_CREAT, 0o644)
         try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            if fcntl is not None:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
             os.close(fd)
             raise FolderExistsError(f"zoo entry {target} is being written by another run right now; "
