@@ -13,10 +13,13 @@ from kadapt.core.errors import KadaptError
 from kadapt.core.family import registered_commands
 
 def _print_json(obj) -> None:
-    print(json.dumps(obj, indent=2, default=str))
+    from kadapt.core.fileio import json_safe
+
+    print(json.dumps(json_safe(obj), indent=2, default=str))
 
 
 def cmd_infuse(args) -> int:
+    from kadapt.core.fileio import json_safe
     from kadapt.runs.infuse import infuse
     from kadapt.runs.recipe import load_recipe
 
@@ -26,12 +29,14 @@ def cmd_infuse(args) -> int:
     if len(recipes) > 1:
         from kadapt.runs.joint import infuse_many
 
-        results = infuse_many([load_recipe(r, overrides) for r in recipes], out=args.out, resume=args.resume)
+        results = infuse_many([load_recipe(r, overrides) for r in recipes], out=args.out, resume=args.resume,
+                              overwrite=args.overwrite)
     else:
-        results = [infuse(load_recipe(args.recipe, overrides), out=args.out, resume=args.resume)]
+        results = [infuse(load_recipe(args.recipe, overrides), out=args.out, resume=args.resume,
+                          overwrite=args.overwrite)]
     for result in results:
         print(f"plug-in written to {result.plugin_dir}" + (f" (zoo: {result.zoo_entry})" if result.zoo_entry else ""))
-        print(f"dev: {json.dumps(result.train.final_dev)}")
+        print(f"dev: {json.dumps(json_safe(result.train.final_dev))}")
     return 0
 
 
@@ -53,7 +58,8 @@ def cmd_finetune(args) -> int:
     from kadapt.runs.recipe import load_recipe
 
     plugins, overrides = _split_plugins_and_overrides(args.plugins, args.overrides)
-    result = finetune(load_recipe(args.recipe, overrides), plugins=plugins, out=args.out, resume=args.resume)
+    result = finetune(load_recipe(args.recipe, overrides), plugins=plugins, out=args.out, resume=args.resume,
+                      overwrite=args.overwrite)
     print(f"metrics written to {result.run_dir / 'metrics.json'}")
     _print_json({k: result.metrics.get(k) for k in ("dev", "test")})
     return 0
@@ -117,9 +123,13 @@ def cmd_recipe_keys(args) -> int:
 
 
 def cmd_recipe_check(args) -> int:
-    from kadapt.runs.recipe import check_recipe, load_recipe, missing_data
+    from kadapt.runs.recipe import RecipeValueError, check_recipe, load_recipe, missing_data
 
-    recipe = load_recipe(args.recipe, args.overrides)
+    try:
+        recipe = load_recipe(args.recipe, args.overrides)
+    except RecipeValueError as err:  # bad values: one line each, exit 1 like any other problem
+        print(str(err), file=sys.stderr)
+        return 1
     problems = check_recipe(recipe, require_data=args.require_data)
     for problem in problems:
         print(problem, file=sys.stderr)
@@ -154,6 +164,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", help="Run folder (default: the recipe's output.dir); with several recipes the "
                                  "parent folder of one run folder per recipe name.")
     p.add_argument("--resume", action="store_true", help="Continue from the newest checkpoint in the run folder.")
+    p.add_argument("--overwrite", action="store_true", help="Replace a run (and its plug-in) already in the run folder.")
     p.set_defaults(func=cmd_infuse)
 
     p = sub.add_parser("finetune", help="Fine-tune a task head over the backbone + plug-ins.")
@@ -162,6 +173,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--plugins", nargs="*", help="Plug-in folders (replace the recipe's list; none = bare backbone).")
     p.add_argument("--out")
     p.add_argument("--resume", action="store_true")
+    p.add_argument("--overwrite", action="store_true", help="Replace a run already in the run folder.")
     p.set_defaults(func=cmd_finetune)
 
     p = sub.add_parser("evaluate", help="Evaluate a fine-tuned run folder on a data file.")

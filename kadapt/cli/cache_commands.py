@@ -50,9 +50,25 @@ def cmd_cache(args) -> int:
                 print(f"  {e['entry']}  {e['bytes'] / 1e6:8.1f} MB  {e['state']}"
                       + (f"  layers {e['layers']}, {e['examples']} examples, {e['dtype']}" if "layers" in e else ""))
     else:
+        if not args.yes and not _confirm(args.cache_dir):
+            return 1
         freed = cache.clear(args.cache_dir)
         print(f"removed {freed / 1e6:.1f} MB from {args.cache_dir or cache.default_cache_dir()}")
     return 0
+
+
+def _confirm(cache_dir) -> bool:
+    """Ask before deleting every entry; without a terminal, ``--yes`` is required."""
+    import sys
+
+    from kadapt.core.errors import KadaptError
+
+    info = cache.describe(cache_dir)
+    what = f"{len(info['entries'])} entries ({info['bytes'] / 1e6:.1f} MB) in {info['cache_dir']}"
+    if not sys.stdin.isatty():
+        raise KadaptError(f"cache clear would delete {what}; pass --yes to confirm")
+    answer = input(f"delete {what}? [y/N] ")
+    return answer.strip().lower() in ("y", "yes")
 
 
 def add_commands(subparsers) -> None:
@@ -69,4 +85,6 @@ def add_commands(subparsers) -> None:
         c.add_argument("--cache-dir", help="Cache folder (default: $KADAPT_CACHE_DIR or ~/.cache/kadapt/hidden_states).")
         if name == "info":
             c.add_argument("--json", action="store_true")
+        else:
+            c.add_argument("--yes", action="store_true", help="Do not ask for confirmation.")
     p.set_defaults(func=cmd_cache)

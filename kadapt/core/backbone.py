@@ -16,6 +16,9 @@ transformer layer k (1-based), ``num_layers`` = last hidden state.
 """
 from __future__ import annotations
 
+import contextlib
+import logging
+
 import hashlib
 import json
 import logging
@@ -205,9 +208,11 @@ class Backbone:
         if dtype is not None:
             kwargs["dtype"] = dtype
         try:
-            model = AutoModel.from_pretrained(str(name_or_path), add_pooling_layer=False, **kwargs)
+            with _quiet_transformers():  # the encoder of a *ForXxx checkpoint: HF's "weights not used" block is noise
+                model = AutoModel.from_pretrained(str(name_or_path), add_pooling_layer=False, **kwargs)
         except TypeError:  # architectures without a pooler argument
-            model = AutoModel.from_pretrained(str(name_or_path), **kwargs)
+            with _quiet_transformers():
+                model = AutoModel.from_pretrained(str(name_or_path), **kwargs)
         except OSError as err:
             raise KadaptError(f"cannot load backbone {name_or_path!r}: {err}") from None
         tokenizer = AutoTokenizer.from_pretrained(str(name_or_path), trust_remote_code=trust_remote_code)
@@ -424,3 +429,17 @@ def _tolerance(dtype: torch.dtype) -> float:
 class FrozenBackbone(Backbone):
     """The frozen encoder of infusion and of fine-tuning with ``backbone: frozen``: weights never
     change, ``encode`` runs without autograd, ``run_layers`` with it (gradients reach the plug-in)."""
+
+
+@contextlib.contextmanager
+def _quiet_transformers():
+    """transformers at ERROR level while loading (unless kadapt runs at INFO/DEBUG: ``-v``)."""
+    from transformers.utils import logging as hf_logging
+
+    before = hf_logging.get_verbosity()
+    if not logging.getLogger("kadapt").isEnabledFor(logging.INFO):
+        hf_logging.set_verbosity_error()
+    try:
+        yield
+    finally:
+        hf_logging.set_verbosity(before)

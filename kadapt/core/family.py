@@ -165,4 +165,9 @@ def build_plugin(
             f"{source}: config of type {type(config).__name__} given for kind {kind!r} "
             f"(expects {cls.config_class.__name__})"
         )
-    return cls(config, spec)
+    try:
+        return cls(config, spec)
+    except (PluginFormatError, ValueError) as err:  # a config value the backbone cannot take: name the file
+        if str(err).startswith(str(source)):
+            raise
+        raise PluginFormatError(f"{source}: {err}") from None

@@ -2,8 +2,10 @@
 from __future__ import annotations
 
 import json
+import math
 import os
 import tempfile
+from glob import escape as glob_escape
 from pathlib import Path
 
 import torch
@@ -27,7 +29,8 @@ def atomic_write_bytes(path: str | Path, data: bytes) -> Path:
     """Write ``data`` so that ``path`` holds either its old content or all of ``data``, never half."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    _remove_orphans(path)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.{os.getpid()}-", suffix=".tmp", dir=path.parent)
     try:
         os.fchmod(fd, _FILE_MODE)  # mkstemp creates 0600; give the usual permissions
         with os.fdopen(fd, "wb") as handle:
@@ -42,12 +45,46 @@ def atomic_write_bytes(path: str | Path, data: bytes) -> Path:
     return path
 
 
+def _remove_orphans(path: Path) -> None:
+    """Temp files of ``path`` left by a killed writer (their process no longer runs)."""
+    for tmp in path.parent.glob(f".{glob_escape(path.name)}.*-*.tmp"):
+        pid = tmp.name[len(path.name) + 2:].split("-", 1)[0]
+        if pid.isdigit() and not process_alive(int(pid)):
+            tmp.unlink(missing_ok=True)
+
+
+def process_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
 def atomic_write_text(path: str | Path, text: str) -> Path:
     return atomic_write_bytes(path, text.encode("utf-8"))
 
 
+def json_safe(obj):
+    """``obj`` with NaN/Inf floats as ``None`` (JSON has no NaN; ``json.dumps`` would write invalid JSON)."""
+    if isinstance(obj, float):
+        return obj if math.isfinite(obj) else None
+    if isinstance(obj, dict):
+        return {k: json_safe(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [json_safe(v) for v in obj]
+    return obj
+
+
+def json_line(obj) -> str:
+    """One strict JSON line (non-finite floats written as ``null``)."""
+    return json.dumps(json_safe(obj), allow_nan=False)
+
+
 def atomic_write_json(path: str | Path, obj) -> Path:
-    return atomic_write_text(path, json.dumps(obj, indent=2, sort_keys=False) + "\n")
+    return atomic_write_text(path, json.dumps(json_safe(obj), indent=2, sort_keys=False, allow_nan=False) + "\n")
 
 
 def save_tensors(path: str | Path, tensors: dict[str, torch.Tensor], metadata: dict[str, str] | None = None) -> Path:
@@ -55,7 +92,21 @@ def save_tensors(path: str | Path, tensors: dict[str, torch.Tensor], metadata: d
     meta = {str(k): str(v) for k, v in (metadata or {}).items()}
     payload = {k: v.detach().contiguous().cpu() for k, v in tensors.items()}
     # safetensors 0.8.0 writes an unreadable header for no tensors + an empty metadata dict
-    return atomic_write_bytes(path, st_save_bytes(payload, metadata=meta if (meta or payload) else None))
+    data = st_save_bytes(payload, metadata=meta if (meta or payload) else None)
+    return atomic_write_bytes(path, _sorted_metadata(data) if len(meta) > 1 else data)
+
+
+def _sorted_metadata(data: bytes) -> bytes:
+    """safetensors writes the metadata in hash order (a new order on every save); sort it so the same
+    tensors and metadata always give the same bytes (manifests, digests, bit-identity checks)."""
+    length = int.from_bytes(data[:8], "little")
+    header = json.loads(data[8 : 8 + length])
+    meta = header.pop("__metadata__", None) or {}
+    ordered = json.dumps({"__metadata__": dict(sorted(meta.items())), **header}, separators=(",", ":"),
+                         ensure_ascii=False).encode("utf-8")
+    if len(ordered) > length:  # never expected (same content, same escaping); keep safetensors' bytes
+        return data
+    return data[:8] + ordered + b" " * (length - len(ordered)) + data[8 + length :]
 
 
 def load_tensors(path: str | Path) -> tuple[dict[str, torch.Tensor], dict[str, str]]:

@@ -4,11 +4,13 @@ their own through ``register_family(Family(formats=...))``.
 Readers are imported when a file is read, so listing formats stays cheap."""
 from __future__ import annotations
 
+import random
 from pathlib import Path
 
 from kadapt.core.errors import KadaptError
 from kadapt.core.family import format_names, format_reader, register_format
 from kadapt.data.policy import ErrorPolicy
+from kadapt.data.records import record_label
 
 
 def _lama(path, policy=None):
@@ -104,14 +106,37 @@ def reader_names() -> list[str]:
     return format_names()
 
 
-def read_records(fmt: str, path: str | Path, policy: ErrorPolicy | None = None, limit: int | None = None) -> list:
-    """All records of ``path`` in format ``fmt`` (the first ``limit`` when given)."""
+def read_records(fmt: str, path: str | Path, policy: ErrorPolicy | None = None, limit: int | None = None,
+                 seed: int = 0) -> list:
+    """All records of ``path`` in format ``fmt``; with ``limit``, a seeded label-stratified subset.
+
+    ``limit`` (recipe ``data.limit``) keeps ``limit`` records chosen in proportion to each label's share
+    (every label present when ``limit`` >= the number of labels), seeded by ``seed`` and returned in
+    file order; not a file prefix, which in label-sorted files (LAMA T-REx) would keep one label.
+    Formats whose records carry no label (dependency trees, text, XLM-K's interleaved knowledge) keep
+    the first ``limit`` records: there is no label mix to preserve, and the reader's order is kept.
+    """
     reader = format_reader(fmt)
     if not Path(path).exists():
         raise KadaptError(f"{path}: data file not found")
-    records = []
-    for record in reader(path, policy=policy):
-        records.append(record)
-        if limit is not None and len(records) >= limit:
-            break
-    return records
+    records = list(reader(path, policy=policy))
+    if limit is None or len(records) <= limit:
+        return records
+    return stratified_subset(records, limit, seed)
+
+
+def stratified_subset(records: list, limit: int, seed: int) -> list:
+    """``limit`` records, label-proportional: each record gets the key (rank in its shuffled label
+    group) / (group size); the smallest keys win (ties in seeded random order); file order kept."""
+    rng = random.Random(seed)
+    groups: dict[str, list[int]] = {}
+    for index, record in enumerate(records):
+        groups.setdefault(record_label(record), []).append(index)
+    if set(groups) == {""}:
+        return records[:limit]
+    keys = []
+    for members in groups.values():
+        rng.shuffle(members)
+        keys += [(rank / len(members), rng.random(), index) for rank, index in enumerate(members)]
+    chosen = sorted(index for _, _, index in sorted(keys)[:limit])
+    return [records[i] for i in chosen]

@@ -6,6 +6,8 @@ back at the input.
 """
 from __future__ import annotations
 
+import contextlib
+import contextvars
 from dataclasses import dataclass
 
 
@@ -115,3 +117,33 @@ class EntityTypingExample:
     span: tuple[int, int]
     labels: tuple[str, ...]
     source: str = ""
+
+
+def record_label(record) -> str:
+    """The label a record is stratified by (``data.limit``): its class, relation or first type; ""
+    for records without one (dependency trees, tagged sentences, QA)."""
+    if isinstance(record, (RelationExample, SentencePairExample, MultipleChoiceExample)):
+        return "" if record.label is None else str(record.label)
+    if isinstance(record, ClozeExample):
+        return record.relation
+    if isinstance(record, EntityTypingExample):
+        return "|".join(sorted(record.labels))
+    return ""
+
+
+_GOLD_OPTIONAL = contextvars.ContextVar("kadapt_gold_optional", default=False)
+
+
+@contextlib.contextmanager
+def gold_optional():
+    """Inside this block, readers accept records without a gold label (``kadapt predict`` on new data):
+    the label is then ``""`` (no gold)."""
+    token = _GOLD_OPTIONAL.set(True)
+    try:
+        yield
+    finally:
+        _GOLD_OPTIONAL.reset(token)
+
+
+def gold_is_optional() -> bool:
+    return _GOLD_OPTIONAL.get()

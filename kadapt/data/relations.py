@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from kadapt.data.policy import ErrorPolicy
-from kadapt.data.records import RelationExample
+from kadapt.data.records import RelationExample, gold_is_optional
 from kadapt.data.textfile import iter_raw_lines, open_binary
 from kadapt.core.errors import DataError
 
@@ -84,6 +84,8 @@ def _field(obj: dict[str, Any], key: str, kind: type) -> Any:
 
 
 def _label(obj: dict[str, Any], key: str) -> str:
+    if gold_is_optional() and obj.get(key) in (None, ""):
+        return ""  # unlabelled record, read for prediction
     label = _field(obj, key, str)
     if not label.strip():
         raise _Invalid("empty label", f"key {key!r} is empty")

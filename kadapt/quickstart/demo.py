@@ -110,7 +110,7 @@ def _run(out: Path, backbone: str, seed: int, infuse_epochs: int, finetune_epoch
             "training": {**training, "epochs": epochs},
             "output": {"dir": str(out / "runs" / f"infuse-{name}"), "zoo": str(zoo)},
         }, source=f"quickstart:{name}")
-        result = infuse(recipe, backbone=frozen)
+        result = infuse(recipe, backbone=frozen, overwrite=True)  # its own run folders
         plugin_dirs[name] = result.zoo_entry
         after = {k: _tree_digest(plugin_dirs[k]) for k in before}
         if after != before:
@@ -130,7 +130,7 @@ def _run(out: Path, backbone: str, seed: int, infuse_epochs: int, finetune_epoch
                 "training": {**training, "epochs": finetune_epochs},
                 "output": {"dir": str(out / "runs" / f"finetune-{task}{combo}")},
             }, source=f"quickstart:{task}{combo}")
-            metrics = finetune(recipe, backbone=frozen).metrics
+            metrics = finetune(recipe, backbone=frozen, overwrite=True).metrics
             results.setdefault(task, {})[combo] = {"dev": metrics["dev"].get(metric), "test": metrics["test"][metric]}
     table = render_table(results, {t: m for t, (_, m) in tasks.items()}, backbone_path, world.counts)
     atomic_write_text(out / "results.md", table + "\n")

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import logging
 import random
+import shutil
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -13,18 +14,34 @@ from kadapt.data.policy import ErrorPolicy
 from kadapt.data.formats import read_records
 from kadapt.core.errors import DataError, KadaptError
 from kadapt.core.fileio import atomic_write_text
+from kadapt.core.folders import FolderExistsError, check_path_length
 from kadapt.core.objective import Objective, build_objective, objective_class
-from kadapt.runs.recipe import BackboneSection, DataSection, Recipe, resolve_path
+from kadapt.core.errors import RecipeError
+from kadapt.runs.recipe import BackboneSection, DataSection, Recipe, max_length_problem, resolve_path
 
 log = logging.getLogger(__name__)
 
 _DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
 
 
-def prepare_run_dir(recipe: Recipe, out: str | Path | None = None, *, is_main: bool = True) -> Path:
-    """Create the run folder and copy the (fully resolved) recipe into it."""
-    run_dir = Path(out) if out else Path(recipe.output.dir)
+RUN_MARKERS = ("plugin", "checkpoints", "metrics.jsonl", "metrics.json")  # recipe.yaml alone: nothing to lose
+
+
+def prepare_run_dir(recipe: Recipe, out: str | Path | None = None, *, is_main: bool = True,
+                    resume: bool = False, overwrite: bool = False) -> Path:
+    """Create the run folder and copy the (fully resolved) recipe into it.
+
+    A folder that already holds a run is continued with ``resume`` or replaced with ``overwrite``
+    (its checkpoints are deleted first); otherwise it is an error, before any model loads.
+    """
+    run_dir = check_path_length(Path(out) if out else Path(recipe.output.dir), "run folder")
     if is_main:
+        existing = run_dir.is_dir() and any((run_dir / m).exists() for m in RUN_MARKERS)
+        if existing and not (resume or overwrite):
+            raise FolderExistsError(f"{run_dir}: already holds a run; pass --resume to continue it or --overwrite "
+                                    "to replace it (Python: resume=True / overwrite=True)")
+        if existing and overwrite and not resume:
+            shutil.rmtree(run_dir / "checkpoints", ignore_errors=True)
         run_dir.mkdir(parents=True, exist_ok=True)
         atomic_write_text(run_dir / "recipe.yaml", recipe.to_yaml())
     return run_dir
@@ -53,15 +70,35 @@ class RunContext:
     splits: "Splits"
 
 
-def start_run(recipe: Recipe, out: str | Path | None, backbone: FrozenBackbone | None) -> RunContext:
+def start_run(recipe: Recipe, out: str | Path | None, backbone: FrozenBackbone | None, *,
+              resume: bool = False, overwrite: bool = False) -> RunContext:
     from kadapt.runs.loop import make_accelerator
 
     accelerator = make_accelerator(recipe.training)
-    run_dir = prepare_run_dir(recipe, out, is_main=accelerator.is_main_process)
-    backbone = backbone or load_backbone(recipe.backbone)
+    run_dir = prepare_run_dir(recipe, out, is_main=accelerator.is_main_process, resume=resume, overwrite=overwrite)
     policy = ErrorPolicy(recipe.data.on_error)
     splits = read_splits(recipe.data, recipe.training.seed, policy)
+    check_label_variety(recipe, splits.train)
+    length = max_length_problem(recipe)
+    if length:  # before any model loads, not deep inside transformers when a long sentence comes
+        raise RecipeError(f"{recipe.source}: {length}")
+    backbone = backbone or load_backbone(recipe.backbone)
     return RunContext(accelerator, run_dir, backbone, policy, splits)
+
+
+def check_label_variety(recipe: Recipe, train_records: list) -> None:
+    """A training split with a single label teaches nothing (loss 0, accuracy 1): an error unless asked."""
+    labels = objective_class(recipe.objective.name, f"{recipe.source}: objective").label_set(train_records)
+    by_case: dict[str, list[str]] = {}
+    for label in labels or []:
+        by_case.setdefault(str(label).casefold(), []).append(str(label))
+    for same in (group for group in by_case.values() if len(group) > 1):
+        log.warning("%s: labels %s differ only in case; they are separate classes", recipe.data.train, same)
+    if labels is not None and len(labels) < 2 and not recipe.training.allow_degenerate:
+        where = resolve_path(recipe.data.train)
+        raise DataError(where, None, f"the training split has {len(labels)} label(s) {labels} "
+                        f"({len(train_records)} records{', data.limit=' + str(recipe.data.limit) if recipe.data.limit else ''}); "
+                        "nothing to learn. Set training.allow_degenerate: true to train anyway")
 
 
 @dataclass
@@ -79,7 +116,7 @@ def read_splits(data: DataSection, seed: int, policy: ErrorPolicy) -> Splits:
         if path is None:
             return []
         before = policy.skipped
-        records = read_records(fmt, path, policy, data.limit)
+        records = read_records(fmt, path, policy, data.limit, seed)
         if not records:  # every line skipped: almost always a file in another format
             raise DataError(path, None, f"no usable {fmt!r} records ({policy.skipped - before} skipped; "
                             f"{policy.summary()}); is data.{split} a {fmt} file?")

@@ -19,7 +19,7 @@ import torch
 from kadapt.core.model import KnowledgeModel
 from kadapt.data.policy import ErrorPolicy
 from kadapt.data.formats import read_records
-from kadapt.core.errors import RecipeError
+from kadapt.core.errors import DataError, RecipeError
 from kadapt.core.fileio import atomic_write_json, atomic_write_text, read_json
 from kadapt.runs.recipe import FinetuneSection
 from kadapt.runs.tuned_model import TunableKnowledgeModel, load_tuned, make_backbone, save_tuned
@@ -53,12 +53,15 @@ def build_model(backbone, plugin_dirs: list[str | Path], section: FinetuneSectio
 
 
 def finetune(recipe: Recipe, *, plugins: list[str] | None = None, out: str | Path | None = None,
-             resume: bool = False, backbone=None) -> FinetuneResult:
-    """Run a ``finetune`` recipe; ``plugins`` (e.g. from ``--plugins``) replaces the recipe's list."""
+             resume: bool = False, backbone=None, overwrite: bool = False) -> FinetuneResult:
+    """Run a ``finetune`` recipe; ``plugins`` (e.g. from ``--plugins``) replaces the recipe's list.
+
+    An ``out`` folder that already holds a run needs ``resume`` (continue) or ``overwrite`` (replace).
+    """
     if plugins is not None:
         recipe.plugins = list(plugins)
     own_backbone = backbone is None
-    run = start_run(recipe, out, backbone)
+    run = start_run(recipe, out, backbone, resume=resume, overwrite=overwrite)
     accelerator, run_dir, backbone, policy, splits = run.accelerator, run.run_dir, run.backbone, run.policy, run.splits
     torch.manual_seed(recipe.training.seed)  # head, fusion and task-adapter inits are part of the seeded run
     # a backbone the caller passed in is copied before a trainable mode changes it
@@ -180,6 +183,7 @@ def evaluate_run(run_dir: str | Path, data: str | Path, fmt: str | None = None, 
     records = model.head.prepare_records(records, "test", info.get("seed", 0))
     tok = model.backbone.tokenizer
     encoded, kept = encode_records(model.head, records, tok, info["max_length"], policy, str(data))
+    require_usable(encoded, data, policy)
     metrics, predictions = evaluate_model(model, encoded, batch_size, tok.pad_token_id,
                                           model.backbone.device, with_predictions=True)
     out_dir = Path(out) if out else run_dir / "eval"
@@ -188,3 +192,9 @@ def evaluate_run(run_dir: str | Path, data: str | Path, fmt: str | None = None, 
     result = {"data": str(data), "examples": len(encoded), "skipped_records": policy.summary(), **metrics}
     atomic_write_json(out_dir / "metrics.json", result)
     return result
+
+
+def require_usable(encoded: list, data, policy: ErrorPolicy) -> None:
+    """Evaluating or predicting nothing is an error (exit non-zero), not an empty success."""
+    if not encoded:
+        raise DataError(data, None, f"no usable records to evaluate or predict ({policy.summary() or 'the file is empty'})")

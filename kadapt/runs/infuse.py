@@ -11,6 +11,7 @@ backbone and every existing plug-in are never opened for writing.
 from __future__ import annotations
 
 import logging
+import os
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -68,15 +69,24 @@ def pipeline_for(kind: str) -> InfusionPipeline:
     return family(kind).pipeline or STANDARD_PIPELINE
 
 
-def infuse(recipe: Recipe, *, out: str | Path | None = None, resume: bool = False,
-           backbone=None) -> InfusionResult:
-    """Run an ``infuse`` recipe end to end; returns where the plug-in was written."""
-    if recipe.output.zoo:  # fail before training, not after it, on a bad or taken zoo name
+def reserve_zoo_name(recipe: Recipe) -> None:
+    """Fail before training, not after it, on a bad or taken zoo name; hold the name (main process)."""
+    if recipe.output.zoo:
         from kadapt.store.zoo import Zoo
 
-        Zoo(recipe.output.zoo).require_new(recipe.name)
+        zoo = Zoo(recipe.output.zoo)
+        zoo.reserve(recipe.name) if int(os.environ.get("RANK", "0")) == 0 else zoo.require_new(recipe.name)
+
+
+def infuse(recipe: Recipe, *, out: str | Path | None = None, resume: bool = False,
+           backbone=None, overwrite: bool = False) -> InfusionResult:
+    """Run an ``infuse`` recipe end to end; returns where the plug-in was written.
+
+    An ``out`` folder that already holds a run needs ``resume`` (continue) or ``overwrite`` (replace).
+    """
+    reserve_zoo_name(recipe)
     pipeline = pipeline_for(recipe.plugin.kind)
-    run = start_run(recipe, out, backbone)
+    run = start_run(recipe, out, backbone, resume=resume, overwrite=overwrite)
     model = pipeline.build(recipe, run.backbone, run.splits)
     tok, max_len = run.backbone.tokenizer, recipe.data.max_length
     train_set, _ = encode_records(model.head, run.splits.train, tok, max_len, run.policy, "train")
@@ -91,17 +101,17 @@ def infuse(recipe: Recipe, *, out: str | Path | None = None, resume: bool = Fals
                    resume=resume, accelerator=run.accelerator, **collates)
     plugin_dir, zoo_entry = run.run_dir / "plugin", None
     if run.accelerator.is_main_process:
-        plugin_dir, zoo_entry = save_infused(model, pipeline, recipe, result, plugin_dir)
+        plugin_dir, zoo_entry = save_infused(model, pipeline, recipe, result, plugin_dir, overwrite=resume or overwrite)
     run.accelerator.wait_for_everyone()
     return InfusionResult(plugin_dir, run.run_dir, result, zoo_entry)
 
 
 def save_infused(model, pipeline: InfusionPipeline, recipe: Recipe, result: TrainResult,
-                 plugin_dir: Path) -> tuple[Path, Path | None]:
+                 plugin_dir: Path, *, overwrite: bool = False) -> tuple[Path, Path | None]:
     """Write the trained plug-in folder (and its zoo entry when the recipe names a zoo)."""
     metrics = {k: round(v, 4) for k, v in result.final_dev.items() if isinstance(v, float)}
     files = pipeline.plugin_files(model, recipe, metrics)
-    plugin_dir = save_plugin(model.plugins[0], plugin_dir, model.backbone.fingerprint, **files)
+    plugin_dir = save_plugin(model.plugins[0], plugin_dir, model.backbone.fingerprint, overwrite=overwrite, **files)
     zoo_entry = None
     if recipe.output.zoo:
         from kadapt.store.zoo import Zoo

@@ -26,12 +26,14 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from kadapt.core.errors import KadaptError
+from kadapt.core.folders import check_name
 from kadapt.core.family import plugin_class
 from kadapt.core.model import STATE_PREFIX, KnowledgeModel
 from kadapt.data.encoding import collate
 from kadapt.data.policy import ErrorPolicy
 from kadapt.runs.context import encode_records, load_backbone, prepare_run_dir, read_splits
-from kadapt.runs.infuse import STANDARD_PIPELINE, InfusionResult, cache_splits, pipeline_for, save_infused
+from kadapt.runs.infuse import (STANDARD_PIPELINE, InfusionResult, cache_splits, pipeline_for, reserve_zoo_name,
+                                save_infused)
 from kadapt.runs.loop import Member, make_accelerator, train_members
 from kadapt.runs.recipe import Recipe
 
@@ -134,7 +136,7 @@ class SharedCacheBatches:
 
 
 def infuse_many(recipes: Sequence[Recipe], *, out: str | Path | None = None, backbone=None,
-                resume: bool = False) -> list[InfusionResult]:
+                resume: bool = False, overwrite: bool = False) -> list[InfusionResult]:
     """Infuse every recipe's plug-in in one run (see module doc); ``out`` = parent of the run folders."""
     recipes = list(recipes)
     if not recipes:
@@ -143,24 +145,22 @@ def infuse_many(recipes: Sequence[Recipe], *, out: str | Path | None = None, bac
         raise KadaptError("--resume is not supported for a joint run of several recipes; resume them one by one")
     check_shared_stream(recipes)  # before the zoo check and any work
     check_can_join(recipes)
+    run_dirs = [Path(out) / check_name(r.name, f"{r.source}: key 'name'", out) if out else None for r in recipes]
     for recipe in recipes:
-        if recipe.output.zoo:
-            from kadapt.store.zoo import Zoo
-
-            Zoo(recipe.output.zoo).require_new(recipe.name)
+        reserve_zoo_name(recipe)
     accelerator = make_accelerator(recipes[0].training)
     if accelerator.num_processes > 1:
         raise KadaptError("a joint run of several recipes runs in one process; launch it without accelerate")
+    run_dirs = [prepare_run_dir(r, d, overwrite=overwrite) for r, d in zip(recipes, run_dirs)]
     backbone, joint = prepare_members(recipes, backbone, accelerator.device)
-    members = [Member(j.model, j.train_set, j.dev_set, j.recipe.training,
-                      prepare_run_dir(j.recipe, Path(out) / j.recipe.name if out else None)) for j in joint]
+    members = [Member(j.model, j.train_set, j.dev_set, j.recipe.training, d) for j, d in zip(joint, run_dirs)]
     pad_id = backbone.tokenizer.pad_token_id
     rows_collate = _attach_cache(joint, members, pad_id) if recipes[0].training.cache else None
     results = train_members(members, pad_id=pad_id, accelerator=accelerator, rows_collate=rows_collate)
     outputs = []
     for member, result, j in zip(members, results, joint):
         plugin_dir, zoo_entry = save_infused(member.model, STANDARD_PIPELINE, j.recipe, result,
-                                             member.run_dir / "plugin")
+                                             member.run_dir / "plugin", overwrite=overwrite)
         outputs.append(InfusionResult(plugin_dir, member.run_dir, result, zoo_entry))
     return outputs
 

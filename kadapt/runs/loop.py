@@ -23,6 +23,7 @@ from torch.utils.data import DataLoader, Sampler
 
 from kadapt.runs.checkpoint import (latest_checkpoint, load_checkpoint, prune_checkpoints, resumable_state,
                                save_checkpoint)
+from kadapt.core.errors import DataError, KadaptError
 from kadapt.core.model import KnowledgeModel, TrainableModel
 from kadapt.core.plugin import StepInfo
 from kadapt.data.encoding import collate
@@ -222,7 +223,7 @@ def train_members(members: list[Member], *, pad_id: int, resume: bool = False, a
     accelerator = accelerator or make_accelerator(lead)
     set_seed(lead.seed)
     if not members[0].train_set:
-        raise ValueError("no training examples (after reading and encoding the data)")
+        raise DataError(members[0].run_dir, None, "no training examples (after reading and encoding the data)")
     backbone = members[0].model.backbone
     backbone.to(accelerator.device)
     sampler = make_sampler(lead, members[0].train_set)
@@ -233,6 +234,9 @@ def train_members(members: list[Member], *, pad_id: int, resume: bool = False, a
                         drop_last=False, generator=torch.Generator().manual_seed(lead.seed))
     steps_per_epoch = max(1, math.ceil(len(loader) / lead.grad_accum))
     total_steps = lead.max_steps or steps_per_epoch * lead.epochs
+    if total_steps <= 0 and not lead.allow_degenerate:
+        raise KadaptError(f"{members[0].run_dir}: zero optimizer steps (training.epochs={lead.epochs}) would write an "
+                          "untrained plug-in; set training.allow_degenerate: true to allow it")
     loader = accelerator.prepare(loader)
     for member in members:
         _prepare_member(member, accelerator, total_steps, separate_rng=len(members) > 1)
@@ -283,12 +287,16 @@ def _resume(member: Member, accelerator, resume: bool) -> tuple[int, int, int]:
     ckpt_dir = member.run_dir / "checkpoints"
     found = latest_checkpoint(ckpt_dir)
     if found is None:
-        log.info("--resume: no complete checkpoint in %s, starting fresh", ckpt_dir)
+        log.warning("--resume: no complete checkpoint in %s, starting fresh", ckpt_dir)
         return 0, 0, 0
     state = load_checkpoint(found, module=member.unwrapped, optimizer=member.optimizer,
                             scheduler=member.scheduler, rank=accelerator.process_index)
-    log.info("resumed from %s (epoch %d, step %d)", found, state["epoch"], state["global_step"])
+    log.warning("--resume: resumed from %s (epoch %d, step %d)", found, state["epoch"], state["global_step"])
     return state["epoch"], state["batches_in_epoch"], state["global_step"]
+
+
+class NonFiniteLossError(KadaptError):
+    """The training loss became NaN or infinite; the run stopped before the optimizer step."""
 
 
 class _LoopState:
@@ -366,12 +374,23 @@ class _LoopState:
                     loss = member.wrapped(batch).loss
                     accelerator.backward(loss)
                 member.running.append(accelerator.reduce(loss.detach(), "mean").item())
+                self._check_finite(member, member.running[-1])
             for member in self.members:
                 if accelerator.sync_gradients and member.config.max_grad_norm:
                     accelerator.clip_grad_norm_(member.trainable, member.config.max_grad_norm)
                 member.optimizer.step()
                 member.scheduler.step()
                 member.optimizer.zero_grad(set_to_none=True)
+
+    def _check_finite(self, member, value: float) -> None:
+        """A NaN/Inf loss stops the run before the optimizer step: the weights and the last checkpoint stay good."""
+        if math.isfinite(value):
+            return
+        last = latest_checkpoint(member.run_dir / "checkpoints")
+        kept = f"the last good checkpoint {last} is kept (--resume continues from it)" if last else "no checkpoint yet"
+        raise NonFiniteLossError(f"{member.run_dir}: training loss is {value} at optimizer step {self.global_step + 1}; "
+                                 f"stopped before updating the weights, {kept}; lower training.lr or check the data "
+                                 "and plug-in weights")
 
     def _log_step(self, epoch: int) -> None:
         for index, member in enumerate(self.members):

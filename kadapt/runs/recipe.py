@@ -19,6 +19,8 @@ from __future__ import annotations
 
 import copy
 import dataclasses
+import json
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -31,31 +33,36 @@ from kadapt.core.plugin import PluginConfig
 RUN_KINDS = ("infuse", "finetune")
 
 
+class RecipeValueError(RecipeError):
+    """Values outside their ranges: one line per bad value, each naming the recipe file and the key."""
+
+
 @dataclass
 class TrainConfig:
     """Optimisation settings of one run (recipe section ``training``)."""
 
-    epochs: int = field(default=1, metadata={"help": "Passes over the training data."})
-    batch_size: int = field(default=32, metadata={"help": "Global batch per forward (split across processes)."})
-    grad_accum: int = field(default=1, metadata={"help": "Batches per optimizer step (effective batch = batch_size × grad_accum)."})
-    lr: float = field(default=2e-5, metadata={"help": "Peak learning rate of AdamW."})
-    weight_decay: float = field(default=0.0, metadata={"help": "AdamW weight decay (not applied to biases and LayerNorm)."})
-    warmup_ratio: float = field(default=0.0, metadata={"help": "Fraction of optimizer steps with linear warm-up."})
+    epochs: int = field(default=1, metadata={"min": 0, "help": "Passes over the training data."})
+    batch_size: int = field(default=32, metadata={"min": 1, "help": "Global batch per forward (split across processes)."})
+    grad_accum: int = field(default=1, metadata={"min": 1, "help": "Batches per optimizer step (effective batch = batch_size × grad_accum)."})
+    lr: float = field(default=2e-5, metadata={"gt": 0, "help": "Peak learning rate of AdamW."})
+    weight_decay: float = field(default=0.0, metadata={"min": 0, "help": "AdamW weight decay (not applied to biases and LayerNorm)."})
+    warmup_ratio: float = field(default=0.0, metadata={"min": 0, "lt": 1, "help": "Fraction of optimizer steps with linear warm-up."})
     lr_schedule: str = field(default="linear", metadata={"help": "After warm-up: 'linear' decay to 0 (the papers' setting) or 'constant'."})
-    max_grad_norm: float = field(default=1.0, metadata={"help": "Gradient clipping norm (0 = off)."})
+    max_grad_norm: float = field(default=1.0, metadata={"min": 0, "help": "Gradient clipping norm (0 = off)."})
     mixed_precision: str = field(default="auto", metadata={"help": "'no', 'bf16', 'fp16' or 'auto' (bf16 on a GPU that has it, else no)."})
-    seed: int = field(default=42, metadata={"help": "Seed of data order, dropout and init."})
-    max_steps: int = field(default=0, metadata={"help": "Stop after this many optimizer steps (0 = run all epochs)."})
-    log_every: int = field(default=10, metadata={"help": "Log the training loss every N optimizer steps."})
-    eval_every: int = field(default=0, metadata={"help": "Evaluate on dev every N optimizer steps (0 = at epoch ends)."})
-    save_every: int = field(default=0, metadata={"help": "Checkpoint every N optimizer steps (0 = at epoch ends only)."})
-    keep_checkpoints: int = field(default=2, metadata={"help": "Checkpoints kept on disk (oldest deleted)."})
-    num_workers: int = field(default=0, metadata={"help": "DataLoader worker processes."})
+    seed: int = field(default=42, metadata={"min": 0, "help": "Seed of data order, dropout and init."})
+    max_steps: int = field(default=0, metadata={"min": 0, "help": "Stop after this many optimizer steps (0 = run all epochs)."})
+    log_every: int = field(default=10, metadata={"min": 1, "help": "Log the training loss every N optimizer steps."})
+    eval_every: int = field(default=0, metadata={"min": 0, "help": "Evaluate on dev every N optimizer steps (0 = at epoch ends)."})
+    save_every: int = field(default=0, metadata={"min": 0, "help": "Checkpoint every N optimizer steps (0 = at epoch ends only)."})
+    keep_checkpoints: int = field(default=2, metadata={"min": 1, "help": "Checkpoints kept on disk (oldest deleted)."})
+    num_workers: int = field(default=0, metadata={"min": 0, "help": "DataLoader worker processes."})
     cpu: bool = field(default=False, metadata={"help": "Force CPU even when a GPU is present."})
     length_bucketing: bool = field(default=False, metadata={"help": "Batch examples of similar length together (seeded), so dynamic padding pads little."})
     cache: bool = field(default=False, metadata={"help": "Infusion: compute the backbone's hidden states once, store them memory-mapped and train/evaluate from them (outside plug-ins)."})
     cache_dir: str | None = field(default=None, metadata={"help": "Hidden-state cache folder (default: $KADAPT_CACHE_DIR or ~/.cache/kadapt/hidden_states)."})
     cache_dtype: str = field(default="float16", metadata={"help": "Storage dtype of cached states: float16, bfloat16 or float32 (computation stays in the backbone's dtype)."})
+    allow_degenerate: bool = field(default=False, metadata={"help": "Allow a training split with a single label, or a run of zero optimizer steps (otherwise an error: such a run writes an untrained plug-in)."})
 
 
 BACKBONE_MODES = ("frozen", "full", "lora", "bottleneck")
@@ -70,11 +77,11 @@ class FinetuneSection:
     backbone: str = field(default="frozen", metadata={"help": "frozen | full (all backbone weights train) | lora | bottleneck (an `adapters` task adapter trains; base weights untouched)."})
     plugins: str = field(default="frozen", metadata={"help": "frozen | trainable (the tuned plug-in weights are saved in the run folder)."})
     fusion: str = field(default="concat", metadata={"help": "concat: [backbone; plug-ins]; kadapter: per plug-in Linear([backbone; plug-in]) -> hidden, then concat."})
-    lora_r: int = field(default=8, metadata={"help": "LoRA rank (backbone: lora)."})
-    lora_alpha: int = field(default=16, metadata={"help": "LoRA scaling alpha (backbone: lora)."})
-    lora_dropout: float = field(default=0.0, metadata={"help": "Dropout on the LoRA branch (backbone: lora)."})
+    lora_r: int = field(default=8, metadata={"min": 1, "help": "LoRA rank (backbone: lora)."})
+    lora_alpha: int = field(default=16, metadata={"gt": 0, "help": "LoRA scaling alpha (backbone: lora)."})
+    lora_dropout: float = field(default=0.0, metadata={"min": 0, "lt": 1, "help": "Dropout on the LoRA branch (backbone: lora)."})
     lora_matrices: list[str] = field(default_factory=lambda: ["q", "v"], metadata={"help": "Attention matrices that get LoRA: any of q, k, v."})
-    reduction_factor: int = field(default=16, metadata={"help": "Bottleneck size = hidden / reduction_factor (backbone: bottleneck, Pfeiffer-style sequential adapter after each FFN)."})
+    reduction_factor: int = field(default=16, metadata={"min": 1, "help": "Bottleneck size = hidden / reduction_factor (backbone: bottleneck, Pfeiffer-style sequential adapter after each FFN)."})
 
     def validate(self, source: str = "finetune") -> FinetuneSection:
         for name, allowed in (("backbone", BACKBONE_MODES), ("plugins", PLUGIN_MODES), ("fusion", FUSIONS)):
@@ -125,10 +132,10 @@ class DataSection:
     dev: str | None = field(default=None, metadata={"help": "Dev file; metrics each epoch."})
     test: str | None = field(default=None, metadata={"help": "Test file (fine-tuning: final metrics + predictions)."})
     test_format: str | None = field(default=None, metadata={"help": "Reader of the test file when it differs from `format` (e.g. LAMA cloze queries after MLM-head training on text)."})
-    max_length: int = field(default=128, metadata={"help": "Maximum tokens per example."})
+    max_length: int = field(default=128, metadata={"min": 2, "help": "Maximum tokens per example."})
     on_error: str = field(default="raise", metadata={"help": "'raise' on a bad record, or 'skip' (counted and logged)."})
-    limit: int | None = field(default=None, metadata={"help": "Use only the first N records of each split."})
-    dev_fraction: float = field(default=0.0, metadata={"help": "Carve this fraction of train as dev when no dev file is given (seeded)."})
+    limit: int | None = field(default=None, metadata={"min": 1, "help": "Use N records of each split: a seeded (training.seed), label-stratified subset in file order (not a file prefix; formats without labels keep the first N)."})
+    dev_fraction: float = field(default=0.0, metadata={"min": 0, "lt": 1, "help": "Carve this fraction of train as dev when no dev file is given (seeded)."})
 
 
 @dataclass
@@ -237,7 +244,64 @@ def recipe_from_dict(data: dict, source: str = "<recipe>") -> Recipe:
         raise RecipeError(f"{source}: a 'finetune' section belongs to a finetune recipe, not {recipe.kind!r}")
     if recipe.data.on_error not in ("raise", "skip"):
         raise RecipeError(f"{source}: data.on_error must be 'raise' or 'skip', got {recipe.data.on_error!r}")
+    problems = range_problems(recipe)
+    if problems:
+        raise RecipeValueError("\n".join(f"{source}: {p}" for p in problems))
     return recipe
+
+
+def _bound_problem(value, bounds: dict) -> str | None:
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        return None  # types are checked by the section parser
+    if value != value or value in (float("inf"), float("-inf")):
+        return "must be a finite number"
+    for key, test, text in (("min", lambda b: value >= b, ">="), ("gt", lambda b: value > b, ">"),
+                            ("lt", lambda b: value < b, "<"), ("max", lambda b: value <= b, "<=")):
+        if key in bounds and not test(bounds[key]):
+            return f"must be {text} {bounds[key]}"
+    return None
+
+
+def range_problems(recipe: Recipe) -> list[str]:
+    """One line per numeric value outside the range in its field's metadata (``min``/``gt``/``lt``/``max``),
+    plus a run of zero optimizer steps that was not asked for."""
+    problems = []
+    sections = {"data": recipe.data, "training": recipe.training, "finetune": recipe.finetune}
+    for name, section in sections.items():
+        if section is None:
+            continue
+        for f in dataclasses.fields(section):
+            value = getattr(section, f.name)
+            problem = _bound_problem(value, f.metadata) if value is not None else None
+            if problem:
+                problems.append(f"key '{name}.{f.name}' is {value!r}; {problem}")
+    training = recipe.training
+    if training.epochs == 0 and not training.max_steps and not training.allow_degenerate:
+        problems.append("key 'training.epochs' is 0: zero optimizer steps would write an untrained model; "
+                        "set training.allow_degenerate: true to allow it")
+    return problems
+
+
+def backbone_position_limit(name_or_path: str) -> int | None:
+    """Longest input the backbone's position embeddings allow (from its config.json; None when unknown).
+    RoBERTa-style models reserve ``pad_token_id + 1`` positions."""
+    folder = resolve_path(name_or_path)
+    try:
+        config = json.loads((folder / "config.json").read_text(encoding="utf-8"))
+        limit = int(config["max_position_embeddings"])
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
+    if config.get("model_type") in ("roberta", "xlm-roberta", "camembert", "longformer"):
+        limit -= int(config.get("pad_token_id", 1)) + 1
+    return limit
+
+
+def max_length_problem(recipe: Recipe) -> str | None:
+    limit = backbone_position_limit(recipe.backbone.name_or_path)
+    if limit is not None and recipe.data.max_length > limit:
+        return (f"key 'data.max_length' is {recipe.data.max_length}; the backbone {recipe.backbone.name_or_path} "
+                f"takes at most {limit} tokens (max_position_embeddings)")
+    return None
 
 
 def _plain(section, cls):
@@ -251,7 +315,7 @@ def parse_override(text: str):
     if "=" not in text:
         raise RecipeError(f"override {text!r}: expected key.sub=value")
     key, raw = text.split("=", 1)
-    return key.strip().split("."), yaml.safe_load(raw) if raw != "" else ""
+    return key.strip().split("."), yaml_load(raw) if raw != "" else ""
 
 
 def apply_overrides(data: dict, overrides: list[str], source: str) -> dict:
@@ -269,13 +333,29 @@ def apply_overrides(data: dict, overrides: list[str], source: str) -> dict:
     return data
 
 
+class RecipeLoader(yaml.SafeLoader):
+    """YAML 1.1 safe loader that also reads ``1e-5`` / ``3E+2`` (no dot) as floats, as YAML 1.2 and
+    every other tool do (plain 1.1 reads them as strings)."""
+
+
+RecipeLoader.add_implicit_resolver(
+    "tag:yaml.org,2002:float",
+    re.compile(r"^[-+]?(?:[0-9][0-9_]*(?:\.[0-9_]*)?|\.[0-9_]+)[eE][-+]?[0-9]+$"),
+    list("-+0123456789."),
+)
+
+
+def yaml_load(text: str):
+    return yaml.load(text, Loader=RecipeLoader)  # noqa: S506 - a SafeLoader subclass
+
+
 def load_recipe(path: str | Path, overrides: list[str] | None = None) -> Recipe:
     from kadapt.core.fileio import read_text
 
     path = Path(path)
     text = read_text(path, "recipe", RecipeError)
     try:
-        data = yaml.safe_load(text)
+        data = yaml_load(text)
     except yaml.YAMLError as err:
         mark = getattr(err, "problem_mark", None)
         where = f"{path}:{mark.line + 1}" if mark else str(path)
@@ -328,6 +408,9 @@ def check_recipe(recipe: Recipe, require_data: bool = True) -> list[str]:
             continue  # not infused yet: a note (missing_data), not a problem
         if not (folder / "adapter_config.json").exists():
             problems.append(f"plugins: {plugin_dir} has no adapter_config.json")
+    length = max_length_problem(recipe)
+    if length:
+        problems.append(length)
     backbone = recipe.backbone.name_or_path
     if not resolve_path(backbone).exists() and not _looks_like_hub_id(backbone):
         problems.append(f"backbone.name_or_path: {backbone} is neither a folder nor a hub model id")

@@ -21,16 +21,18 @@ class MetricsLog:
         including a last line cut off mid-write."""
         if not self.enabled or not self.path.exists():
             return
-        from kadapt.core.fileio import atomic_write_text
+        from kadapt.core.fileio import atomic_write_text, json_line
 
         kept = [r for r in read_metrics(self.path, tolerant=True) if r.get("step", 0) <= step]
-        atomic_write_text(self.path, "".join(json.dumps(r) + "\n" for r in kept))
+        atomic_write_text(self.path, "".join(json_line(r) + "\n" for r in kept))
 
     def write(self, record: dict) -> None:
         if not self.enabled:
             return
-        with self.path.open("a", encoding="utf-8") as handle:
-            handle.write(json.dumps(record) + "\n")
+        from kadapt.core.fileio import json_line
+
+        with self.path.open("a", encoding="utf-8") as handle:  # NaN/Inf as null: every line stays valid JSON
+            handle.write(json_line(record) + "\n")
 
 
 def read_metrics(path: Path, tolerant: bool = False) -> list[dict]:

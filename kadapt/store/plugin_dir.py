@@ -3,11 +3,15 @@
 A plug-in directory holds ``adapter_config.json`` (kind, name, format_version, config, backbone
 fingerprint, objectives, created_by), ``model.safetensors`` (plug-in weights only; metadata kind and
 format_version), a ``README.md`` model card, and optionally ``objective_heads.safetensors`` and
-``memory.safetensors``. Every file is written atomically; ``adapter_config.json`` is written last,
-so a directory without it is an unfinished write. Loading checks everything and names the file.
+``memory.safetensors``, and ``manifest.json`` (sha256 of every file). The folder is written whole under
+a unique staging name and switched in with one rename (:mod:`kadapt.core.folders`), so a reader sees
+the old plug-in or the new one, never a mix; an existing plug-in is replaced only with
+``overwrite=True``. The tensor files' metadata binds them to the config (``config_sha256``). Loading
+checks everything and names the file (and key).
 """
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -17,6 +21,9 @@ from kadapt.core.version import __version__
 from kadapt.core.backbone import BackboneSpec, Fingerprint
 from kadapt.core.errors import PluginFormatError
 from kadapt.core.fileio import atomic_write_json, atomic_write_text, load_tensors, read_json, save_tensors
+from kadapt.core.folders import (FolderExistsError, check_manifest, check_path_length, clean_stale, folder_has_content,
+                                 publish_folder, recover_folder, staging_path, write_manifest)
+from kadapt.store.plugin_checks import binding_metadata, check_binding, check_tensors
 from kadapt.core.family import build_plugin, plugin_class
 from kadapt.core.plugin import Plugin
 
@@ -27,6 +34,8 @@ WEIGHTS_FILE = "model.safetensors"
 HEADS_FILE = "objective_heads.safetensors"
 MEMORY_FILE = "memory.safetensors"
 CARD_FILE = "README.md"
+
+log = logging.getLogger(__name__)
 
 
 @dataclass
@@ -58,16 +67,32 @@ def save_plugin(
     heads: dict[str, torch.Tensor] | None = None,
     memory: dict[str, torch.Tensor] | None = None,
     card: dict | None = None,
+    overwrite: bool = False,
 ) -> Path:
-    """Write ``plugin`` to ``directory`` in the plug-in format; returns the directory."""
-    directory = Path(directory)
-    directory.mkdir(parents=True, exist_ok=True)
-    meta = {"kind": plugin.kind, "format_version": str(FORMAT_VERSION)}
-    save_tensors(directory / WEIGHTS_FILE, plugin.state_dict(), meta)
-    if heads:
-        save_tensors(directory / HEADS_FILE, heads, meta)
-    if memory:
-        save_tensors(directory / MEMORY_FILE, memory, meta)
+    """Write ``plugin`` to ``directory`` in the plug-in format; returns the directory.
+
+    The folder is staged whole and switched in with one rename; an existing plug-in (or any non-empty
+    folder) at ``directory`` is an error unless ``overwrite=True``.
+    """
+    directory = check_path_length(Path(directory), "plug-in folder")
+    if folder_has_content(directory) and not overwrite:
+        raise FolderExistsError(f"{directory}: a plug-in already exists here; pass overwrite=True "
+                                "(CLI: --overwrite) to replace it")
+    directory.parent.mkdir(parents=True, exist_ok=True)
+    clean_stale(directory)
+    staging = staging_path(directory)
+    staging.mkdir()
+    try:
+        _write_files(staging, plugin, fingerprint, objectives, heads, memory, card)
+    except BaseException:
+        import shutil
+
+        shutil.rmtree(staging, ignore_errors=True)
+        raise
+    return publish_folder(staging, directory, overwrite=overwrite, what="plug-in")
+
+
+def _write_files(directory: Path, plugin: Plugin, fingerprint: Fingerprint, objectives, heads, memory, card) -> None:
     record = {
         "kind": plugin.kind,
         "name": plugin.config.name,
@@ -78,16 +103,23 @@ def save_plugin(
         "parameters": plugin.num_parameters(),
         "created_by": f"kadapt {__version__}",
     }
+    meta = {"kind": plugin.kind, "format_version": str(FORMAT_VERSION), **binding_metadata(record)}
+    save_tensors(directory / WEIGHTS_FILE, plugin.state_dict(), meta)
+    if heads:
+        save_tensors(directory / HEADS_FILE, heads, meta)
+    if memory:
+        save_tensors(directory / MEMORY_FILE, memory, meta)
     card = dict(card or {})
     card["notes"] = plugin.card_notes() + list(card.get("notes", []))
     atomic_write_text(directory / CARD_FILE, render_card(record, card))
     atomic_write_json(directory / CONFIG_FILE, record)
-    return directory
+    write_manifest(directory)
 
 
 def read_record(directory: str | Path, expected_kind: str | None = None) -> dict:
     """Read and validate ``adapter_config.json`` (no weights touched)."""
     path = Path(directory) / CONFIG_FILE
+    recover_folder(Path(directory))
     if not Path(directory).is_dir():
         raise PluginFormatError(f"{directory}: not a plug-in directory (no such folder)")
     record = read_json(path, "plug-in config")
@@ -134,8 +166,10 @@ def load_plugin(
     tensors, meta = load_tensors(weights_path)
     _check_metadata(weights_path, meta, record)
     _load_state_strict(plugin, tensors, weights_path)
+    check_binding(weights_path, meta, record)
     heads = _optional_tensors(directory / HEADS_FILE, record)
     memory = _optional_tensors(directory / MEMORY_FILE, record)
+    _check_folder(directory)
     plugin.eval()
     return LoadedPlugin(plugin, directory, record, recorded, heads, memory)
 
@@ -145,7 +179,15 @@ def _optional_tensors(path: Path, record: dict) -> dict[str, torch.Tensor]:
         return {}
     tensors, meta = load_tensors(path)
     _check_metadata(path, meta, record)
+    check_binding(path, meta, record)
+    check_tensors(path, tensors)
     return tensors
+
+
+def _check_folder(directory: Path) -> None:
+    if not check_manifest(directory):
+        log.info("%s: no %s (written by a kadapt before manifests); files not cross-checked",
+                 directory, "manifest.json")
 
 
 def _check_metadata(path: Path, meta: dict, record: dict) -> None:
@@ -173,6 +215,7 @@ def _load_state_strict(module: torch.nn.Module, tensors: dict[str, torch.Tensor]
             raise PluginFormatError(
                 f"{path}: tensor {key!r} has shape {tuple(value.shape)}, the config builds {tuple(expected[key].shape)}"
             )
+    check_tensors(path, tensors, expected)
     module.load_state_dict(tensors, strict=True)
 
 
@@ -186,11 +229,14 @@ def describe_plugin(directory: str | Path) -> dict:
         if name == WEIGHTS_FILE or path.exists():
             tensors, meta = load_tensors(path)
             _check_metadata(path, meta, record)
+            check_binding(path, meta, record)
+            check_tensors(path, tensors)
             files[name] = {
                 "tensors": len(tensors),
                 "elements": int(sum(t.numel() for t in tensors.values())),
                 "bytes": path.stat().st_size,
             }
+    _check_folder(directory)
     return {
         "directory": str(directory),
         "kind": record["kind"],

@@ -429,7 +429,7 @@ def test_infuse_save_load_resume_finetune(toy_family, toy_data, backbone_dir, ba
     # ---------------------------------------------------------------- the plug-in folder
     plugin_dir = result.plugin_dir
     assert plugin_dir == tmp_path / "infuse" / "plugin"
-    assert {p.name for p in plugin_dir.iterdir()} == {"adapter_config.json", "model.safetensors", "README.md",
+    assert {p.name for p in plugin_dir.iterdir()} == {"adapter_config.json", "manifest.json", "model.safetensors", "README.md",
                                                       "objective_heads.safetensors", "memory.safetensors"}
     weights, meta = load_tensors(plugin_dir / "model.safetensors")
     assert set(weights) == {"scale", "shift"} and meta["kind"] == KIND  # steps_seen is not a weight

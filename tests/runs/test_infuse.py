@@ -29,7 +29,7 @@ def _epoch_means(run_dir) -> list[float]:
 
 def _check_plugin_dir(path, backbone, objective: str) -> None:
     assert sorted(p.name for p in path.iterdir()) == [
-        "README.md", "adapter_config.json", "model.safetensors", "objective_heads.safetensors"]
+        "README.md", "adapter_config.json", "manifest.json", "model.safetensors", "objective_heads.safetensors"]
     record = json.loads((path / "adapter_config.json").read_text())
     assert {"kind", "name", "format_version", "config", "backbone", "objectives", "created_by"} <= set(record)
     assert record["kind"] == "kadapter" and record["format_version"] == 1
@@ -37,7 +37,10 @@ def _check_plugin_dir(path, backbone, objective: str) -> None:
     assert [o["name"] for o in record["objectives"]] == [objective]
     assert record["objectives"][0]["dev_metrics"], "dev metrics are recorded with the objective"
     _, meta = load_tensors(path / "model.safetensors")
-    assert meta == {"kind": "kadapter", "format_version": "1"}
+    # issue 19: the metadata also binds the weights to the config (hash + the bound values)
+    assert {k: meta[k] for k in ("kind", "format_version")} == {"kind": "kadapter", "format_version": "1"}
+    assert set(meta) == {"kind", "format_version", "config_sha256", "config_json"}
+    assert json.loads(meta["config_json"])["config"] == record["config"]
     heads, _ = load_tensors(path / "objective_heads.safetensors")
     assert heads and all(k.startswith(objective + ".") for k in heads)
     card = (path / "README.md").read_text()

@@ -56,3 +56,32 @@ def test_predict_bad_input_is_one_clear_line(finetuned, tmp_path, capsys):
     assert main(["predict", str(finetuned), "--data", str(bad), "--out", str(tmp_path / "p")]) == 2
     err = capsys.readouterr().err
     assert err.startswith("kadapt: error:") and "bad.json" in err
+
+
+def test_predict_on_unlabelled_and_unknown_label_data(finetuned, world, tmp_path, capsys):
+    """Issue 19: gold labels are optional; unknown gold labels do not stop prediction."""
+    rows = json.loads(open(world["task_facts_test"]).read())
+    unlabelled = tmp_path / "new.json"
+    unlabelled.write_text(json.dumps([{k: v for k, v in r.items() if k != "relation"} for r in rows]))
+    odd = tmp_path / "odd.json"
+    odd.write_text(json.dumps([{**r, "relation": "never_seen"} for r in rows]))
+    theirs = [json.loads(line)["prediction"] for line in (finetuned / "predictions.jsonl").read_text().splitlines()]
+    for data, gold in ((unlabelled, None), (odd, "never_seen")):
+        out = tmp_path / f"{data.stem}.jsonl"
+        assert main(["predict", str(finetuned), "--data", str(data), "--out", str(out)]) == 0
+        lines = [json.loads(line) for line in out.read_text().splitlines()]
+        assert [p["prediction"] for p in lines] == theirs  # the gold label never changes a prediction
+        assert {p["gold"] for p in lines} == {gold}
+    labelled = tmp_path / "labelled.jsonl"
+    assert main(["predict", str(finetuned), "--data", str(world["task_facts_test"]), "--out", str(labelled)]) == 0
+    assert [json.loads(line)["gold"] for line in labelled.read_text().splitlines()] == [r["relation"] for r in rows]
+
+
+def test_evaluate_and_predict_with_no_usable_records_exit_non_zero(finetuned, tmp_path, capsys):
+    empty = tmp_path / "empty.json"
+    empty.write_text("[]")
+    assert main(["predict", str(finetuned), "--data", str(empty), "--out", str(tmp_path / "p.jsonl")]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith(f"kadapt: error: {empty}: no usable records") and err.count("\n") == 1
+    assert main(["evaluate", str(finetuned), "--data", str(empty)]) == 2
+    assert f"{empty}: no usable records" in capsys.readouterr().err

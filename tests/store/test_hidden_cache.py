@@ -133,7 +133,10 @@ def test_cache_cli_build_info_clear(world, backbone_dir, tmp_path, capsys):
     info = json.loads(capsys.readouterr().out)
     assert [e["state"] for e in info["entries"]] == ["complete", "complete"]
     assert {e["dtype"] for e in info["entries"]} == {"bfloat16"}
-    assert main(["cache", "clear", "--cache-dir", str(root)]) == 0
+    # issue 19: clearing everything is confirmed (--yes, or a prompt on a terminal)
+    assert main(["cache", "clear", "--cache-dir", str(root)]) == 2
+    assert "cache clear would delete 2 entries" in capsys.readouterr().err and any(root.iterdir())
+    assert main(["cache", "clear", "--cache-dir", str(root), "--yes"]) == 0
     assert "removed" in capsys.readouterr().out and not any(root.iterdir())
     assert main(["cache", "build", str(recipe), "training.cache_dtype=int8", "--cache-dir", str(root)]) == 2
     assert "cache dtype 'int8' unknown" in capsys.readouterr().err

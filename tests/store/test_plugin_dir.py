@@ -4,6 +4,8 @@ from __future__ import annotations
 import json
 
 import pytest
+
+from kadapt.core.folders import FolderExistsError
 import torch
 
 from kadapt.core.backbone import FrozenBackbone
@@ -33,7 +35,7 @@ def _outputs(plugin, backbone):
 
 def test_round_trip_is_bit_identical(saved, tiny_backbone):
     plugin, path = saved
-    assert sorted(p.name for p in path.iterdir()) == ["README.md", "adapter_config.json", "model.safetensors",
+    assert sorted(p.name for p in path.iterdir()) == ["README.md", "adapter_config.json", "manifest.json", "model.safetensors",
                                                       "objective_heads.safetensors"]
     loaded = load_plugin(path, tiny_backbone)
     assert loaded.kind == "kadapter" and loaded.name == "factual"
@@ -120,5 +122,9 @@ def test_invalid_json_names_file_and_line(saved, tiny_backbone):
 
 def test_save_leaves_no_temp_files_and_overwrite_is_atomic(saved, tiny_backbone):
     plugin, path = saved
-    save_plugin(plugin, path, tiny_backbone.fingerprint)
+    # issue 19: saving over an existing plug-in is refused unless asked for
+    with pytest.raises(FolderExistsError, match=r"p: a plug-in already exists here; pass overwrite=True"):
+        save_plugin(plugin, path, tiny_backbone.fingerprint)
+    save_plugin(plugin, path, tiny_backbone.fingerprint, overwrite=True)
     assert not [p for p in path.iterdir() if p.name.startswith(".")]
+    assert not [p for p in path.parent.iterdir() if p.name.startswith(".")]  # no staging/aside folders left

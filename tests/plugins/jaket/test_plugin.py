@@ -154,7 +154,7 @@ def test_infusion_trains_and_leaves_the_backbone_alone(infused):
 def test_saved_plugin_and_memory_load_bit_identical(infused):
     result, backbone, _ = infused
     files = sorted(p.name for p in result.plugin_dir.iterdir())
-    assert files == ["README.md", "adapter_config.json", "memory.safetensors", "model.safetensors",
+    assert files == ["README.md", "adapter_config.json", "manifest.json", "memory.safetensors", "model.safetensors",
                      "objective_heads.safetensors"]
     loaded = load_plugin(result.plugin_dir, backbone)
     memory = EntityMemory.from_tensors(loaded.memory)
