@@ -336,3 +336,29 @@ def check_recipe(recipe: Recipe, require_data: bool = True) -> list[str]:
 def _looks_like_hub_id(name: str) -> bool:
     """``roberta-large`` or ``org/model``: cannot be verified offline, so accepted."""
     return not name.startswith((".", "/", "~", "$")) and name.count("/") <= 1 and bool(name.strip())
+
+
+def effective_settings(recipe: Recipe) -> dict:
+    """Every setting the run will use: the resolved recipe, the fine-tuning mode (its defaults when the
+    recipe has no ``finetune`` section), the plug-in config with its family's defaults filled in, and
+    the objective's keyword defaults under the recipe's values. ``kadapt recipe show`` prints it."""
+    import inspect
+
+    from kadapt.core.family import plugin_class, registered_kinds
+    from kadapt.core.objective import objective_class, registered_objectives
+
+    data = recipe.to_dict()
+    if recipe.kind == "finetune" and recipe.finetune is None:
+        data["finetune"] = FinetuneSection().to_dict()
+    if recipe.plugin is not None and recipe.plugin.kind in registered_kinds():
+        config_class = plugin_class(recipe.plugin.kind, f"{recipe.source}: plugin.kind").config_class
+        data["plugin"]["config"] = config_class.from_dict(recipe.plugin.config, f"{recipe.source}: plugin.config").to_dict()
+    if recipe.objective.name in registered_objectives():
+        signature = inspect.signature(objective_class(recipe.objective.name).__init__)
+        defaults = {name: param.default for name, param in signature.parameters.items()
+                    if param.default is not inspect.Parameter.empty}
+        data["objective"]["config"] = {k: list(v) if isinstance(v, tuple) else v
+                                       for k, v in {**defaults, **recipe.objective.config}.items()}
+    data["data"]["resolved"] = {split: str(resolve_path(value)) for split in ("train", "dev", "test")
+                                if (value := data["data"][split]) is not None}
+    return data
