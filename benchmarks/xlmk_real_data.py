@@ -215,6 +215,9 @@ def main() -> None:
     parser.add_argument("--batch-size", type=int, default=64)
     parser.add_argument("--lr", type=float, default=1e-3)
     parser.add_argument("--seed", type=int, default=42)
+    parser.add_argument("--results", default=None,
+                        help="also write the results JSON here (e.g. benchmarks/results/xlmk_mpararel.json, "
+                             "from which benchmarks/tables.py renders the README table)")
     args = parser.parse_args()
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     torch.set_num_threads(1)
@@ -228,6 +231,8 @@ def main() -> None:
                    settings={k: v for k, v in vars(args).items() if k not in ("data_dir",)}, objective=OBJECTIVE,
                    plugin=PLUGIN, xlmk=XLMKObjective.name)
     (Path(args.out) / "results.json").write_text(json.dumps(results, indent=2, default=str))
+    if args.results:
+        Path(args.results).write_text(json.dumps(results, indent=2, default=str))
     print(json.dumps(results, indent=2, default=str))
 
 
