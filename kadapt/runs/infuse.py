@@ -22,7 +22,7 @@ from kadapt.core.model import KnowledgeModel
 from kadapt.core.paths import resolve_path
 from kadapt.runs.context import build_head, encode_records, start_run
 from kadapt.runs.loop import TrainResult, train
-from kadapt.runs.recipe import Recipe
+from kadapt.runs.recipe import Recipe, split_values
 from kadapt.store.plugin_dir import save_plugin
 
 log = logging.getLogger(__name__)
@@ -126,7 +126,7 @@ def cache_splits(model: KnowledgeModel, recipe: Recipe, train_set: list, dev_set
                                             recipe.training, pad_id, f"{recipe.name} train", accelerator)
     collates = {"collate_fn": train_collate}
     if dev_set:
-        dev_files = [resolve_path(data.dev) if data.dev else resolve_path(data.train)]
+        dev_files = [resolve_path(v) for v in split_values(data, "dev")] or [resolve_path(data.train)]
         dev_set, collates["dev_collate_fn"] = cached_split(model.backbone, layers, dev_set, dev_files, data.max_length,
                                                            recipe.training, pad_id, f"{recipe.name} dev", accelerator)
     return train_set, dev_set, collates
