@@ -54,7 +54,8 @@ def cmd_finetune(args) -> int:
 
     plugins, overrides = _split_plugins_and_overrides(args.plugins, args.overrides)
     result = finetune(load_recipe(args.recipe, overrides), plugins=plugins, out=args.out, resume=args.resume)
-    print(f"metrics written to {result.run_dir / 'metrics.json'}")
+    summary = "seeds.json" if load_recipe(args.recipe, overrides).training.seeds else "metrics.json"
+    print(f"metrics written to {result.run_dir / summary}")
     _print_json({k: result.metrics.get(k) for k in ("dev", "test")})
     return 0
 

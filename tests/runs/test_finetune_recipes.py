@@ -97,3 +97,17 @@ def test_recipe_show_prints_the_effective_settings(capsys):
     shown = json.loads(capsys.readouterr().out)
     assert shown["finetune"]["backbone"] == "full" and shown["training"]["epochs"] == 2
     assert shown["objective"]["config"]["doc_stride"] == 128
+
+
+def test_xlmk_recipes_select_on_all_languages_with_four_seeds():
+    """XLM-K fine-tuning: English training data, model selection on the average dev over all languages
+    (several dev files; XNLI's one dev file holds every language), 4 seeds."""
+    mlqa, ner, xnli = (load_recipe(FINETUNE / f"{t}.yaml") for t in ("mlqa", "ner", "xnli"))
+    assert [Path(p).name for p in mlqa.data.dev] == [f"dev-context-{l}-question-{l}.json"
+                                                    for l in ("en", "es", "de", "ar", "hi", "vi", "zh")]
+    assert mlqa.data.train.endswith("squad/train-v1.1.json")
+    assert [Path(p).name for p in ner.data.dev] == ["en.dev", "es.dev", "de.dev", "nl.dev"]
+    assert ner.data.train.endswith("xglue/NER/en.train")
+    assert xnli.data.dev.endswith("xnli.dev.tsv") and xnli.data.train.endswith("multinli.train.en.tsv")
+    for recipe in (mlqa, ner, xnli):
+        assert len(recipe.training.seeds) == 4
