@@ -77,6 +77,17 @@ def xlmk_mpararel(data: dict) -> str:
                   "after: projection"], ["---"] * 5, rows)
 
 
+def ud_pos_multilingual(data: dict) -> str:
+    seeds = [str(s) for s in data["seeds"]]
+    languages = list(data["per_seed"][seeds[0]]["dev_per_language"])
+    rows = [[f"seed {s}"] + [f"{data['per_seed'][s]['dev_per_language'][lang]:.3f}" for lang in languages]
+            + [f"{data['per_seed'][s]['dev_average']:.3f}", f"{data['per_seed'][s]['test']:.3f}"] for s in seeds]
+    mean = lambda key: f"{data[key]['mean']:.3f} ± {data[key]['std']:.3f}"  # noqa: E731
+    rows.append(["mean ± std"] + [""] * len(languages) + [mean("dev_average"), mean("test")])
+    header = ["run", *[f"dev {lang.split('-')[0]}" for lang in languages], "dev average (selection)", "test en"]
+    return _rows(header, ["---"] + ["---:"] * (len(languages) + 2), rows)
+
+
 # table name -> (renderer, results file stem)
 RENDERERS = {
     "quickstart": (quickstart, "quickstart"),
@@ -84,6 +95,7 @@ RENDERERS = {
     "trelm-lama-typed": (trelm_lama_typed, "trelm_lama"),
     "trelm-mask-vs-dense": (trelm_mask_vs_dense, "trelm_mask_vs_dense"),
     "xlmk-mpararel": (xlmk_mpararel, "xlmk_mpararel"),
+    "ud-pos-multilingual": (ud_pos_multilingual, "ud_pos_multilingual_small"),
 }
 
 
