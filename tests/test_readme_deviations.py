@@ -25,7 +25,7 @@ def _section(family: str) -> str:
 def _switches(section: str) -> set[str]:
     rows = [line for line in section.splitlines() if line.startswith("| ") and not line.startswith("| what")]
     names = {m for row in rows for m in re.findall(r"`(\w+)", row.split(" | ")[-1])}
-    return names - {"empty", "random", "paper", "reference", "data"}  # values and sections, not keys
+    return names - {"empty", "random", "paper", "reference", "data", "training"}  # values and recipe sections
 
 
 def test_every_family_has_a_deviation_table_with_the_five_columns():
@@ -51,3 +51,12 @@ def test_plugin_switches_are_config_fields():
     assert {"refresh_memory", "fanouts"} <= _switches(_section("JAKET")) <= fields[JaketConfig]
     assert JaketConfig().refresh_memory is False
     assert _switches(_section("TRELM")) == {"reselect_every"} and TRELMConfig().reselect_every == 100
+
+
+def test_recipe_keys_named_in_the_tables_exist():
+    from kadapt.runs.recipe import DataSection, TrainConfig
+
+    text = README.read_text(encoding="utf-8")
+    assert "`data.dev` (a file or a list), `training.seeds`" in text
+    assert {"dev"} <= {f.name for f in dataclasses.fields(DataSection)}
+    assert TrainConfig().seeds == []

@@ -76,7 +76,7 @@ def read_splits(data: DataSection, seed: int, policy: ErrorPolicy) -> Splits:
     """Records of each split; a dev split is carved from train when asked and no dev file exists."""
     def read(split: str, value: str | None = None) -> list:
         path = resolve_path(value if value is not None else getattr(data, split))
-        fmt = data.test_format if split == "test" and data.test_format else data.format
+        fmt = {"test": data.test_format, "dev": data.dev_format}.get(split) or data.format
         if path is None:
             return []
         before = policy.skipped

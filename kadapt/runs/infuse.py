@@ -22,6 +22,7 @@ from kadapt.core.model import KnowledgeModel
 from kadapt.core.paths import resolve_path
 from kadapt.runs.context import build_head, encode_records, start_run
 from kadapt.runs.loop import TrainResult, train
+from kadapt.data.formats import format_note
 from kadapt.runs.recipe import Recipe, split_values
 from kadapt.store.plugin_dir import save_plugin
 
@@ -56,7 +57,8 @@ class StandardPipeline(InfusionPipeline):
             "heads": {f"{head.name}.{k}": v for k, v in head.state_dict().items() if k not in head_memory},
             "memory": memory or None,
             "card": {"summary": f"{recipe.name}: a {plugin.kind} plug-in infused with `{head.name}` by kadapt.",
-                     "data": f"{recipe.data.format}: train={recipe.data.train} dev={recipe.data.dev}",
+                     "data": f"{recipe.data.format}: train={recipe.data.train} dev={recipe.data.dev}"
+                             + (f" ({note})" if (note := format_note(recipe.data.format)) else ""),
                      "metrics": dev_metrics},
         }
 

@@ -124,6 +124,7 @@ class DataSection:
     train: str | None = field(default=None, metadata={"help": "Training file (or folder for lama_trex)."})
     dev: str | list[str] | None = field(default=None, metadata={"help": "Dev file; metrics each epoch. A list of files (e.g. one per language): each is evaluated and reported (`per_dev`), and the dev metrics are their average (fine-tuning)."})
     test: str | None = field(default=None, metadata={"help": "Test file (fine-tuning: final metrics + predictions)."})
+    dev_format: str | None = field(default=None, metadata={"help": "Reader of the dev file(s) when it differs from `format` (e.g. gold CoNLL-U trees for a plug-in infused from raw text)."})
     test_format: str | None = field(default=None, metadata={"help": "Reader of the test file when it differs from `format` (e.g. LAMA cloze queries after MLM-head training on text)."})
     max_length: int = field(default=128, metadata={"help": "Maximum tokens per example."})
     on_error: str = field(default="raise", metadata={"help": "'raise' on a bad record, or 'skip' (counted and logged)."})
@@ -202,6 +203,7 @@ def recipe_help() -> dict[str, dict[str, str]]:
                 "data": DataSection, "training": TrainConfig, "finetune": FinetuneSection, "output": OutputSection}
     result = {name: {f.name: f.metadata.get("help", "") for f in dataclasses.fields(cls)} for name, cls in sections.items()}
     registered = {("data", "format"): format_names(), ("data", "test_format"): format_names(),
+                  ("data", "dev_format"): format_names(),
                   ("plugin", "kind"): registered_kinds(), ("objective", "name"): registered_objectives()}
     for (section, key), names in registered.items():
         result[section][key] += f" Registered: {', '.join(names)}."
@@ -320,8 +322,9 @@ def check_recipe(recipe: Recipe, require_data: bool = True) -> list[str]:
         problems.append(f"objective.name {recipe.objective.name!r} unknown; known: {registered_objectives()}")
     if recipe.data.format not in reader_names():
         problems.append(f"data.format {recipe.data.format!r} unknown; known: {reader_names()}")
-    if recipe.data.test_format is not None and recipe.data.test_format not in reader_names():
-        problems.append(f"data.test_format {recipe.data.test_format!r} unknown; known: {reader_names()}")
+    for key in ("dev_format", "test_format"):
+        if (value := getattr(recipe.data, key)) is not None and value not in reader_names():
+            problems.append(f"data.{key} {value!r} unknown; known: {reader_names()}")
     if recipe.data.train is None:
         problems.append("data.train is not set")
     for split in ("train", "dev", "test"):
