@@ -88,6 +88,12 @@ def ud_pos_multilingual(data: dict) -> str:
     return _rows(header, ["---"] + ["---:"] * (len(languages) + 2), rows)
 
 
+def raw_text_uas(data: dict) -> str:
+    rows = [[name, row["train_format"], f"{row['dev_uas']:.3f}", f"{row['seconds']:.0f}"] for name, row in data["rows"].items()]
+    return _rows(["linguistic plug-in infused from", "data.format", "dev UAS (EWT gold trees)", "seconds"],
+                 ["---", "---", "---:", "---:"], rows)
+
+
 # table name -> (renderer, results file stem)
 RENDERERS = {
     "quickstart": (quickstart, "quickstart"),
@@ -96,6 +102,7 @@ RENDERERS = {
     "trelm-mask-vs-dense": (trelm_mask_vs_dense, "trelm_mask_vs_dense"),
     "xlmk-mpararel": (xlmk_mpararel, "xlmk_mpararel"),
     "ud-pos-multilingual": (ud_pos_multilingual, "ud_pos_multilingual_small"),
+    "raw-text-uas": (raw_text_uas, "raw_text_uas"),
 }
 
 
