@@ -58,9 +58,10 @@ def cmd_finetune(args) -> int:
     from kadapt.runs.recipe import load_recipe
 
     plugins, overrides = _split_plugins_and_overrides(args.plugins, args.overrides)
-    result = finetune(load_recipe(args.recipe, overrides), plugins=plugins, out=args.out, resume=args.resume,
-                      overwrite=args.overwrite)
-    print(f"metrics written to {result.run_dir / 'metrics.json'}")
+    recipe = load_recipe(args.recipe, overrides)
+    result = finetune(recipe, plugins=plugins, out=args.out, resume=args.resume, overwrite=args.overwrite)
+    summary = "seeds.json" if recipe.training.seeds else "metrics.json"
+    print(f"metrics written to {result.run_dir / summary}")
     _print_json({k: result.metrics.get(k) for k in ("dev", "test")})
     return 0
 
@@ -141,6 +142,19 @@ def cmd_recipe_check(args) -> int:
     return 1 if problems else 0
 
 
+def cmd_recipe_show(args) -> int:
+    import yaml
+
+    from kadapt.runs.recipe import effective_settings, load_recipe
+
+    settings = effective_settings(load_recipe(args.recipe, args.overrides))
+    if args.json:
+        _print_json(settings)
+    else:
+        print(yaml.safe_dump(settings, sort_keys=False), end="")
+    return 0
+
+
 def cmd_quickstart(args) -> int:
     from kadapt.quickstart.demo import run_quickstart
 
@@ -214,6 +228,12 @@ def build_parser() -> argparse.ArgumentParser:
                                      "objectives as registered now).")
     r.add_argument("--json", action="store_true")
     r.set_defaults(func=cmd_recipe_keys)
+    r = rsub.add_parser("show", help="The effective settings of a recipe: every default filled in (plug-in "
+                                     "config, objective arguments, fine-tuning mode).")
+    r.add_argument("recipe")
+    r.add_argument("overrides", nargs="*")
+    r.add_argument("--json", action="store_true")
+    r.set_defaults(func=cmd_recipe_show)
 
     p = sub.add_parser("quickstart", help="The README's main job: a full continual-infusion story on generated data.")
     p.add_argument("--out", default="kadapt-quickstart")

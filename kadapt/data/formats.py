@@ -61,6 +61,12 @@ def _conllu(path, policy=None):
     return read_conllu(path, policy=policy)
 
 
+def _raw_text_spacy(path, policy=None):
+    from kadapt.data.raw_text import read_raw_text
+
+    return read_raw_text(path, policy=policy)
+
+
 def _lama_cloze(path, policy=None):
     from kadapt.data.lama_cloze import read_lama_cloze
 
@@ -83,6 +89,7 @@ SHARED_FORMATS = {
     "fewrel": _fewrel,
     "lama_trex": _lama,
     "conllu": _conllu,
+    "raw_text_spacy": _raw_text_spacy,
     "conllu_upos": _task("read_conllu_upos"),
     "conll_ner": _task("read_conll_ner"),
     "cosmosqa": _task("read_cosmosqa"),
@@ -97,6 +104,21 @@ SHARED_FORMATS = {
     "quasar_t": _open_qa,
     "semeval2010": _semeval2010,
 }
+def _spacy_note() -> str:
+    from kadapt.data.raw_text import parser_description
+
+    return f"parsed from raw text by {parser_description()}"
+
+
+# what a plug-in card says about how a format's records were made (beyond the file names)
+FORMAT_NOTES = {"raw_text_spacy": _spacy_note}
+
+
+def format_note(name: str) -> str | None:
+    note = FORMAT_NOTES.get(name)
+    return note() if note is not None else None
+
+
 for _name, _reader in SHARED_FORMATS.items():
     register_format(_name, _reader)
 

@@ -135,7 +135,10 @@ def _run(out: Path, backbone: str, seed: int, infuse_epochs: int, finetune_epoch
     table = render_table(results, {t: m for t, (_, m) in tasks.items()}, backbone_path, world.counts)
     atomic_write_text(out / "results.md", table + "\n")
     atomic_write_json(out / "results.json", {"results": results, "plugins": {k: str(v) for k, v in plugin_dirs.items()},
-                                             "continual_infusion_files_unchanged": continual_ok})
+                                             "continual_infusion_files_unchanged": continual_ok,
+                                             "metrics": {t: m for t, (_, m) in tasks.items()},
+                                             "world": dict(world.counts), "backbone": backbone, "seed": seed,
+                                             "infuse_epochs": infuse_epochs, "finetune_epochs": finetune_epochs})
     return QuickstartReport(table, results, plugin_dirs, continual_ok)
 
 

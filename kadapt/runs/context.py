@@ -4,7 +4,7 @@ from __future__ import annotations
 import logging
 import random
 import shutil
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
@@ -12,11 +12,10 @@ import torch
 from kadapt.core.backbone import FrozenBackbone
 from kadapt.data.policy import ErrorPolicy
 from kadapt.data.formats import read_records
-from kadapt.core.errors import DataError, KadaptError
+from kadapt.core.errors import DataError, KadaptError, RecipeError
 from kadapt.core.fileio import atomic_write_text
 from kadapt.core.folders import FolderExistsError, check_path_length
 from kadapt.core.objective import Objective, build_objective, objective_class
-from kadapt.core.errors import RecipeError
 from kadapt.runs.recipe import BackboneSection, DataSection, Recipe, max_length_problem, resolve_path
 
 log = logging.getLogger(__name__)
@@ -106,13 +105,14 @@ class Splits:
     train: list
     dev: list
     test: list
+    dev_parts: dict = field(default_factory=dict)  # file name -> its records, when data.dev lists several
 
 
 def read_splits(data: DataSection, seed: int, policy: ErrorPolicy) -> Splits:
     """Records of each split; a dev split is carved from train when asked and no dev file exists."""
-    def read(split: str) -> list:
-        path = resolve_path(getattr(data, split))
-        fmt = data.test_format if split == "test" and data.test_format else data.format
+    def read(split: str, value: str | None = None) -> list:
+        path = resolve_path(value if value is not None else getattr(data, split))
+        fmt = {"test": data.test_format, "dev": data.dev_format}.get(split) or data.format
         if path is None:
             return []
         before = policy.skipped
@@ -122,7 +122,13 @@ def read_splits(data: DataSection, seed: int, policy: ErrorPolicy) -> Splits:
                             f"{policy.summary()}); is data.{split} a {fmt} file?")
         return records
 
-    train, dev, test = read("train"), read("dev"), read("test")
+    dev_parts = {}
+    if isinstance(data.dev, (list, tuple)):
+        dev_parts = {Path(resolve_path(v)).name: read("dev", v) for v in data.dev}
+        if len(dev_parts) != len(data.dev):
+            raise RecipeError(f"data.dev: two files share a name ({list(data.dev)}); the names label per_dev")
+    train, test = read("train"), read("test")
+    dev = [r for part in dev_parts.values() for r in part] if dev_parts else read("dev")
     if not dev and data.dev_fraction > 0 and train:
         order = list(range(len(train)))
         random.Random(seed).shuffle(order)
@@ -131,7 +137,7 @@ def read_splits(data: DataSection, seed: int, policy: ErrorPolicy) -> Splits:
         train = [train[i] for i in order[cut:]]
     if policy.skipped:
         policy.log_summary(log)
-    return Splits(train, dev, test)
+    return Splits(train, dev, test, dev_parts if len(dev_parts) > 1 else {})
 
 
 def encode_records(objective: Objective, records: list, tokenizer, max_length: int, policy: ErrorPolicy,

@@ -9,6 +9,7 @@ backbone fingerprint, mode), the mode's tuned weights, ``metrics.json`` (dev and
 """
 from __future__ import annotations
 
+import copy
 import json
 import logging
 from dataclasses import dataclass
@@ -57,9 +58,12 @@ def finetune(recipe: Recipe, *, plugins: list[str] | None = None, out: str | Pat
     """Run a ``finetune`` recipe; ``plugins`` (e.g. from ``--plugins``) replaces the recipe's list.
 
     An ``out`` folder that already holds a run needs ``resume`` (continue) or ``overwrite`` (replace).
+    With ``training.seeds`` it is one run per seed and the summary (:func:`finetune_seeds`).
     """
     if plugins is not None:
         recipe.plugins = list(plugins)
+    if recipe.training.seeds:
+        return finetune_seeds(recipe, out=out, resume=resume, backbone=backbone, overwrite=overwrite)
     own_backbone = backbone is None
     run = start_run(recipe, out, backbone, resume=resume, overwrite=overwrite)
     accelerator, run_dir, backbone, policy, splits = run.accelerator, run.run_dir, run.backbone, run.policy, run.splits
@@ -73,10 +77,18 @@ def finetune(recipe: Recipe, *, plugins: list[str] | None = None, out: str | Pat
     tok, max_len = backbone.tokenizer, recipe.data.max_length
     encoded, kept = {}, {}
     for name in ("train", "dev", "test"):
+        if name == "dev" and splits.dev_parts:
+            continue
         records = model.head.prepare_records(getattr(splits, name), name, recipe.training.seed)
         encoded[name], kept[name] = encode_records(model.head, records, tok, max_len, policy, name)
+    if splits.dev_parts:  # several dev files: each evaluated on its own, metrics averaged (per_dev reported)
+        encoded["dev"] = {part: encode_records(model.head, model.head.prepare_records(records, "dev", recipe.training.seed),
+                                               tok, max_len, policy, f"dev {part}")[0]
+                          for part, records in splits.dev_parts.items()}
     collates = {}
     if recipe.training.cache:  # backbone states read from the hidden-state cache (frozen backbone only)
+        if splits.dev_parts:
+            raise RecipeError(f"{recipe.source}: training.cache with several data.dev files is not supported")
         encoded["train"], encoded["dev"], collates = _cached_splits(model, recipe, encoded, accelerator)
     result = train(model, encoded["train"], encoded["dev"], recipe.training, run_dir,
                    pad_id=tok.pad_token_id, resume=resume, accelerator=accelerator, **collates)
@@ -93,6 +105,39 @@ def finetune(recipe: Recipe, *, plugins: list[str] | None = None, out: str | Pat
         atomic_write_json(run_dir / "metrics.json", metrics)
     accelerator.wait_for_everyone()
     return FinetuneResult(run_dir, metrics)
+
+
+def finetune_seeds(recipe: Recipe, *, out: str | Path | None = None, resume: bool = False,
+                   backbone=None, overwrite: bool = False) -> FinetuneResult:
+    """One run per ``training.seeds`` entry in ``OUT/seed-N``, then ``OUT/seeds.json``: every numeric dev
+    and test metric as mean, std (sample, n-1; 0 for one seed) and the per-seed values."""
+    root = Path(out or resolve_path(recipe.output.dir))
+    runs = {}
+    for seed in recipe.training.seeds:
+        one = copy.deepcopy(recipe)
+        one.training.seed, one.training.seeds = seed, []
+        runs[seed] = finetune(one, out=root / f"seed-{seed}", resume=resume, backbone=backbone,
+                               overwrite=overwrite).metrics
+    summary = {"seeds": list(recipe.training.seeds), "runs": {str(k): str(root / f"seed-{k}") for k in runs}}
+    for split in ("dev", "test"):
+        results = [m[split] for m in runs.values() if isinstance(m.get(split), dict)]
+        if len(results) == len(runs):
+            summary[split] = seed_statistics(results)
+    atomic_write_json(root / "seeds.json", summary)
+    return FinetuneResult(root, summary)
+
+
+def seed_statistics(results: list[dict]) -> dict:
+    """``{metric: {mean, std, values}}`` over runs for each numeric metric that every run has."""
+    keys = [k for k in results[0] if all(isinstance(r.get(k), (int, float)) and not isinstance(r.get(k), bool)
+                                         for r in results)]
+    stats = {}
+    for key in keys:
+        values = [float(r[key]) for r in results]
+        mean = sum(values) / len(values)
+        var = sum((v - mean) ** 2 for v in values) / (len(values) - 1) if len(values) > 1 else 0.0
+        stats[key] = {"mean": mean, "std": var ** 0.5, "values": values}
+    return stats
 
 
 def _cached_splits(model: TunableKnowledgeModel, recipe: Recipe, encoded: dict, accelerator) -> tuple[list, list, dict]:

@@ -23,7 +23,8 @@ from kadapt.core.model import KnowledgeModel
 from kadapt.core.paths import resolve_path
 from kadapt.runs.context import build_head, encode_records, start_run
 from kadapt.runs.loop import TrainResult, train
-from kadapt.runs.recipe import Recipe
+from kadapt.data.formats import format_note
+from kadapt.runs.recipe import Recipe, split_values
 from kadapt.store.plugin_dir import save_plugin
 
 log = logging.getLogger(__name__)
@@ -57,7 +58,8 @@ class StandardPipeline(InfusionPipeline):
             "heads": {f"{head.name}.{k}": v for k, v in head.state_dict().items() if k not in head_memory},
             "memory": memory or None,
             "card": {"summary": f"{recipe.name}: a {plugin.kind} plug-in infused with `{head.name}` by kadapt.",
-                     "data": f"{recipe.data.format}: train={recipe.data.train} dev={recipe.data.dev}",
+                     "data": f"{recipe.data.format}: train={recipe.data.train} dev={recipe.data.dev}"
+                             + (f" ({note})" if (note := format_note(recipe.data.format)) else ""),
                      "metrics": dev_metrics},
         }
 
@@ -136,7 +138,7 @@ def cache_splits(model: KnowledgeModel, recipe: Recipe, train_set: list, dev_set
                                             recipe.training, pad_id, f"{recipe.name} train", accelerator)
     collates = {"collate_fn": train_collate}
     if dev_set:
-        dev_files = [resolve_path(data.dev) if data.dev else resolve_path(data.train)]
+        dev_files = [resolve_path(v) for v in split_values(data, "dev")] or [resolve_path(data.train)]
         dev_set, collates["dev_collate_fn"] = cached_split(model.backbone, layers, dev_set, dev_files, data.max_length,
                                                            recipe.training, pad_id, f"{recipe.name} dev", accelerator)
     return train_set, dev_set, collates

@@ -105,6 +105,24 @@ def linear_schedule(optimizer, warmup: int, total: int, decay: bool = True):
     return torch.optim.lr_scheduler.LambdaLR(optimizer, factor)
 
 
+def evaluate_dev(model: KnowledgeModel, dev_set: list[dict] | dict[str, list[dict]], batch_size: int, pad_id: int,
+                 device, autocast=None, collate_fn: Callable | None = None) -> dict:
+    """Dev metrics; for named dev sets (one per language, say) every numeric metric is the unweighted
+    mean over the sets and ``per_dev`` holds each set's own metrics."""
+    if not isinstance(dev_set, dict):
+        return evaluate_model(model, dev_set, batch_size, pad_id, device, autocast, collate_fn=collate_fn)[0]
+    per_dev = {name: evaluate_model(model, examples, batch_size, pad_id, device, autocast, collate_fn=collate_fn)[0]
+               for name, examples in dev_set.items()}
+    return {**average_metrics(list(per_dev.values())), "per_dev": per_dev}
+
+
+def average_metrics(results: list[dict]) -> dict:
+    """Unweighted mean of each numeric metric that every result has."""
+    keys = [k for k in results[0] if all(isinstance(r.get(k), (int, float)) and not isinstance(r.get(k), bool)
+                                         for r in results)]
+    return {k: sum(r[k] for r in results) / len(results) for k in keys}
+
+
 def make_sampler(config: TrainConfig, examples: list[dict]) -> Sampler[int]:
     """The seeded per-epoch order of training examples (length-bucketed when asked)."""
     if config.length_bucketing:
@@ -147,7 +165,7 @@ class Member:
 
     model: TrainableModel
     train_set: list[dict]
-    dev_set: list[dict] | None
+    dev_set: list[dict] | dict[str, list[dict]] | None  # a dict: named dev sets, metrics averaged
     config: TrainConfig
     run_dir: Path
     collate_fn: Callable | None = None
@@ -410,8 +428,8 @@ class _LoopState:
             if member.dev_set and accelerator.is_main_process:
                 # a DataLoader without a generator draws its base seed from the (member's) RNG
                 with member_rng(member, self.device):
-                    result, _ = evaluate_model(member.unwrapped, member.dev_set, self.config.batch_size, self.pad_id,
-                                               self.device, accelerator.autocast, collate_fn=member.dev_collate_fn)
+                    result = evaluate_dev(member.unwrapped, member.dev_set, self.config.batch_size, self.pad_id,
+                                          self.device, accelerator.autocast, collate_fn=member.dev_collate_fn)
                 record = {"step": self.global_step, "epoch": epoch, "split": "dev", **result}
                 member.dev_history.append(record)
                 member.metrics.write(record)

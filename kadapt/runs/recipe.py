@@ -51,6 +51,7 @@ class TrainConfig:
     max_grad_norm: float = field(default=1.0, metadata={"min": 0, "help": "Gradient clipping norm (0 = off)."})
     mixed_precision: str = field(default="auto", metadata={"help": "'no', 'bf16', 'fp16' or 'auto' (bf16 on a GPU that has it, else no)."})
     seed: int = field(default=42, metadata={"min": 0, "help": "Seed of data order, dropout and init."})
+    seeds: list[int] = field(default_factory=list, metadata={"help": "Fine-tuning: one run per seed (run folder seed-N each), then mean ± std of every dev/test metric in seeds.json. Empty = one run with `seed`."})
     max_steps: int = field(default=0, metadata={"min": 0, "help": "Stop after this many optimizer steps (0 = run all epochs)."})
     log_every: int = field(default=10, metadata={"min": 1, "help": "Log the training loss every N optimizer steps."})
     eval_every: int = field(default=0, metadata={"min": 0, "help": "Evaluate on dev every N optimizer steps (0 = at epoch ends)."})
@@ -129,8 +130,9 @@ class ObjectiveSection:
 class DataSection:
     format: str = field(default="trex_rc", metadata={"help": "Reader of the data files: a registered data format (listed by `kadapt recipe keys`)."})
     train: str | None = field(default=None, metadata={"help": "Training file (or folder for lama_trex)."})
-    dev: str | None = field(default=None, metadata={"help": "Dev file; metrics each epoch."})
+    dev: str | list[str] | None = field(default=None, metadata={"help": "Dev file; metrics each epoch. A list of files (e.g. one per language): each is evaluated and reported (`per_dev`), and the dev metrics are their average (fine-tuning)."})
     test: str | None = field(default=None, metadata={"help": "Test file (fine-tuning: final metrics + predictions)."})
+    dev_format: str | None = field(default=None, metadata={"help": "Reader of the dev file(s) when it differs from `format` (e.g. gold CoNLL-U trees for a plug-in infused from raw text)."})
     test_format: str | None = field(default=None, metadata={"help": "Reader of the test file when it differs from `format` (e.g. LAMA cloze queries after MLM-head training on text)."})
     max_length: int = field(default=128, metadata={"min": 2, "help": "Maximum tokens per example."})
     on_error: str = field(default="raise", metadata={"help": "'raise' on a bad record, or 'skip' (counted and logged)."})
@@ -209,6 +211,7 @@ def recipe_help() -> dict[str, dict[str, str]]:
                 "data": DataSection, "training": TrainConfig, "finetune": FinetuneSection, "output": OutputSection}
     result = {name: {f.name: f.metadata.get("help", "") for f in dataclasses.fields(cls)} for name, cls in sections.items()}
     registered = {("data", "format"): format_names(), ("data", "test_format"): format_names(),
+                  ("data", "dev_format"): format_names(),
                   ("plugin", "kind"): registered_kinds(), ("objective", "name"): registered_objectives()}
     for (section, key), names in registered.items():
         result[section][key] += f" Registered: {', '.join(names)}."
@@ -363,14 +366,21 @@ def load_recipe(path: str | Path, overrides: list[str] | None = None) -> Recipe:
     return recipe_from_dict(apply_overrides(data or {}, overrides or [], str(path)), str(path))
 
 
+def split_values(data: DataSection, split: str) -> list[str]:
+    """The recipe values of a split's file(s): [] when unset, several for a ``data.dev`` list."""
+    value = getattr(data, split)
+    if value is None:
+        return []
+    return list(value) if isinstance(value, (list, tuple)) else [value]
+
+
 def missing_data(recipe: Recipe) -> list[str]:
     """Inputs that are not present here yet but are not mistakes in the recipe: data files under
     ``${KADAPT_DATA_DIR}`` (data sets to download) and plug-in folders that do not exist yet (an earlier
     infusion makes them). ``kadapt recipe check`` reports them as notes."""
     data = [f"{recipe.source}: data.{split}: {resolve_path(value)} is not present (data set not installed)"
-            for split in ("train", "dev", "test")
-            if (value := getattr(recipe.data, split)) is not None and value.startswith("${KADAPT_DATA_DIR}")
-            and not resolve_path(value).exists()]
+            for split in ("train", "dev", "test") for value in split_values(recipe.data, split)
+            if value.startswith("${KADAPT_DATA_DIR}") and not resolve_path(value).exists()]
     plugins = [f"{recipe.source}: plugins: {resolve_path(d)} is not present (plug-in not infused yet)"
                for d in recipe.plugins if not resolve_path(d).exists()]
     return data + plugins
@@ -393,15 +403,16 @@ def check_recipe(recipe: Recipe, require_data: bool = True) -> list[str]:
         problems.append(f"objective.name {recipe.objective.name!r} unknown; known: {registered_objectives()}")
     if recipe.data.format not in reader_names():
         problems.append(f"data.format {recipe.data.format!r} unknown; known: {reader_names()}")
-    if recipe.data.test_format is not None and recipe.data.test_format not in reader_names():
-        problems.append(f"data.test_format {recipe.data.test_format!r} unknown; known: {reader_names()}")
+    for key in ("dev_format", "test_format"):
+        if (value := getattr(recipe.data, key)) is not None and value not in reader_names():
+            problems.append(f"data.{key} {value!r} unknown; known: {reader_names()}")
     if recipe.data.train is None:
         problems.append("data.train is not set")
     for split in ("train", "dev", "test"):
-        value = getattr(recipe.data, split)
-        path = resolve_path(value)
-        if path is not None and not path.exists() and (require_data or not value.startswith("${KADAPT_DATA_DIR}")):
-            problems.append(f"data.{split}: {path} does not exist")
+        for value in split_values(recipe.data, split):
+            path = resolve_path(value)
+            if not path.exists() and (require_data or not value.startswith("${KADAPT_DATA_DIR}")):
+                problems.append(f"data.{split}: {path} does not exist")
     for plugin_dir in recipe.plugins:
         folder = resolve_path(plugin_dir)
         if not folder.exists() and not require_data:
@@ -420,3 +431,29 @@ def check_recipe(recipe: Recipe, require_data: bool = True) -> list[str]:
 def _looks_like_hub_id(name: str) -> bool:
     """``roberta-large`` or ``org/model``: cannot be verified offline, so accepted."""
     return not name.startswith((".", "/", "~", "$")) and name.count("/") <= 1 and bool(name.strip())
+
+
+def effective_settings(recipe: Recipe) -> dict:
+    """Every setting the run will use: the resolved recipe, the fine-tuning mode (its defaults when the
+    recipe has no ``finetune`` section), the plug-in config with its family's defaults filled in, and
+    the objective's keyword defaults under the recipe's values. ``kadapt recipe show`` prints it."""
+    import inspect
+
+    from kadapt.core.family import plugin_class, registered_kinds
+    from kadapt.core.objective import objective_class, registered_objectives
+
+    data = recipe.to_dict()
+    if recipe.kind == "finetune" and recipe.finetune is None:
+        data["finetune"] = FinetuneSection().to_dict()
+    if recipe.plugin is not None and recipe.plugin.kind in registered_kinds():
+        config_class = plugin_class(recipe.plugin.kind, f"{recipe.source}: plugin.kind").config_class
+        data["plugin"]["config"] = config_class.from_dict(recipe.plugin.config, f"{recipe.source}: plugin.config").to_dict()
+    if recipe.objective.name in registered_objectives():
+        signature = inspect.signature(objective_class(recipe.objective.name).__init__)
+        defaults = {name: param.default for name, param in signature.parameters.items()
+                    if param.default is not inspect.Parameter.empty}
+        data["objective"]["config"] = {k: list(v) if isinstance(v, tuple) else v
+                                       for k, v in {**defaults, **recipe.objective.config}.items()}
+    data["data"]["resolved"] = {split: [str(resolve_path(v)) for v in split_values(recipe.data, split)]
+                                for split in ("train", "dev", "test") if split_values(recipe.data, split)}
+    return data

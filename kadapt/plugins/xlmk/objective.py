@@ -12,12 +12,17 @@ backbone + the plug-in being trained; features ``[backbone_last ; plug-in]``):
 
 Each task's loss is InfoNCE (eq. 5) against the batch's keys of that task plus a FIFO queue of earlier
 keys (:class:`~kadapt.plugins.xlmk.contrastive.CandidateQueue`, default 32,768 as the paper's
-"32k"); ``L = L_e + L_o``. The projections have no bias, as in the equations; ``batch_norm`` adds
+"32k"); ``L = L_e + L_o``. Defaults are the paper's: the queue starts randomly initialised
+(``queue_init: random``; ``empty`` = in-batch candidates only at first), same-entity candidates stay
+in the denominator (``mask_same_entity: false``), one direction (``bidirectional: false``; the anchor
+code's ``true`` adds the key→query direction with in-batch queries as candidates too). The projections have no bias, as in the equations; ``batch_norm`` adds
 the anchor code's BatchNorm layers (under DDP they are per-rank statistics, so N processes then
 differ slightly from one). Eq. 5 is a plain dot
 product: ``temperature=1, normalize=False`` is the paper; the anchor code offers L2 normalisation and
-a temperature, both configurable here. The paper's MLM term needs a trainable LM, which a frozen
-backbone with an outside plug-in does not have, so it is left out.
+a temperature, both configurable here. The paper trains the whole encoder with MLM + masked entity
+prediction + object entailment; here the backbone is frozen, so the paper's gains are not to be
+expected from this plug-in, and forgetting (which MLM guards against there) is moot. An MLM term over
+``[backbone ; plug-in]`` would be possible but is not implemented.
 
 Under DDP the queries, keys and ids are gathered over ranks (no gradient through other ranks'
 copies), every rank computes the loss of the whole global batch, and the backward pass is scaled so
@@ -37,6 +42,7 @@ from kadapt.core.objective import (
     safe_div,
 )
 from kadapt.plugins.xlmk.contrastive import (
+    QUEUE_INITS,
     CandidateQueue,
     gather_across_ranks,
     info_nce,
@@ -74,7 +80,8 @@ class XLMKObjective(Objective):
     def __init__(self, feature_size: int, relations: list[str] = (), entity_task: bool = True,
                  object_task: bool = True, projection_size: int | None = None, output_size: int | None = None,
                  queue_size: int = 32768, temperature: float = 1.0, normalize: bool = False,
-                 mask_same_entity: bool = True, mask_mention: bool = True, batch_norm: bool = False):
+                 mask_same_entity: bool = False, mask_mention: bool = True, batch_norm: bool = False,
+                 queue_init: str = "random", bidirectional: bool = False):
         super().__init__(feature_size)
         if not (entity_task or object_task):
             raise ValueError("xlmk_contrastive needs entity_task or object_task (or both)")
@@ -82,25 +89,28 @@ class XLMKObjective(Objective):
             raise ValueError("xlmk_contrastive: object_task needs a non-empty relation list")
         if temperature <= 0:
             raise ValueError(f"temperature must be > 0, got {temperature}")
+        if queue_init not in QUEUE_INITS:
+            raise ValueError(f"xlmk_contrastive: queue_init must be one of {list(QUEUE_INITS)}, got {queue_init!r}")
         self.relations = list(relations)
         self.relation_index = {r: i for i, r in enumerate(self.relations)}
         hidden, out = projection_size or feature_size, output_size or feature_size
         self.options = {"relations": self.relations, "entity_task": entity_task, "object_task": object_task,
                         "projection_size": projection_size, "output_size": output_size, "queue_size": queue_size,
                         "temperature": temperature, "normalize": normalize, "mask_same_entity": mask_same_entity,
-                        "mask_mention": mask_mention, "batch_norm": batch_norm}
+                        "mask_mention": mask_mention, "batch_norm": batch_norm, "queue_init": queue_init,
+                        "bidirectional": bidirectional}
         self.tasks = {}
         if entity_task:
             self.mention_proj = projection(feature_size, hidden, out, batch_norm)       # W1, W2
             self.description_proj = projection(feature_size, hidden, out, batch_norm)   # W3, W4
-            self.entity_queue = CandidateQueue(queue_size, out)
+            self.entity_queue = CandidateQueue(queue_size, out, queue_init, seed=ENTITY_TASK)
             self.tasks[ENTITY_TASK] = (self.mention_proj, self.description_proj, self.entity_queue)
         if object_task:
             self.relation_embedding = nn.Embedding(len(self.relations), feature_size)
             nn.init.normal_(self.relation_embedding.weight, std=0.02)
             self.subject_proj = projection(feature_size, hidden, out, batch_norm)       # W5, W6
             self.object_proj = projection(feature_size, hidden, out, batch_norm)        # W7, W8
-            self.object_queue = CandidateQueue(queue_size, out)
+            self.object_queue = CandidateQueue(queue_size, out, queue_init, seed=OBJECT_TASK)
             self.tasks[OBJECT_TASK] = (self.subject_proj, self.object_proj, self.object_queue)
 
     @classmethod
@@ -211,7 +221,8 @@ class XLMKObjective(Objective):
             return (zq.sum() + zk.sum()) * 0.0
         extra, extra_ids = queue.candidates() if self.training else (None, None)
         loss = info_nce(all_q, all_k, all_ids, extra, extra_ids, temperature=self.options["temperature"],
-                        normalize=self.options["normalize"], mask_same_entity=self.options["mask_same_entity"])
+                        normalize=self.options["normalize"], mask_same_entity=self.options["mask_same_entity"],
+                        bidirectional=self.options["bidirectional"])
         if self.training:
             queue.enqueue(all_k.detach().float(), all_ids)
         return loss

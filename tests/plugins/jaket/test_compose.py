@@ -109,3 +109,40 @@ def test_mentions_without_a_kg_and_bad_ids_fail_clearly(tiny_backbone, tmp_path)
         make_context(read_kg(TINY_KG), small, plugin)
     with pytest.raises(KadaptError, match="has none"):
         attach_kg(KnowledgeModel(tiny_backbone, []), TINY_KG)
+
+
+def test_gat_gradient_reaches_it_only_through_the_frozen_upper_layers(jaket_model, tiny_backbone):
+    """d loss / d GAT = J_merge^T · J_LM2^T · g: the model's gradient equals the chain rule taken by hand
+    through the frozen upper layers (LM2), only mention tokens pass it on, and skipping LM2 changes it."""
+    model, _ = jaket_model
+    jaket, kadapter = model.plugins[1], model.plugins[0]
+    h, top, lm1 = tiny_backbone.spec.hidden_size, tiny_backbone.spec.num_layers, jaket.lm1_layer
+    assert 0 < lm1 < top and all(not p.requires_grad for p in tiny_backbone.model.parameters())
+    ids, mask, token_entities = _inputs(tiny_backbone)
+    upstream = torch.randn(2, 9, h, generator=torch.Generator().manual_seed(7))
+    params = list(jaket.gat.parameters()) + list(jaket.merge_norm.parameters())
+    feats = model.features(ids, mask, batch={"token_entities": token_entities})  # eval: full neighbourhoods
+    assert feats.shape[-1] == 2 * h + kadapter.output_size
+    from_model = torch.autograd.grad((feats[..., -h:] * upstream).sum(), params)
+
+    linked = token_entities >= 0
+    roots = torch.unique(token_entities[linked])
+    context = jaket.require_kg()
+    knowledge = jaket.knowledge(context.memory.entities, context.memory.relations, context.subgraph(roots, False))
+    rows = torch.where(linked, torch.searchsorted(roots, token_entities.clamp(min=0)), -1)
+    lm1_states = tiny_backbone.encode(ids, mask, [lm1])[lm1]
+    merged = jaket.merge(lm1_states, rows, knowledge)
+    leaf = merged.detach().requires_grad_()
+    (through_lm2,) = torch.autograd.grad((tiny_backbone.run_layers(leaf, lm1, top, mask) * upstream).sum(), leaf)
+    by_hand = torch.autograd.grad(merged, params, grad_outputs=through_lm2, retain_graph=True)
+    for got, want in zip(from_model, by_hand):
+        torch.testing.assert_close(got, want, rtol=1e-5, atol=1e-7)
+    assert any(g.abs().sum() > 0 for g in by_hand)
+    # only mention tokens carry it: the LM2 gradient at other tokens contributes nothing to the GAT
+    mention_only = torch.autograd.grad(merged, params, grad_outputs=through_lm2 * linked[..., None], retain_graph=True)
+    for got, want in zip(mention_only, by_hand):
+        torch.testing.assert_close(got, want, rtol=1e-5, atol=1e-7)
+    # the upper layers are in the path: with LM2 skipped the GAT would get another gradient
+    skipped = torch.autograd.grad(merged, params, grad_outputs=upstream)
+    assert not torch.allclose(skipped[0], from_model[0], rtol=1e-3, atol=1e-6)
+    assert all(p.grad is None for p in tiny_backbone.model.parameters())

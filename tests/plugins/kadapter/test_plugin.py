@@ -63,6 +63,29 @@ def test_default_layers_for_small_backbone(tiny_backbone):
     assert plugin.required_layers() == (0, 1, 3)  # (0, L/2-1, L-1) for L=4
 
 
+def test_layer_presets_paper_default_and_reference_on_roberta_large():
+    from kadapt.testing.tiny import roberta_large_config
+
+    backbone = FrozenBackbone.from_config(roberta_large_config(), meta=True)
+    assert KAdapterConfig().layers == "paper"
+    with torch.device("meta"):
+        paper = build_plugin("kadapter", {"layers": "paper"}, backbone.spec)
+        reference = build_plugin("kadapter", {"layers": "reference"}, backbone.spec, source="r.yaml")
+    assert paper.required_layers() == (0, 11, 23)  # §3.2
+    assert reference.required_layers() == (0, 11, 22)  # the anchor code's run scripts
+    assert reference.num_parameters() == paper.num_parameters() == 47_251_200
+    assert paper.config.to_dict()["layers"] == "paper"
+    with pytest.raises(PluginFormatError, match="unknown preset 'papers'"):
+        build_plugin("kadapter", {"layers": "papers"}, backbone.spec)
+
+
+def test_paper_size_is_transformer_layers_plus_projections():
+    """The paper's "about 42M" is the adapters' transformer layers alone: 3 x 2 x 7,087,872."""
+    per_trm = kadapter_layer_parameters(1024, 768, 1, 3072) - kadapter_layer_parameters(1024, 768, 0, 3072)
+    assert 3 * 2 * per_trm == 42_527_232
+    assert 3 * kadapter_layer_parameters(1024, 768, 0, 3072) == 47_251_200 - 42_527_232
+
+
 @pytest.mark.parametrize("layers", [(0, 9), (3, 1), (1, 1)])
 def test_bad_layers_rejected(tiny_backbone, layers):
     with pytest.raises(PluginFormatError, match="layers"):

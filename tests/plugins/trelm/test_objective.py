@@ -86,7 +86,15 @@ def test_knowledge_probability_and_metrics(backbone):
     out = head(torch.cat([hidden, hidden], -1), batch)
     counts = head.count(out.logits, batch)
     assert counts["tokens"] == float((labels != IGNORE).sum())
-    assert 0.0 <= head.summarize(counts)["object_top1"] <= 1.0
+    # top-1 over known logits: rows 0, 2, 4, ... rank the gold token first, the others a wrong one
+    gold = labels[labels != IGNORE]
+    n = gold.numel()
+    known = torch.zeros(n, out.logits.shape[-1])
+    for i, token in enumerate(gold.tolist()):
+        known[i, token if i % 2 == 0 else (token + 1) % known.shape[1]] = 1.0
+    counts = head.count(known, batch)
+    assert counts == {"tokens": float(n), "correct": float((n + 1) // 2)}
+    assert head.summarize(counts)["object_top1"] == pytest.approx(((n + 1) // 2) / n)
 
 
 def test_unbound_head_is_a_clear_error():

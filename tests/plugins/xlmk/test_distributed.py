@@ -48,7 +48,7 @@ def _records(step: int) -> list[dict]:
 def _run(rank: int, world: int, out: str) -> None:
     torch.manual_seed(0)
     model = FeatureModel()
-    head = XLMKObjective(8, relations=["a", "b"], queue_size=6, temperature=0.5, normalize=True)
+    head = XLMKObjective(8, relations=["a", "b"], queue_size=6, temperature=0.5, normalize=True, queue_init="empty")
     head.train()
     grads = {}
     for step in (1, 2):

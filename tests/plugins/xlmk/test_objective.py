@@ -74,7 +74,7 @@ def test_encode_masks_the_mention_and_marks_its_position(backbone, records):
 
 
 def test_loss_is_eq5_over_in_batch_then_queued_candidates(backbone, records):
-    model = _model(backbone, records, normalize=True, temperature=0.5)
+    model = _model(backbone, records, normalize=True, temperature=0.5, queue_init="empty")
     tok = backbone.tokenizer
     first, second = records[:6], records[6:12]
     model.train()
@@ -133,14 +133,53 @@ def test_backbone_untouched_and_only_plugin_and_heads_get_gradients(backbone, re
 
 def test_eval_uses_in_batch_candidates_and_leaves_queue_alone(backbone, records):
     model = _model(backbone, records)
+    head = model.head
+    start_keys = head.entity_queue.keys.clone()
     model.eval()
     batch = _batch(model, records[:8], backbone.tokenizer)
     out = model(batch)
-    assert int(model.head.entity_queue.filled) == 0
-    counts = model.head.count(out.logits, batch)
+    # the randomly initialised queue (default) is neither used nor advanced in evaluation
+    assert int(head.entity_queue.filled) == 6 and int(head.entity_queue.ptr) == 0
+    assert torch.equal(head.entity_queue.keys, start_keys)
+    with torch.no_grad():  # in-batch top-1 by hand: positive key scores highest among its task's keys
+        q, k = head.encode_pair(model, batch)
+        want = {}
+        for task, label in ((ENTITY_TASK, "entity"), (OBJECT_TASK, "object")):
+            rows = (batch["task"] == task).nonzero().flatten()
+            scores = head.project_queries(task, q[rows], batch["relation"][rows]) @ head.project_keys(task, k[rows]).T
+            want[label] = (len(rows), int((scores.argmax(-1) == torch.arange(len(rows))).sum()))
+    counts = head.count(out.logits, batch)
     assert counts["entity_n"] + counts["object_n"] == 8
+    assert (counts["entity_n"], counts["entity_correct"]) == want["entity"]
+    assert (counts["object_n"], counts["object_correct"]) == want["object"]
     metrics = XLMKObjective.summarize(counts)
-    assert 0.0 <= metrics["accuracy"] <= 1.0
+    assert metrics["accuracy"] == pytest.approx((want["entity"][1] + want["object"][1]) / 8)
+
+
+def test_default_loss_uses_the_random_queue_and_bidirectional_switch(backbone, records):
+    """Paper defaults: the first step already has queue_size random candidates, no same-entity mask;
+    bidirectional: true is the anchor code's two-direction loss — both checked against info_nce by hand."""
+    for bidirectional in (False, True):
+        model = _model(backbone, records, bidirectional=bidirectional)
+        head = model.head
+        assert head.options["mask_same_entity"] is False and head.options["queue_init"] == "random"
+        model.train()
+        for module in model.modules():
+            if isinstance(module, torch.nn.Dropout):
+                module.p = 0.0
+        batch = _batch(model, records[:6], backbone.tokenizer)
+        queued = {t: (head.tasks[t][2].keys.clone(), head.tasks[t][2].ids.clone()) for t in head.tasks}
+        out = model(batch)
+        with torch.no_grad():
+            q, k = head.encode_pair(model, batch)
+            want = 0.0
+            for task in (ENTITY_TASK, OBJECT_TASK):
+                rows = (batch["task"] == task).nonzero().flatten()
+                zq = head.project_queries(task, q[rows], batch["relation"][rows])
+                zk = head.project_keys(task, k[rows])
+                want += info_nce(zq, zk, batch["key_entity"][rows], *queued[task], bidirectional=bidirectional).item()
+        assert out.loss.item() == pytest.approx(want, rel=1e-5)
+        assert queued[ENTITY_TASK][0].shape == (6, head.entity_queue.keys.shape[1])
 
 
 def test_bad_records_are_data_errors(backbone, records):

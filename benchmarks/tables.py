@@ -1,0 +1,160 @@
+"""Measured-number tables of the Markdown docs, rendered from ``benchmarks/results/<name>.json``.
+
+A table in ``README.md`` / ``benchmarks/README.md`` that shows measured numbers sits between
+
+    <!-- table: NAME -->
+    | ... |
+    <!-- /table -->
+
+and is the output of ``RENDERERS[NAME]`` on ``benchmarks/results/<source>.json`` (written by the
+benchmark script named in the JSON). ``python benchmarks/tables.py`` re-renders every marked table in
+place; ``--check`` only compares and exits 1 naming each table that differs (the test suite runs the
+same check, so a hand-edited number fails it).
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import re
+import sys
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+RESULTS = REPO / "benchmarks" / "results"
+DOCS = (REPO / "README.md", REPO / "benchmarks" / "README.md")
+BLOCK = re.compile(r"(<!-- table: (?P<name>[\w-]+) -->\n)(?P<body>.*?)(<!-- /table -->)", re.S)
+
+
+def _rows(header: list[str], align: list[str], rows: list[list[str]]) -> str:
+    lines = ["| " + " | ".join(header) + " |", "|" + "|".join(align) + "|"]
+    return "\n".join(lines + ["| " + " | ".join(row) + " |" for row in rows]) + "\n"
+
+
+def quickstart(data: dict) -> str:
+    combos = ["bare", "+F", "+L", "+F+L"]
+    rows = [[f"{task} ({data['metrics'][task]})"] + [f"{100 * data['results'][task][c]['test']:.1f}" for c in combos]
+            for task in data["results"]]
+    return _rows(["task (metric)", *combos], ["---"] + ["---:"] * 4, rows)
+
+
+def _trelm_lama(data: dict, suffix: str) -> str:
+    rows = []
+    for kind, cell in data["summary_p_at_1_percent"].items():
+        values = [cell.get(f"{k}{suffix}") for k in ("before_infused", "after_infused", "before_held_out", "after_held_out")]
+        rows.append([kind, str(cell["relations"])] + ["—" if v is None else f"{v:.2f}" for v in values])
+    header = ["P@1 (%)", "relations", "before, infused facts", "after, infused facts", "before, held-out",
+              "after, held-out"]
+    return _rows(header, ["---"] + ["---:"] * 5, rows)
+
+
+def trelm_lama(data: dict) -> str:
+    return _trelm_lama(data, "")
+
+
+def trelm_lama_typed(data: dict) -> str:
+    return _trelm_lama(data, "_typed")
+
+
+def trelm_mask_vs_dense(data: dict) -> str:
+    params, step = data["trainable_parameters"], data["median_step_seconds"]
+    loss, wall = data["final_loss_10step_avg"], data["seconds_to_equal_loss"]
+    rows = [
+        ["trainable parameters", f"{params['mask']:,}", f"{params['dense']:,}", f"{100 * params['mask'] / params['dense']:.1f}%"],
+        ["median step (s), attribution steps included", f"{step['mask']:.2f}", f"{step['dense']:.2f}",
+         f"{step['mask'] / step['dense']:.2f}"],
+        [f"loss after {data['steps']} steps (10-step mean)", f"{loss['mask']:.2f}", f"{loss['dense']:.2f}", ""],
+        [f"wall time to reach loss {data['equal_loss_target']:.2f} (s)", f"{wall['mask']:.0f}", f"{wall['dense']:.0f}",
+         f"**{data['time_to_equal_loss_ratio_mask_over_dense']:.2f}**"],
+    ]
+    return _rows(["", "mask adapter", "dense delta", "mask / dense"], ["---", "---:", "---:", "---:"], rows)
+
+
+def xlmk_mpararel(data: dict) -> str:
+    langs = data["settings"]["languages"].split(",")
+    columns = ("majority", "before:features", "after:features", "after:projection")
+    rows = [[lang] + [f"{data[f'{lang}/{c}']:.3f}" for c in columns] for lang in langs]
+    return _rows(["language", "majority object (train prior)", "before: features", "after: features",
+                  "after: projection"], ["---"] * 5, rows)
+
+
+def ud_pos_multilingual(data: dict) -> str:
+    seeds = [str(s) for s in data["seeds"]]
+    languages = list(data["per_seed"][seeds[0]]["dev_per_language"])
+    rows = [[f"seed {s}"] + [f"{data['per_seed'][s]['dev_per_language'][lang]:.3f}" for lang in languages]
+            + [f"{data['per_seed'][s]['dev_average']:.3f}", f"{data['per_seed'][s]['test']:.3f}"] for s in seeds]
+    mean = lambda key: f"{data[key]['mean']:.3f} ± {data[key]['std']:.3f}"  # noqa: E731
+    rows.append(["mean ± std"] + [""] * len(languages) + [mean("dev_average"), mean("test")])
+    header = ["run", *[f"dev {lang.split('-')[0]}" for lang in languages], "dev average (selection)", "test en"]
+    return _rows(header, ["---"] + ["---:"] * (len(languages) + 2), rows)
+
+
+def raw_text_uas(data: dict) -> str:
+    rows = [[name, row["train_format"], f"{row['dev_uas']:.3f}", f"{row['seconds']:.0f}"] for name, row in data["rows"].items()]
+    return _rows(["linguistic plug-in infused from", "data.format", "dev UAS (EWT gold trees)", "seconds"],
+                 ["---", "---", "---:", "---:"], rows)
+
+
+# table name -> (renderer, results file stem)
+RENDERERS = {
+    "quickstart": (quickstart, "quickstart"),
+    "trelm-lama": (trelm_lama, "trelm_lama"),
+    "trelm-lama-typed": (trelm_lama_typed, "trelm_lama"),
+    "trelm-mask-vs-dense": (trelm_mask_vs_dense, "trelm_mask_vs_dense"),
+    "xlmk-mpararel": (xlmk_mpararel, "xlmk_mpararel"),
+    "ud-pos-multilingual": (ud_pos_multilingual, "ud_pos_multilingual_small"),
+    "raw-text-uas": (raw_text_uas, "raw_text_uas"),
+}
+
+
+def render(name: str, results: Path = RESULTS) -> str:
+    """The Markdown of table ``name`` from its JSON; KeyError names an unknown table."""
+    if name not in RENDERERS:
+        raise KeyError(f"unknown table {name!r}; known: {sorted(RENDERERS)}")
+    renderer, stem = RENDERERS[name]
+    path = results / f"{stem}.json"
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError) as err:
+        raise ValueError(f"{path}: cannot read the results of table {name!r} ({err})") from None
+    return renderer(data)
+
+
+def marked_tables(text: str) -> list[str]:
+    return [m["name"] for m in BLOCK.finditer(text)]
+
+
+def differences(text: str, source: str = "<doc>", results: Path = RESULTS) -> list[str]:
+    """One line per marked table whose Markdown is not what its JSON renders to."""
+    problems = []
+    for match in BLOCK.finditer(text):
+        want = render(match["name"], results)
+        if match["body"] != want:
+            line = text[: match.start("body")].count("\n") + 1
+            problems.append(f"{source}:{line}: table {match['name']!r} differs from its results JSON "
+                            f"(re-render with python benchmarks/tables.py)")
+    return problems
+
+
+def rendered(text: str, results: Path = RESULTS) -> str:
+    return BLOCK.sub(lambda m: m.group(1) + render(m["name"], results) + m.group(4), text)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--check", action="store_true", help="compare only; exit 1 when a table differs")
+    args = parser.parse_args(argv)
+    problems = []
+    for doc in DOCS:
+        text = doc.read_text(encoding="utf-8")
+        if args.check:
+            problems += differences(text, str(doc.relative_to(REPO)))
+        elif rendered(text) != text:
+            doc.write_text(rendered(text), encoding="utf-8")
+            print(f"re-rendered {doc.relative_to(REPO)}")
+    for problem in problems:
+        print(problem, file=sys.stderr)
+    return 1 if problems else 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
