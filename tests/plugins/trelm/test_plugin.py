@@ -100,7 +100,6 @@ def test_merge_then_unmerge_is_bit_exact(backbone):
         torch.testing.assert_close(last_hidden(copy_model, ids, mask), hooked, atol=1e-5, rtol=1e-5)
     delta.unmerge(copy_model, saved)
     assert hash_state_dict(copy_model.state_dict()) == original
-    assert hash_state_dict(backbone.model.state_dict()) == original  # the source model was never touched
 
 
 def tiny_trelm(backbone, **config):
