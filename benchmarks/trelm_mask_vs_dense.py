@@ -35,7 +35,8 @@ from kadapt.runs.context import encode_records
 
 def build(backbone, neurons: int, reselect: int, seed: int):
     torch.manual_seed(seed)
-    plugin = build_plugin("trelm", {"neurons_per_layer": [neurons], "reselect_every": reselect,
+    plugin = build_plugin("trelm", {"neurons_per_layer": [neurons], "routing": "periodic",
+                                    "reselect_every": reselect, "routing_warmup_steps": 0,
                                     "attribution_rows": 4, "memory_slots": 4096}, backbone.spec)
     if neurons == backbone.spec.intermediate_size:
         plugin.selections.fill_(1)  # all neurons: the placeholder selection IS the dense delta, no attribution

@@ -139,6 +139,8 @@ class TRELMKnowledgeObjective(Objective):
         self.vocab_size = vocab_size
         self.head = MaskedLMHead(self.hidden_size, vocab_size) if vocab_size else None
         self.register_buffer("embeddings", torch.zeros(0), persistent=False)
+        #: True when the read-out came trained (the backbone's own MLM head); routing waits otherwise
+        self.readout_trained = False
 
     # ------------------------------------------------------------------ set-up
     def bind(self, model) -> None:
@@ -154,6 +156,7 @@ class TRELMKnowledgeObjective(Objective):
                 found = pretrained_mlm_head(backbone.name)
                 if found is not None:
                     self.head.load_state_dict(found)
+                    self.readout_trained = True
                     log.info("trelm_knowledge: initialised the MLM head from %s", backbone.name)
                 else:
                     log.info("trelm_knowledge: %s has no MLM head; training a new one", backbone.name)

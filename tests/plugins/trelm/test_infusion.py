@@ -20,7 +20,8 @@ def test_infuse_then_finetune(world, backbone_dir, tmp_path, caplog):
     recipe = {
         "kind": "infuse", "name": "trelm-tiny",
         "backbone": {"name_or_path": str(backbone_dir)},
-        "plugin": {"kind": "trelm", "config": {"neurons_per_layer": [8], "ig_steps": 4, "reselect_every": 3,
+        "plugin": {"kind": "trelm", "config": {"neurons_per_layer": [8], "ig_steps": 4, "routing": "periodic",
+                                               "reselect_every": 3, "routing_warmup_steps": 0,
                                                "attribution_rows": 4, "memory_slots": 64, "memory_window": 4}},
         "objective": {"name": "trelm_knowledge", "config": {"num_negatives": 5}},
         "data": {"format": "trex_rc", "train": str(world["infuse_factual_train"]),
@@ -38,6 +39,13 @@ def test_infuse_then_finetune(world, backbone_dir, tmp_path, caplog):
     assert "knowledge path selected" in (plugin_dir / "README.md").read_text()
     selections = [r.message for r in caplog.records if "knowledge path #" in r.message]
     assert len(selections) >= 3 and "at step 0" in selections[0]  # 8 steps: selected at 0, 3, 6
+    from safetensors.torch import load_file
+
+    ages = load_file(str(plugin_dir / "memory.safetensors"))
+    # the fresh-Adam hooks ran on the loop's (accelerate-wrapped) optimizer: a neuron's age is the number of
+    # optimizer steps since it was selected at step 0, 3 or 6 of the 8
+    seen = set(ages["neuron_age.0"].tolist()) | set(ages["neuron_age.1"].tolist())
+    assert seen <= {2, 5, 8} and 8 in seen
     losses = train_losses(tmp_path / "run")
     assert losses[-1] < losses[0]
     assert tree_digest(backbone_dir) == backbone_files  # the backbone's files are never written

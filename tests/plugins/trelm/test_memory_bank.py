@@ -23,7 +23,8 @@ def test_lambda_schedule_is_exact():
 
 
 def test_plugin_lambda_follows_the_epoch(backbone):
-    plugin = build_plugin("trelm", {"neurons_per_layer": [2], "memory_slots": 8, "reselect_every": 0}, backbone.spec)
+    plugin = build_plugin("trelm", {"neurons_per_layer": [2], "memory_slots": 8, "routing": "periodic",
+                                    "reselect_every": 0}, backbone.spec)
     plugin.selections.fill_(1)  # selection done: before_step only sets the epoch
     seen = []
     for epoch in range(3):

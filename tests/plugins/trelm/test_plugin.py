@@ -103,7 +103,8 @@ def test_merge_then_unmerge_is_bit_exact(backbone):
 
 
 def tiny_trelm(backbone, **config):
-    base = {"neurons_per_layer": [4], "ig_steps": 4, "reselect_every": 2, "attribution_rows": 4,
+    base = {"neurons_per_layer": [4], "ig_steps": 4, "routing": "periodic", "reselect_every": 2,
+            "routing_warmup_steps": 0, "attribution_rows": 4,
             "memory_slots": 32, "memory_window": 2}
     return build_plugin("trelm", {**base, **config}, backbone.spec)
 
@@ -197,7 +198,7 @@ def test_save_is_sparse_and_reload_is_bit_identical(backbone, tmp_path):
     assert keys == sorted([f"delta.{kind}.{i}" for kind in ("in_weight", "in_bias", "out_weight") for i in (0, 1)]
                           + ["delta.neurons_0", "delta.neurons_1", "selections"])
     loaded = load_plugin(out, backbone)
-    assert set(loaded.memory) == {"slots", "local", "global_sum", "global_count"}
+    assert set(loaded.memory) == {"slots", "local", "global_sum", "global_count", "neuron_age.0", "neuron_age.1"}
     assert loaded.memory["slots"].numel() == len({r.text[r.subj_span[0]:r.subj_span[1]].lower() for r in RECORDS})
     model2 = KnowledgeModel(backbone, [loaded.plugin])
     with torch.no_grad():
