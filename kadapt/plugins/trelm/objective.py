@@ -82,7 +82,7 @@ def encode_trelm(record: RelationExample, tokenizer, max_length: int, mlm_probab
         elif draw < 0.9:
             ids[t] = rng.randrange(len(tokenizer))
     return {"input_ids": ids, "mlm_labels": mlm, "cka_labels": cka, "subj_start": subj[0], "subj_end": subj[1],
-            "subj_key": entity_key(text[record.subj_span[0]:record.subj_span[1]])}
+            "subj_key": entity_key(text[record.subj_span[0]:record.subj_span[1]]), "rel_key": entity_key(record.label)}
 
 
 class MaskedLMHead(nn.Module):

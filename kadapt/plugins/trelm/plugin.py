@@ -31,6 +31,8 @@ from kadapt.core.errors import KadaptError
 from kadapt.core.plugin import Pass, Plugin, PluginConfig, StepInfo
 from kadapt.plugins.trelm.attribution import gradient_x_activation, integrated_gradients, select_neurons
 from kadapt.plugins.trelm.fresh_adam import FreshNeuronAdam
+from kadapt.plugins.trelm.knowledge import KGInjection, injection_embedding
+from kadapt.kg.readers import read_kg
 from kadapt.plugins.trelm.mask_adapter import SparseFFNDelta
 from kadapt.plugins.trelm.objective import TRELMKnowledgeObjective
 from kadapt.plugins.trelm.memory_bank import (
@@ -70,6 +72,13 @@ class TRELMConfig(PluginConfig):
     memory_lambda: float = field(default=0.5, metadata={"help": "λ, initial weight of the memory in the input (eq. 7; paper: 0.5)."})
     memory_beta: float = field(default=2.0, metadata={"help": "β, λ decays as λ/β^epoch (eq. 8; paper best: 2)."})
     important_fraction: float = field(default=0.5, metadata={"help": "Share of a batch's subject mentions with the highest SI (eq. 1) that get memory."})
+    inject_kg: str = field(default="", metadata={
+        "help": "KG folder (any kadapt KG layout) whose entity/relation texts, encoded once by the frozen backbone, "
+                "give h_e of eq. 7 at important entity tokens. Paper: KG embeddings; '' = no KG (h_e = E_p)."})
+    inject_kg_format: str = field(default="auto", metadata={"help": "Format of inject_kg (auto, kgbert, codex, ...)."})
+    inject_entity: bool = field(default=True, metadata={"help": "With inject_kg: the KG entity vector enters h_e (paper)."})
+    inject_relation: bool = field(default=True, metadata={
+        "help": "With inject_kg: the sentence relation's KG vector enters h_e (paper: head entity and relation at the input)."})
 
     def counts(self, num_layers: int) -> list[int]:
         if len(self.neurons_per_layer) == 1:
@@ -97,6 +106,9 @@ class TRELMPlugin(Plugin):
         if config.ig_steps < 1:
             raise KadaptError(f"trelm config: ig_steps must be >= 1 (m Riemann points of eq. 11; for the one-pass "
                               f"proxy set attribution: grad_x_act), got {config.ig_steps}")
+        if config.inject_kg and config.important_fraction == 0:
+            raise KadaptError("trelm config: inject_kg is set but important_fraction is 0: no entity position would "
+                              "receive knowledge (raise important_fraction or drop inject_kg)")
         if config.routing not in ("per_batch", "periodic"):
             raise KadaptError(f"trelm config: routing must be per_batch or periodic, got {config.routing!r}")
         if config.attribution not in ("ig", "grad_x_act"):
@@ -109,6 +121,8 @@ class TRELMPlugin(Plugin):
         self.delta = SparseFFNDelta(spec.hidden_size, spec.intermediate_size, config.counts(spec.num_layers))
         self.memory = KnowledgeMemoryBank(config.memory_slots, spec.hidden_size, config.memory_gamma)
         self.fresh = FreshNeuronAdam(self.delta)
+        self.injection: KGInjection | None = None  # built from inject_kg at the first training pass
+        self.injection_stats = {"batches_without_important_entity": 0}
         self.register_buffer("selections", torch.zeros((), dtype=torch.long))  # re-selections done
         self.epoch = 0
         self.selection_log: list[dict] = []
@@ -132,7 +146,13 @@ class TRELMPlugin(Plugin):
         return [
             (f"sparse FFN delta on {sum(counts)} knowledge-path neurons ({counts} per layer) of the frozen "
              "backbone; stored as neuron indices + values; the backbone weights are never changed"),
-            f"knowledge path selected {int(self.selections)} time(s) by integrated gradients (m={self.config.ig_steps})",
+            (f"knowledge path selected {int(self.selections)} time(s) ({self.config.routing} routing, "
+             f"{self.config.attribution} attribution, m={self.config.ig_steps})"),
+            *([f"KG injection from {self.config.inject_kg} (entity: {self.config.inject_entity}, relation: "
+               f"{self.config.inject_relation}); important mentions without a KG row: "
+               f"{self.injection.skipped_entities if self.injection is not None else 0}; batches without an "
+               f"important entity: {self.injection_stats['batches_without_important_entity']}"]
+              if self.config.inject_kg else []),
         ]
 
     def extra_tensors(self) -> dict[str, torch.Tensor]:
@@ -156,7 +176,8 @@ class TRELMPlugin(Plugin):
         ``plain_last``: the unmodified backbone's last states of the same batch, when the caller has
         them (saves the original-sentence pass of the semantic-importance score)."""
         hidden = backbone.embed(input_ids)
-        use_memory = self.training and batch is not None and "subj_key" in batch and self.current_lambda > 0
+        use_memory = (self.training and batch is not None and "subj_key" in batch
+                      and (self.current_lambda > 0 or bool(self.config.inject_kg)))
         if use_memory:
             hidden, initial = self._mix_memory(backbone, input_ids, attention_mask, hidden, batch, plain_last)
         with self.delta.installed(backbone.model):
@@ -178,9 +199,29 @@ class TRELMPlugin(Plugin):
         important = self.important_rows(backbone, input_ids, attention_mask, subject, plain_last)
         local, glob = self.memory.lookup(batch["subj_key"], initial)
         lam = self.current_lambda
-        mixed = (1 - lam) * embedded + lam / 2 * (local + glob)[:, None, :]
+        mixed = (1 - lam) * self.injected(backbone, embedded, batch, important) + lam / 2 * (local + glob)[:, None, :]
         where = (subject & important[:, None])[..., None]
         return torch.where(where, mixed, embedded), initial
+
+    def injected(self, backbone, embedded: torch.Tensor, batch: dict, important: torch.Tensor) -> torch.Tensor:
+        """h_e of eq. 7 per token: KG entity + relation directions at the token's norm (``knowledge.py``);
+        the token embeddings themselves without ``inject_kg``."""
+        if not self.config.inject_kg:
+            return embedded
+        if not bool(important.any()):
+            self.injection_stats["batches_without_important_entity"] += 1
+        if self.injection is None:
+            graph = read_kg(self.config.inject_kg, self.config.inject_kg_format)
+            self.injection = KGInjection.from_graph(backbone, graph).to(embedded.device)
+            log.info("TRELM: injecting %d KG entities / %d relations from %s", graph.num_entities,
+                     graph.num_relations, self.config.inject_kg)
+        entity = found = relation = None
+        if self.config.inject_entity:
+            entity, found = self.injection.entity_vectors(batch["subj_key"])
+            self.injection.skipped_entities += int((important & ~found).sum())
+        if self.config.inject_relation:
+            relation = self.injection.relation_vectors(batch["rel_key"])
+        return injection_embedding(embedded, entity, found, relation)
 
     @torch.no_grad()
     def semantic_importance(self, backbone, input_ids, attention_mask, entity_mask,

@@ -63,6 +63,11 @@ def test_roberta_large_parameter_count_on_meta(tmp_path, capsys):
                  "--set", "neurons_per_layer=[4096]"]) == 0
     dense = json.loads(capsys.readouterr().out)["parameters"]
     assert dense == 24 * (4096 * 1024 * 2 + 4096)  # every FFN neuron = a dense delta on W_in, b_in, W_out
+    assert main(["plugin-info", "--kind", "trelm", "--backbone", str(tmp_path), "--meta"]) == 0
+    text = capsys.readouterr().out
+    for line in ("  routing: 'per_batch'  # per_batch (paper", "  attribution: 'ig'  # ig (paper", "  inject_kg: ''  # KG folder",
+                 "  inject_entity: True  #", "  inject_relation: True  #", "  routing_warmup_steps: 50  #"):
+        assert line in text, line
 
 
 def test_hooks_equal_scattered_weights_and_leave_base_untouched(backbone):
