@@ -49,9 +49,20 @@ def _token_range(offsets, special, span: tuple[int, int]) -> tuple[int, int] | N
     return (hit[0], hit[-1] + 1) if hit else None
 
 
-def encode_trelm(record: RelationExample, tokenizer, max_length: int, mlm_probability: float) -> dict:
-    """Token ids with the object masked, MLM/CKA labels, subject token range and entity key."""
+def predicts_head(record: RelationExample) -> bool:
+    """The fixed per-sentence draw (half the sentences) of the "vice versa" direction: head from tail + relation."""
+    return zlib.crc32(f"direction|{record.source}|{record.text}".encode()) % 2 == 1
+
+
+def encode_trelm(record: RelationExample, tokenizer, max_length: int, mlm_probability: float,
+                 both_directions: bool = False) -> dict:
+    """Token ids with the target entity masked, MLM/CKA labels, the visible entity's token range and key.
+
+    The target is the object (tail from head + relation) or, with ``both_directions`` for the sentences
+    :func:`predicts_head` draws, the subject (head from tail + relation); ``subj_*`` then mark the object."""
     where = record.source or "<example>"
+    if both_directions and predicts_head(record):
+        record = RelationExample(record.text, record.obj_span, record.subj_span, record.label, record.source)
     text = record.text
     if not text.strip():
         raise DataError(where, None, "empty sentence")
@@ -128,7 +139,8 @@ class TRELMKnowledgeObjective(Objective):
     main_metric = "object_top1"
 
     def __init__(self, feature_size: int, vocab_size: int | None = None, hidden_size: int | None = None,
-                 theta: float = 0.5, num_negatives: int = 10, mlm_probability: float = 0.15):
+                 theta: float = 0.5, num_negatives: int = 10, mlm_probability: float = 0.15,
+                 inject_both_directions: bool = True):
         super().__init__(feature_size)
         if not 0.0 <= theta <= 1.0:
             raise KadaptError(f"trelm_knowledge: theta must lie in [0, 1], got {theta}")
@@ -136,6 +148,7 @@ class TRELMKnowledgeObjective(Objective):
             raise KadaptError(f"trelm_knowledge: num_negatives must be >= 1, got {num_negatives}")
         self.hidden_size = hidden_size or feature_size // 2
         self.theta, self.num_negatives, self.mlm_probability = theta, num_negatives, mlm_probability
+        self.both_directions = inject_both_directions
         self.vocab_size = vocab_size
         self.head = MaskedLMHead(self.hidden_size, vocab_size) if vocab_size else None
         self.register_buffer("embeddings", torch.zeros(0), persistent=False)
@@ -172,7 +185,7 @@ class TRELMKnowledgeObjective(Objective):
     def encode(self, record, tokenizer, max_length: int) -> dict:
         if not isinstance(record, RelationExample):
             raise KadaptError(f"trelm_knowledge reads entity-annotated sentences (RelationExample), got {type(record).__name__}")
-        return encode_trelm(record, tokenizer, max_length, self.mlm_probability)
+        return encode_trelm(record, tokenizer, max_length, self.mlm_probability, self.both_directions)
 
     # ------------------------------------------------------------------ scoring
     def _hidden(self, features: torch.Tensor) -> torch.Tensor:
@@ -214,6 +227,9 @@ class TRELMKnowledgeObjective(Objective):
         cka_labels = batch["cka_labels"]
         target = cka_labels != IGNORE
         obj_logits = self.vocab_logits(hidden[target])
+        if "si_important" in batch:  # training with inject_si_targets: CKA at the SI-important rows only
+            cka_labels = cka_labels.masked_fill(~batch["si_important"][:, None], IGNORE)
+            target = cka_labels != IGNORE
         loss = None
         if "mlm_labels" in batch:
             labels = cka_labels[target]
@@ -241,4 +257,5 @@ class TRELMKnowledgeObjective(Objective):
 
     def config_dict(self) -> dict:
         return {"vocab_size": self.vocab_size, "hidden_size": self.hidden_size, "theta": self.theta,
-                "num_negatives": self.num_negatives, "mlm_probability": self.mlm_probability}
+                "num_negatives": self.num_negatives, "mlm_probability": self.mlm_probability,
+                "inject_both_directions": self.both_directions}

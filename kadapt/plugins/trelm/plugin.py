@@ -75,6 +75,9 @@ class TRELMConfig(PluginConfig):
     inject_kg: str = field(default="", metadata={
         "help": "KG folder (any kadapt KG layout) whose entity/relation texts, encoded once by the frozen backbone, "
                 "give h_e of eq. 7 at important entity tokens. Paper: KG embeddings; '' = no KG (h_e = E_p)."})
+    inject_si_targets: bool = field(default=True, metadata={
+        "help": "CKA loss only at the target entities of the rows SI (eq. 1) marks important (paper: SI chooses "
+                "the target entities); false = at every row's target."})
     inject_kg_format: str = field(default="auto", metadata={"help": "Format of inject_kg (auto, kgbert, codex, ...)."})
     inject_entity: bool = field(default=True, metadata={"help": "With inject_kg: the KG entity vector enters h_e (paper)."})
     inject_relation: bool = field(default=True, metadata={
@@ -177,7 +180,7 @@ class TRELMPlugin(Plugin):
         them (saves the original-sentence pass of the semantic-importance score)."""
         hidden = backbone.embed(input_ids)
         use_memory = (self.training and batch is not None and "subj_key" in batch
-                      and (self.current_lambda > 0 or bool(self.config.inject_kg)))
+                      and (self.current_lambda > 0 or bool(self.config.inject_kg) or self.config.inject_si_targets))
         if use_memory:
             hidden, initial = self._mix_memory(backbone, input_ids, attention_mask, hidden, batch, plain_last)
         with self.delta.installed(backbone.model):
@@ -197,6 +200,8 @@ class TRELMPlugin(Plugin):
         weights = subject.to(embedded.dtype)[..., None]
         initial = (embedded * weights).sum(1) / weights.sum(1).clamp_min(1.0)
         important = self.important_rows(backbone, input_ids, attention_mask, subject, plain_last)
+        if self.config.inject_si_targets:
+            batch["si_important"] = important  # the objective's CKA reads it (same batch dict, this step only)
         local, glob = self.memory.lookup(batch["subj_key"], initial)
         lam = self.current_lambda
         mixed = (1 - lam) * self.injected(backbone, embedded, batch, important) + lam / 2 * (local + glob)[:, None, :]

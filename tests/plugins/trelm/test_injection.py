@@ -72,7 +72,7 @@ def plugin_batch(backbone, kg_dir, records, **config):
     plugin = build_plugin("trelm", {"neurons_per_layer": [2], "memory_slots": 8, "important_fraction": 1.0,
                                     "inject_kg": str(kg_dir), **config}, backbone.spec)
     plugin.train()
-    head = build_objective("trelm_knowledge", 2 * backbone.spec.hidden_size, {})
+    head = build_objective("trelm_knowledge", 2 * backbone.spec.hidden_size, {"inject_both_directions": False})
     head.bind_backbone(backbone)
     batch = collate([head.encode(r, backbone.tokenizer, 32) for r in records], backbone.tokenizer.pad_token_id)
     return plugin, batch
@@ -120,3 +120,52 @@ def test_bad_injection_inputs(backbone, kg_dir):
     missing = build_plugin("trelm", {"neurons_per_layer": [2], "inject_kg": str(kg_dir / "nope")}, backbone.spec).train()
     with pytest.raises(KadaptError, match="nope: KG folder not found"):
         missing.injected(backbone, backbone.embed(batch["input_ids"]), batch, torch.tensor([True]))
+
+
+def test_both_directions_mask_the_head_for_half_the_sentences(backbone):
+    from kadapt.plugins.trelm.objective import IGNORE, entity_key, predicts_head
+
+    head = build_objective("trelm_knowledge", 2 * backbone.spec.hidden_size, {"mlm_probability": 0.0})
+    records = [RelationExample(r.text, r.subj_span, r.obj_span, r.label, f"s:{i}")
+               for i, r in enumerate([OBAMA, PARIS, CURIE] * 3)]
+    draws = [predicts_head(r) for r in records]
+    assert True in draws and False in draws  # both directions occur
+    for record, head_first in zip(records, draws):
+        feats = head.encode(record, backbone.tokenizer, 32)
+        target, visible = (record.subj_span, record.obj_span) if head_first else (record.obj_span, record.subj_span)
+        masked = backbone.tokenizer.decode([t for t, label in zip(feats["input_ids"], feats["cka_labels"])
+                                            if label != IGNORE]).split()
+        assert set(masked) == {backbone.tokenizer.mask_token}
+        gold = backbone.tokenizer.decode([label for label in feats["cka_labels"] if label != IGNORE])
+        assert gold.replace(" ", "") == record.text[target[0]:target[1]].lower().replace(" ", "")
+        assert feats["subj_key"] == entity_key(record.text[visible[0]:visible[1]])
+        assert feats["rel_key"] == entity_key(record.label)
+    one_way = build_objective("trelm_knowledge", 8, {"inject_both_directions": False})
+    assert all(one_way.encode(r, backbone.tokenizer, 32)["subj_key"] == entity_key(r.text[r.subj_span[0]:r.subj_span[1]])
+               for r in records)
+
+
+def test_si_chooses_the_cka_targets(backbone, kg_dir):
+    plugin, batch = plugin_batch(backbone, kg_dir, [OBAMA, PARIS], important_fraction=0.5)
+    from kadapt.core.model import KnowledgeModel
+    from kadapt.plugins.trelm.objective import IGNORE
+
+    model = KnowledgeModel(backbone, [plugin])
+    model.head = build_objective("trelm_knowledge", model.feature_size, {"inject_both_directions": False})
+    model.head.bind_backbone(backbone)
+    model.train()
+    torch.manual_seed(3)
+    features = model.batch_features(batch)
+    important = batch["si_important"]  # set by the plug-in's pass: the top half by SI
+    subject = plugin._subject_mask(batch, batch["input_ids"].shape[1])
+    assert torch.equal(important, plugin.important_rows(backbone, batch["input_ids"], batch["attention_mask"], subject))
+    assert int(important.sum()) == 1
+    torch.manual_seed(4)
+    loss = model.head(features, batch).loss
+    by_hand = {k: v for k, v in batch.items() if k != "si_important"}
+    by_hand["cka_labels"] = batch["cka_labels"].masked_fill(~important[:, None], IGNORE)
+    torch.manual_seed(4)
+    torch.testing.assert_close(loss, model.head(features, by_hand).loss)
+    torch.manual_seed(4)
+    assert not torch.allclose(loss, model.head(features, {k: v for k, v in by_hand.items()
+                                                          if k != "cka_labels"} | {"cka_labels": batch["cka_labels"]}).loss)

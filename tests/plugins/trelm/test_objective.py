@@ -18,7 +18,7 @@ SENTENCE = RelationExample("Barack Obama was born in Hawaii .", (0, 12), (25, 31
 
 def objective(backbone, **config):
     torch.manual_seed(0)
-    head = build_objective("trelm_knowledge", 2 * backbone.spec.hidden_size, config)
+    head = build_objective("trelm_knowledge", 2 * backbone.spec.hidden_size, {"inject_both_directions": False, **config})
     head.bind_backbone(backbone)
     return head
 

@@ -117,7 +117,7 @@ def tiny_trelm(backbone, **config):
 def trelm_model(backbone, plugin, seed=0):
     torch.manual_seed(seed)
     model = KnowledgeModel(backbone, [plugin])
-    model.head = build_objective("trelm_knowledge", model.feature_size, {})
+    model.head = build_objective("trelm_knowledge", model.feature_size, {"inject_both_directions": False})
     model.head.bind_backbone(backbone)
     return model
 
