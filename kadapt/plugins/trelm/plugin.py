@@ -262,6 +262,9 @@ class TRELMPlugin(Plugin):
         """Before each optimizer step's first forward: the epoch for λ, and the knowledge path of the
         step's batch (per_batch) or every ``reselect_every`` steps (periodic), after the warm-up."""
         self.epoch = info.epoch
+        optimizer = _torch_optimizer(info.optimizer)
+        if optimizer is not None:  # every step (also warm-up, non-due and resumed ones): the neuron clock runs
+            self.fresh.attach(optimizer)
         step, first = info.step, int(self.selections) == 0
         every = self.config.reselect_every
         if self.config.routing == "periodic" and not first and not (every and step % every == 0):
@@ -272,9 +275,6 @@ class TRELMPlugin(Plugin):
                               f"the model's objective is {type(objective).__name__} (objective.name: trelm_knowledge)")
         if not objective.readout_trained and step < self.config.routing_warmup_steps:
             return  # the read-out is new: attribution through it would rank neurons by noise
-        optimizer = _torch_optimizer(info.optimizer)
-        if optimizer is not None:
-            self.fresh.attach(optimizer)
         self.reselect(info.model.backbone, objective, info.batch,
                       optimizer_state=optimizer.state if optimizer is not None else None, step=step)
 

@@ -127,3 +127,26 @@ def test_new_neuron_gets_an_exact_fresh_adam_start():
     restored = FreshNeuronAdam(SparseFFNDelta(3, 8, [2]))
     restored.load_tensors(fresh.tensors())
     assert restored.ages[0].tolist() == [9, 4]
+
+
+def test_neuron_clock_runs_from_the_first_step_and_after_a_resume(backbone):
+    """Ages count optimizer steps during the warm-up and on steps without a selection, also when a resumed
+    run brings a new optimizer object: the placeholder neurons kept at the first selection are not 'young'."""
+    model, plugin, batch = model_with(backbone, routing="periodic", reselect_every=0, routing_warmup_steps=2)
+    optimizer = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=1e-2)
+    model.train()
+    for step in range(3):
+        model.on_step(StepInfo(model, batch, step, 0, optimizer))
+        model(batch).loss.backward()
+        optimizer.step()
+        optimizer.zero_grad()
+    assert [r["step"] for r in plugin.selection_log] == [2]
+    kept = [set(plugin.delta.neurons(layer).tolist()) & set(range(4)) for layer in range(2)]
+    expect = [[3 if n in kept[layer] else 1 for n in plugin.delta.neurons(layer).tolist()] for layer in range(2)]
+    assert [ages.tolist() for ages in plugin.fresh.ages] == expect  # kept placeholders: 3 steps; new ones: 1
+    resumed = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=1e-2)
+    resumed.load_state_dict(optimizer.state_dict())
+    model.on_step(StepInfo(model, batch, 3, 0, resumed))  # not a selection step
+    model(batch).loss.backward()
+    resumed.step()
+    assert [ages.tolist() for ages in plugin.fresh.ages] == [[a + 1 for a in layer] for layer in expect]
