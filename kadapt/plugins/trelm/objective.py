@@ -1,7 +1,11 @@
 """TRELM's infusion objective: contrastive knowledge assessing mixed with MLM (TRELM §3.1, eq. 2–3).
 
 Input: a sentence with a subject (head entity) and an object (tail entity) span, e.g. a LAMA T-REx
-evidence. Every object token is replaced by the mask token; the model must recover it.
+evidence. Every token of the target entity is replaced by the mask token; the model must recover it.
+The target is the object (tail from head + relation), or with ``inject_both_directions`` (default, the
+paper's "vice versa") the subject for a fixed half of the sentences (:func:`predicts_head`). During
+training with ``inject_si_targets`` the plug-in marks the SI-important rows (``batch["si_important"]``)
+and CKA counts only their targets.
 
 * CKA (eq. 2): at each object token, ``f(h, y) = t(h)·E_y + b_y`` (``t`` = the MLM head's transform,
   ``E`` = the backbone's input word embeddings, ``b`` = the head's output bias); cross-entropy of the
