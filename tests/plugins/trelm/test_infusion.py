@@ -63,3 +63,36 @@ def test_shipped_recipes_parse():
     assert full.objective.config["theta"] == 0.5
     small = load_recipe(REPO / "recipes" / "infuse" / "trelm_small.yaml")
     assert small.training.cpu and small.data.format == "lama_trex"
+
+
+def test_infuse_with_kg_injection(world, backbone_dir, tmp_path):
+    """``kadapt infuse`` with inject_kg through the one loop: a KG folder holding half the subjects and
+    every relation of the training sentences; the model card counts the mentions without a KG row."""
+    from kadapt.data.relations import read_trex_rc
+
+    records = list(read_trex_rc(world["infuse_factual_train"]))[:32]
+    subjects = sorted({r.text[r.subj_span[0]:r.subj_span[1]] for r in records})
+    kg = tmp_path / "kg"
+    kg.mkdir()
+    kept = subjects[: len(subjects) // 2]
+    (kg / "entity2text.txt").write_text("".join(f"e{i}\t{name}, an entity\n" for i, name in enumerate(kept)))
+    relations = sorted({r.label for r in records})
+    (kg / "relation2text.txt").write_text("".join(f"{label}\t{label}\n" for label in relations))
+    (kg / "train.tsv").write_text(f"e0\t{relations[0]}\te0\n")
+    recipe = {
+        "kind": "infuse", "name": "trelm-kg",
+        "backbone": {"name_or_path": str(backbone_dir)},
+        "plugin": {"kind": "trelm", "config": {"neurons_per_layer": [8], "ig_steps": 2, "routing": "per_batch",
+                                               "attribution": "grad_x_act", "routing_warmup_steps": 2,
+                                               "attribution_rows": 4, "memory_slots": 64, "inject_kg": str(kg)}},
+        "objective": {"name": "trelm_knowledge", "config": {"num_negatives": 5}},
+        "data": {"format": "trex_rc", "train": str(world["infuse_factual_train"]),
+                 "dev": str(world["infuse_factual_dev"]), "max_length": 48, "limit": 32},
+        "training": training(epochs=1, lr=1e-2),
+        "output": {"dir": str(tmp_path / "run")},
+    }
+    assert main(["infuse", str(write_yaml(tmp_path / "trelm.yaml", recipe))]) == 0
+    card = (tmp_path / "run" / "plugin" / "README.md").read_text()
+    assert f"KG injection from {kg}" in card and "per_batch routing, grad_x_act attribution" in card
+    skipped = int(card.split("important mentions without a KG row: ")[1].split(";")[0])
+    assert skipped > 0  # half the subjects have no KG row: counted, not an error
