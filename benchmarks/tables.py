@@ -55,18 +55,38 @@ def trelm_lama_typed(data: dict) -> str:
     return _trelm_lama(data, "_typed")
 
 
-def trelm_mask_vs_dense(data: dict) -> str:
-    params, step = data["trainable_parameters"], data["median_step_seconds"]
-    loss, wall = data["final_loss_10step_avg"], data["seconds_to_equal_loss"]
+def _per_seed(values, fmt: str) -> str:
+    return " / ".join("—" if v is None else format(v, fmt) for v in values)
+
+
+def trelm_efficiency(data: dict) -> str:
+    arms = [data["arms"][name] for name in ("mask", "dense", "full")]
+    initial = data["initial_heldout_loss"]
     rows = [
-        ["trainable parameters", f"{params['mask']:,}", f"{params['dense']:,}", f"{100 * params['mask'] / params['dense']:.1f}%"],
-        ["median step (s), attribution steps included", f"{step['mask']:.2f}", f"{step['dense']:.2f}",
-         f"{step['mask'] / step['dense']:.2f}"],
-        [f"loss after {data['steps']} steps (10-step mean)", f"{loss['mask']:.2f}", f"{loss['dense']:.2f}", ""],
-        [f"wall time to reach loss {data['equal_loss_target']:.2f} (s)", f"{wall['mask']:.0f}", f"{wall['dense']:.0f}",
-         f"**{data['time_to_equal_loss_ratio_mask_over_dense']:.2f}**"],
+        ["trainable FFN parameters"] + [f"{a['trainable_ffn_parameters']:,}" for a in arms],
+        ["mean step, wall s (attribution included)"] + [f"{a['mean_step_wall_s']:.3f}" for a in arms],
+        ["mean step, CPU s"] + [f"{a['mean_step_cpu_s']:.3f}" for a in arms],
+        [f"total wall s per seed ({data['steps']} steps)"] + [_per_seed(a["total_wall_s_per_seed"], ".1f") for a in arms],
+        ["total CPU s per seed"] + [_per_seed(a["total_cpu_s_per_seed"], ".1f") for a in arms],
+        ["final held-out loss per seed"] + [_per_seed(a["final_heldout_per_seed"], ".3f") for a in arms],
     ]
-    return _rows(["", "mask adapter", "dense delta", "mask / dense"], ["---", "---:", "---:", "---:"], rows)
+    for fraction in ("0.65", "0.6"):
+        rows.append([f"wall s to {fraction} × initial ({float(fraction) * initial:.2f}) per seed"]
+                    + [_per_seed(a["wall_s_to_target_per_seed"][fraction], ".1f") for a in arms])
+    return _rows(["", "mask", "dense delta", "full FT of the FFN weights"], ["---", "---:", "---:", "---:"], rows)
+
+
+def trelm_routing_agreement(data: dict) -> str:
+    per_layer, seconds = data["mean_overlap_with_ig_m20_per_layer"], data["mean_attribution_seconds"]
+    layers = len(next(iter(per_layer.values())))
+    shown = [0, 1, layers - 1]
+    labels = {"ig_m20": "IG m = 20 (paper)", "ig_m5": "IG m = 5", "ig_m2": "IG m = 2", "grad_x_act": "`grad_x_act`"}
+    rows = [[labels["ig_m20"], "1"] + ["1"] * len(shown) + [f"{seconds['ig_m20']:.2f}"]]
+    for mode in ("ig_m5", "ig_m2", "grad_x_act"):
+        rows.append([labels[mode], f"{data['mean_overlap_with_ig_m20'][mode]:.3f}"]
+                    + [f"{per_layer[mode][layer]:.3f}" for layer in shown] + [f"{seconds[mode]:.2f}"])
+    header = ["mode", "mean overlap with IG m=20", *[f"layer {layer}" for layer in shown], "seconds per attribution"]
+    return _rows(header, ["---"] + ["---:"] * (len(shown) + 2), rows)
 
 
 def xlmk_mpararel(data: dict) -> str:
@@ -99,7 +119,8 @@ RENDERERS = {
     "quickstart": (quickstart, "quickstart"),
     "trelm-lama": (trelm_lama, "trelm_lama"),
     "trelm-lama-typed": (trelm_lama_typed, "trelm_lama"),
-    "trelm-mask-vs-dense": (trelm_mask_vs_dense, "trelm_mask_vs_dense"),
+    "trelm-efficiency": (trelm_efficiency, "trelm_efficiency"),
+    "trelm-routing-agreement": (trelm_routing_agreement, "trelm_routing_agreement"),
     "xlmk-mpararel": (xlmk_mpararel, "xlmk_mpararel"),
     "ud-pos-multilingual": (ud_pos_multilingual, "ud_pos_multilingual_small"),
     "raw-text-uas": (raw_text_uas, "raw_text_uas"),

@@ -17,7 +17,9 @@
    infused and held-out facts.
 
     PYTHONPATH=. python benchmarks/trelm_lama.py --facts 14 --evidences 4 --infuse-only --run RUN \\
-        training.epochs=1 training.batch_size=8 plugin.config.reselect_every=50
+        training.epochs=1 training.batch_size=8 plugin.config.reselect_every=50 \\
+        plugin.config.routing=periodic plugin.config.attribution=ig plugin.config.routing_warmup_steps=0 \\
+        plugin.config.inject_si_targets=false objective.config.inject_both_directions=false
     PYTHONPATH=. python benchmarks/trelm_lama.py --plugin RUN/infusion/plugin --facts 14 --evidences 4 \\
         --probe-evidences 4 --held-out 50 --probe-steps 500 --out benchmarks/results/trelm_lama.json
 """

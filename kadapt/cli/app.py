@@ -89,6 +89,10 @@ def cmd_plugin_info(args) -> int:
         for key in ("kind", "name", "parameters", "directory"):
             if key in info:
                 print(f"{key}: {info[key]:,}" if isinstance(info[key], int) else f"{key}: {info[key]}")
+        if "config_help" in info:  # --kind: every config key, its resolved value and its help
+            print("config:")
+            for key, value in info["config"].items():
+                print(f"  {key}: {value!r}  # {info['config_help'].get(key, '')}")
     return 0
 
 

@@ -43,6 +43,7 @@ def describe_kind(kind: str, backbone: str | Path, *, meta: bool = True, overrid
         "reads_shared_states_only": cls.reads_shared_states_only,
         "parameters": plugin.num_parameters(),
         "config": plugin.config.to_dict(),
+        "config_help": cls.config_class.help(),
         "required_layers": list(plugin.required_layers()),
         "output_size": plugin.output_size,
         "backbone": {"path": str(backbone), **frozen.spec.__dict__},

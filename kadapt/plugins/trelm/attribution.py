@@ -102,6 +102,44 @@ def integrated_gradients(
     return scores
 
 
+def gradient_x_activation(backbone, batch: dict, target_mask: torch.Tensor, score: ScoreFn) -> list[torch.Tensor]:
+    """The first-order proxy of eq. 11: ``v_i · ∂P(v)/∂v_i`` at the target positions, every layer from ONE
+    forward and one backward pass (``backbone`` a ``FrozenBackbone``). It is exactly integrated gradients
+    with m = 1 (the single Riemann point α = 1 is the unscaled pass), at the cost of one pass instead of
+    one m-copy pass per layer. Hooks installed by the caller (e.g. a mask adapter) stay active."""
+    blocks = ffn_blocks(backbone.model)
+    ids, mask = batch["input_ids"], batch["attention_mask"]
+    target = target_mask.bool()
+    captured: dict[int, torch.Tensor] = {}
+
+    def keep(layer):
+        def hook(module, args, output):
+            captured[layer] = output
+        return hook
+
+    handles = [block.activation_module.register_forward_hook(keep(layer)) for layer, block in enumerate(blocks)]
+    try:
+        with torch.enable_grad():
+            hidden = backbone.embed(ids).detach().requires_grad_(True)  # so every later state is in the graph
+            last = backbone.run_layers(hidden, 0, len(blocks), mask)
+            states = [captured[layer] for layer in range(len(blocks))]
+            grads = torch.autograd.grad(score(last, batch).sum(), states)
+    finally:
+        for handle in handles:
+            handle.remove()
+    return [(v.detach() * g).masked_fill(~target[..., None], 0.0).sum(dim=(0, 1)) for v, g in zip(states, grads)]
+
+
+def top_k_overlap(a: Sequence[torch.Tensor], b: Sequence[torch.Tensor]) -> list[float]:
+    """Per layer, |A ∩ B| / |A| of two selections of equal size (1.0 for two empty selections)."""
+    out = []
+    for x, y in zip(a, b):
+        if x.numel() != y.numel():
+            raise KadaptError(f"selections of {x.numel()} and {y.numel()} neurons cannot be compared")
+        out.append(1.0 if x.numel() == 0 else float(torch.isin(x, y).sum()) / x.numel())
+    return out
+
+
 def _capture(store: dict, layer: int):
     def hook(module, args, output):
         store[layer] = output.detach()

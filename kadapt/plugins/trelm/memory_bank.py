@@ -9,9 +9,9 @@
 * global memory (eq. 6): the mean of the last-layer ``[CLS]`` states of every context the entity
   occurred in (a running sum and count).
 * input mixing (eq. 7): ``I_p = (1-λ)·E_p + λ/2·(M_local + M_global)`` at the tokens of an important
-  entity, with ``λ_q = λ/β^q`` at epoch ``q`` (eq. 8). ``E_p`` is the token's own embedding output
-  (no separate knowledge-graph embedding exists here). A global memory with no context yet falls
-  back to the local memory.
+  entity, with ``λ_q = λ/β^q`` at epoch ``q`` (eq. 8). ``E_p`` is the token's own embedding output, or
+  the KG injection embedding h_e with ``inject_kg`` (``knowledge.py``). A global memory with no context
+  yet falls back to the local memory.
 
 Entities are keyed by an integer (crc32 of the normalised surface) hashed into ``slots`` rows:
 two entities that share a row share a memory (the table size bounds memory use).

@@ -1,7 +1,11 @@
 """TRELM's infusion objective: contrastive knowledge assessing mixed with MLM (TRELM §3.1, eq. 2–3).
 
 Input: a sentence with a subject (head entity) and an object (tail entity) span, e.g. a LAMA T-REx
-evidence. Every object token is replaced by the mask token; the model must recover it.
+evidence. Every token of the target entity is replaced by the mask token; the model must recover it.
+The target is the object (tail from head + relation), or with ``inject_both_directions`` (default, the
+paper's "vice versa") the subject for a fixed half of the sentences (:func:`predicts_head`). During
+training with ``inject_si_targets`` the plug-in marks the SI-important rows (``batch["si_important"]``)
+and CKA counts only their targets.
 
 * CKA (eq. 2): at each object token, ``f(h, y) = t(h)·E_y + b_y`` (``t`` = the MLM head's transform,
   ``E`` = the backbone's input word embeddings, ``b`` = the head's output bias); cross-entropy of the
@@ -49,9 +53,20 @@ def _token_range(offsets, special, span: tuple[int, int]) -> tuple[int, int] | N
     return (hit[0], hit[-1] + 1) if hit else None
 
 
-def encode_trelm(record: RelationExample, tokenizer, max_length: int, mlm_probability: float) -> dict:
-    """Token ids with the object masked, MLM/CKA labels, subject token range and entity key."""
+def predicts_head(record: RelationExample) -> bool:
+    """The fixed per-sentence draw (half the sentences) of the "vice versa" direction: head from tail + relation."""
+    return zlib.crc32(f"direction|{record.source}|{record.text}".encode()) % 2 == 1
+
+
+def encode_trelm(record: RelationExample, tokenizer, max_length: int, mlm_probability: float,
+                 both_directions: bool = False) -> dict:
+    """Token ids with the target entity masked, MLM/CKA labels, the visible entity's token range and key.
+
+    The target is the object (tail from head + relation) or, with ``both_directions`` for the sentences
+    :func:`predicts_head` draws, the subject (head from tail + relation); ``subj_*`` then mark the object."""
     where = record.source or "<example>"
+    if both_directions and predicts_head(record):
+        record = RelationExample(record.text, record.obj_span, record.subj_span, record.label, record.source)
     text = record.text
     if not text.strip():
         raise DataError(where, None, "empty sentence")
@@ -82,7 +97,7 @@ def encode_trelm(record: RelationExample, tokenizer, max_length: int, mlm_probab
         elif draw < 0.9:
             ids[t] = rng.randrange(len(tokenizer))
     return {"input_ids": ids, "mlm_labels": mlm, "cka_labels": cka, "subj_start": subj[0], "subj_end": subj[1],
-            "subj_key": entity_key(text[record.subj_span[0]:record.subj_span[1]])}
+            "subj_key": entity_key(text[record.subj_span[0]:record.subj_span[1]]), "rel_key": entity_key(record.label)}
 
 
 class MaskedLMHead(nn.Module):
@@ -128,7 +143,8 @@ class TRELMKnowledgeObjective(Objective):
     main_metric = "object_top1"
 
     def __init__(self, feature_size: int, vocab_size: int | None = None, hidden_size: int | None = None,
-                 theta: float = 0.5, num_negatives: int = 10, mlm_probability: float = 0.15):
+                 theta: float = 0.5, num_negatives: int = 10, mlm_probability: float = 0.15,
+                 inject_both_directions: bool = True):
         super().__init__(feature_size)
         if not 0.0 <= theta <= 1.0:
             raise KadaptError(f"trelm_knowledge: theta must lie in [0, 1], got {theta}")
@@ -136,9 +152,12 @@ class TRELMKnowledgeObjective(Objective):
             raise KadaptError(f"trelm_knowledge: num_negatives must be >= 1, got {num_negatives}")
         self.hidden_size = hidden_size or feature_size // 2
         self.theta, self.num_negatives, self.mlm_probability = theta, num_negatives, mlm_probability
+        self.both_directions = inject_both_directions
         self.vocab_size = vocab_size
         self.head = MaskedLMHead(self.hidden_size, vocab_size) if vocab_size else None
         self.register_buffer("embeddings", torch.zeros(0), persistent=False)
+        #: True when the read-out came trained (the backbone's own MLM head); routing waits otherwise
+        self.readout_trained = False
 
     # ------------------------------------------------------------------ set-up
     def bind(self, model) -> None:
@@ -154,6 +173,7 @@ class TRELMKnowledgeObjective(Objective):
                 found = pretrained_mlm_head(backbone.name)
                 if found is not None:
                     self.head.load_state_dict(found)
+                    self.readout_trained = True
                     log.info("trelm_knowledge: initialised the MLM head from %s", backbone.name)
                 else:
                     log.info("trelm_knowledge: %s has no MLM head; training a new one", backbone.name)
@@ -169,7 +189,7 @@ class TRELMKnowledgeObjective(Objective):
     def encode(self, record, tokenizer, max_length: int) -> dict:
         if not isinstance(record, RelationExample):
             raise KadaptError(f"trelm_knowledge reads entity-annotated sentences (RelationExample), got {type(record).__name__}")
-        return encode_trelm(record, tokenizer, max_length, self.mlm_probability)
+        return encode_trelm(record, tokenizer, max_length, self.mlm_probability, self.both_directions)
 
     # ------------------------------------------------------------------ scoring
     def _hidden(self, features: torch.Tensor) -> torch.Tensor:
@@ -211,6 +231,9 @@ class TRELMKnowledgeObjective(Objective):
         cka_labels = batch["cka_labels"]
         target = cka_labels != IGNORE
         obj_logits = self.vocab_logits(hidden[target])
+        if "si_important" in batch:  # training with inject_si_targets: CKA at the SI-important rows only
+            cka_labels = cka_labels.masked_fill(~batch["si_important"][:, None], IGNORE)
+            target = cka_labels != IGNORE
         loss = None
         if "mlm_labels" in batch:
             labels = cka_labels[target]
@@ -238,4 +261,5 @@ class TRELMKnowledgeObjective(Objective):
 
     def config_dict(self) -> dict:
         return {"vocab_size": self.vocab_size, "hidden_size": self.hidden_size, "theta": self.theta,
-                "num_negatives": self.num_negatives, "mlm_probability": self.mlm_probability}
+                "num_negatives": self.num_negatives, "mlm_probability": self.mlm_probability,
+                "inject_both_directions": self.both_directions}

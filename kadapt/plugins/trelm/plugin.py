@@ -9,8 +9,12 @@ backbone itself with the deltas hooked in (``forward(pass_)`` → ``inside_featu
   of the batch with the highest SI are important;
 * mixes the memory bank into the input embeddings of those subjects (eq. 7, λ decaying per epoch,
   eq. 8) and updates the bank from its own outputs (eq. 4–6);
-* recomputes the knowledge path every ``reselect_every`` optimizer steps by integrated gradients of
-  the objective's knowledge probability (eq. 9–12) and logs what changed (``on_step``).
+* recomputes the knowledge path by attributing the objective's knowledge probability (eq. 9–12):
+  ``routing: per_batch`` (the paper: every optimizer step, on that step's batch) or ``periodic`` (every
+  ``reselect_every`` steps); ``attribution: ig`` (eq. 11, m = ``ig_steps``) or ``grad_x_act`` (the
+  one-pass first-order proxy, = IG with m = 1). No selection happens before ``routing_warmup_steps``
+  when the MLM read-out is new (a backbone without its own MLM head): attribution through an untrained
+  read-out is noise. Each newly selected neuron starts Adam afresh (:mod:`fresh_adam`).
 
 At fine-tuning (eval mode) only the deltas act: no memory, no SI, no re-selection.
 """
@@ -20,12 +24,17 @@ import logging
 from dataclasses import dataclass, field
 
 import torch
+from accelerate.optimizer import AcceleratedOptimizer
 
 from kadapt.core.backbone import BackboneSpec
 from kadapt.core.errors import KadaptError
 from kadapt.core.plugin import Pass, Plugin, PluginConfig, StepInfo
-from kadapt.plugins.trelm.attribution import integrated_gradients, select_neurons
+from kadapt.plugins.trelm.attribution import gradient_x_activation, integrated_gradients, select_neurons
+from kadapt.plugins.trelm.fresh_adam import FreshNeuronAdam
+from kadapt.plugins.trelm.knowledge import KGInjection, injection_embedding
+from kadapt.kg.readers import read_kg
 from kadapt.plugins.trelm.mask_adapter import SparseFFNDelta
+from kadapt.plugins.trelm.objective import TRELMKnowledgeObjective
 from kadapt.plugins.trelm.memory_bank import (
     KnowledgeMemoryBank,
     memory_lambda,
@@ -45,8 +54,17 @@ class TRELMConfig(PluginConfig):
         metadata={"help": "Knowledge-path neurons per FFN layer: one count for every layer, or one per layer "
                           "(0 = leave that layer untouched). Fixed for the run; re-selection swaps which neurons."})
     ig_steps: int = field(default=20, metadata={"help": "m, Riemann steps of the integrated gradients (eq. 11; paper: 20)."})
-    reselect_every: int = field(default=100, metadata={"help": "Recompute the knowledge path every N optimizer steps "
-                                                                 "(0 = select once, at the first step)."})
+    routing: str = field(default="per_batch", metadata={
+        "help": "per_batch (paper: the knowledge path of every batch, re-selected each optimizer step) | "
+                "periodic (every reselect_every steps)."})
+    attribution: str = field(default="ig", metadata={
+        "help": "ig (paper: integrated gradients with ig_steps points, one m-copy pass per layer) | grad_x_act "
+                "(first-order proxy v·dP/dv = IG with m=1, every layer from one pass; ~m×L cheaper)."})
+    reselect_every: int = field(default=100, metadata={"help": "routing: periodic only — recompute the knowledge path "
+                                                                 "every N optimizer steps (0 = select once)."})
+    routing_warmup_steps: int = field(default=50, metadata={
+        "help": "No selection before this optimizer step when the MLM read-out is new (backbone without an MLM "
+                "head); 0 with a backbone MLM head. Not in the paper (its backbones have MLM heads)."})
     attribution_rows: int = field(default=8, metadata={"help": "Batch rows used for attribution (the m copies of them run as one batch)."})
     memory_slots: int = field(default=16384, metadata={"help": "Rows of the entity memory table (entities hashed into them)."})
     memory_window: int = field(default=16, metadata={"help": "k, half window of the local memory (eq. 4; paper best: 16)."})
@@ -54,6 +72,16 @@ class TRELMConfig(PluginConfig):
     memory_lambda: float = field(default=0.5, metadata={"help": "λ, initial weight of the memory in the input (eq. 7; paper: 0.5)."})
     memory_beta: float = field(default=2.0, metadata={"help": "β, λ decays as λ/β^epoch (eq. 8; paper best: 2)."})
     important_fraction: float = field(default=0.5, metadata={"help": "Share of a batch's subject mentions with the highest SI (eq. 1) that get memory."})
+    inject_kg: str = field(default="", metadata={
+        "help": "KG folder (any kadapt KG layout) whose entity/relation texts, encoded once by the frozen backbone, "
+                "give h_e of eq. 7 at important entity tokens. Paper: KG embeddings; '' = no KG (h_e = E_p)."})
+    inject_si_targets: bool = field(default=True, metadata={
+        "help": "CKA loss only at the target entities of the rows SI (eq. 1) marks important (paper: SI chooses "
+                "the target entities); false = at every row's target."})
+    inject_kg_format: str = field(default="auto", metadata={"help": "Format of inject_kg (auto, kgbert, codex, ...)."})
+    inject_entity: bool = field(default=True, metadata={"help": "With inject_kg: the KG entity vector enters h_e (paper)."})
+    inject_relation: bool = field(default=True, metadata={
+        "help": "With inject_kg: the sentence relation's KG vector enters h_e (paper: head entity and relation at the input)."})
 
     def counts(self, num_layers: int) -> list[int]:
         if len(self.neurons_per_layer) == 1:
@@ -80,11 +108,25 @@ class TRELMPlugin(Plugin):
             raise KadaptError(f"memory_lambda must lie in [0, 1] and memory_beta be >= 1 (λ decays as λ/β^epoch), "
                               f"got λ={config.memory_lambda}, β={config.memory_beta}")
         if config.ig_steps < 1:
-            raise KadaptError(f"ig_steps must be >= 1, got {config.ig_steps}")
+            raise KadaptError(f"trelm config: ig_steps must be >= 1 (m Riemann points of eq. 11; for the one-pass "
+                              f"proxy set attribution: grad_x_act), got {config.ig_steps}")
+        if config.inject_kg and config.important_fraction == 0:
+            raise KadaptError("trelm config: inject_kg is set but important_fraction is 0: no entity position would "
+                              "receive knowledge (raise important_fraction or drop inject_kg)")
+        if config.routing not in ("per_batch", "periodic"):
+            raise KadaptError(f"trelm config: routing must be per_batch or periodic, got {config.routing!r}")
+        if config.attribution not in ("ig", "grad_x_act"):
+            raise KadaptError(f"trelm config: attribution must be ig or grad_x_act, got {config.attribution!r}")
+        if config.routing_warmup_steps < 0 or config.reselect_every < 0:
+            raise KadaptError(f"trelm config: routing_warmup_steps and reselect_every must be >= 0, got "
+                              f"{config.routing_warmup_steps} and {config.reselect_every}")
         if config.memory_window < 0:
             raise KadaptError(f"memory_window must be >= 0, got {config.memory_window}")
         self.delta = SparseFFNDelta(spec.hidden_size, spec.intermediate_size, config.counts(spec.num_layers))
         self.memory = KnowledgeMemoryBank(config.memory_slots, spec.hidden_size, config.memory_gamma)
+        self.fresh = FreshNeuronAdam(self.delta)
+        self.injection: KGInjection | None = None  # built from inject_kg at the first training pass
+        self.injection_stats = {"batches_without_important_entity": 0}
         self.register_buffer("selections", torch.zeros((), dtype=torch.long))  # re-selections done
         self.epoch = 0
         self.selection_log: list[dict] = []
@@ -108,15 +150,23 @@ class TRELMPlugin(Plugin):
         return [
             (f"sparse FFN delta on {sum(counts)} knowledge-path neurons ({counts} per layer) of the frozen "
              "backbone; stored as neuron indices + values; the backbone weights are never changed"),
-            f"knowledge path selected {int(self.selections)} time(s) by integrated gradients (m={self.config.ig_steps})",
+            (f"knowledge path selected {int(self.selections)} time(s) ({self.config.routing} routing, "
+             f"{self.config.attribution} attribution, m={self.config.ig_steps})"),
+            *([f"KG injection from {self.config.inject_kg} (entity: {self.config.inject_entity}, relation: "
+               f"{self.config.inject_relation}); important mentions without a KG row: "
+               f"{self.injection.skipped_entities if self.injection is not None else 0}; batches without an "
+               f"important entity: {self.injection_stats['batches_without_important_entity']}"]
+              if self.config.inject_kg else []),
         ]
 
     def extra_tensors(self) -> dict[str, torch.Tensor]:
         """The memory bank's seen slots (sparse): ``memory.safetensors`` and training checkpoints."""
-        return self.memory.tensors()
+        return {**self.memory.tensors(), **self.fresh.tensors()}
 
     def load_extra_tensors(self, tensors) -> None:
-        self.memory.load_tensors(dict(tensors))
+        tensors = dict(tensors)
+        self.memory.load_tensors(tensors)
+        self.fresh.load_tensors(tensors)
 
     @property
     def current_lambda(self) -> float:
@@ -130,7 +180,8 @@ class TRELMPlugin(Plugin):
         ``plain_last``: the unmodified backbone's last states of the same batch, when the caller has
         them (saves the original-sentence pass of the semantic-importance score)."""
         hidden = backbone.embed(input_ids, attention_mask=attention_mask)
-        use_memory = self.training and batch is not None and "subj_key" in batch and self.current_lambda > 0
+        use_memory = (self.training and batch is not None and "subj_key" in batch
+                      and (self.current_lambda > 0 or bool(self.config.inject_kg) or self.config.inject_si_targets))
         if use_memory:
             hidden, initial = self._mix_memory(backbone, input_ids, attention_mask, hidden, batch, plain_last)
         with self.delta.installed(backbone.model):
@@ -150,11 +201,33 @@ class TRELMPlugin(Plugin):
         weights = subject.to(embedded.dtype)[..., None]
         initial = (embedded * weights).sum(1) / weights.sum(1).clamp_min(1.0)
         important = self.important_rows(backbone, input_ids, attention_mask, subject, plain_last)
+        if self.config.inject_si_targets:
+            batch["si_important"] = important  # the objective's CKA reads it (same batch dict, this step only)
         local, glob = self.memory.lookup(batch["subj_key"], initial)
         lam = self.current_lambda
-        mixed = (1 - lam) * embedded + lam / 2 * (local + glob)[:, None, :]
+        mixed = (1 - lam) * self.injected(backbone, embedded, batch, important) + lam / 2 * (local + glob)[:, None, :]
         where = (subject & important[:, None])[..., None]
         return torch.where(where, mixed, embedded), initial
+
+    def injected(self, backbone, embedded: torch.Tensor, batch: dict, important: torch.Tensor) -> torch.Tensor:
+        """h_e of eq. 7 per token: KG entity + relation directions at the token's norm (``knowledge.py``);
+        the token embeddings themselves without ``inject_kg``."""
+        if not self.config.inject_kg:
+            return embedded
+        if not bool(important.any()):
+            self.injection_stats["batches_without_important_entity"] += 1
+        if self.injection is None:
+            graph = read_kg(self.config.inject_kg, self.config.inject_kg_format)
+            self.injection = KGInjection.from_graph(backbone, graph).to(embedded.device)
+            log.info("TRELM: injecting %d KG entities / %d relations from %s", graph.num_entities,
+                     graph.num_relations, self.config.inject_kg)
+        entity = found = relation = None
+        if self.config.inject_entity:
+            entity, found = self.injection.entity_vectors(batch["subj_key"])
+            self.injection.skipped_entities += int((important & ~found).sum())
+        if self.config.inject_relation:
+            relation = self.injection.relation_vectors(batch["rel_key"])
+        return injection_embedding(embedded, entity, found, relation)
 
     @torch.no_grad()
     def semantic_importance(self, backbone, input_ids, attention_mask, entity_mask,
@@ -187,19 +260,39 @@ class TRELMPlugin(Plugin):
 
     # ------------------------------------------------------------------ dynamic routing
     def on_step(self, info: StepInfo) -> None:
-        """Before each optimizer step's first forward: the epoch for λ, and the knowledge path selected
-        at the first step and every ``reselect_every`` steps."""
+        """Before each optimizer step's first forward: the epoch for λ, and the knowledge path of the
+        step's batch (per_batch) or every ``reselect_every`` steps (periodic), after the warm-up."""
         self.epoch = info.epoch
-        step = info.step
-        due = int(self.selections) == 0 or (self.config.reselect_every and step % self.config.reselect_every == 0)
-        if due and step >= 0:
-            optimizer = info.optimizer
-            state = getattr(getattr(optimizer, "optimizer", optimizer), "state", None)
-            self.reselect(info.model.backbone, info.model.head, info.batch, optimizer_state=state, step=step)
+        optimizer = _torch_optimizer(info.optimizer)
+        if optimizer is not None:  # every step (also warm-up, non-due and resumed ones): the neuron clock runs
+            self.fresh.attach(optimizer)
+        step, first = info.step, int(self.selections) == 0
+        every = self.config.reselect_every
+        if self.config.routing == "periodic" and not first and not (every and step % every == 0):
+            return
+        objective = info.model.head
+        if not isinstance(objective, TRELMKnowledgeObjective):
+            raise KadaptError(f"trelm: routing attributes the trelm_knowledge objective's knowledge probability; "
+                              f"the model's objective is {type(objective).__name__} (objective.name: trelm_knowledge)")
+        if not objective.readout_trained and step < self.config.routing_warmup_steps:
+            return  # the read-out is new: attribution through it would rank neurons by noise
+        self.reselect(info.model.backbone, objective, info.batch,
+                      optimizer_state=optimizer.state if optimizer is not None else None, step=step)
+
+    def attribute(self, backbone, objective, rows: dict, target: torch.Tensor) -> list[torch.Tensor]:
+        """Scores per FFN layer of the configured attribution (eq. 11, or its one-pass proxy)."""
+        def score(hidden, batch):
+            return objective.knowledge_probability(hidden, batch)
+
+        with self.delta.installed(backbone.model):
+            if self.config.attribution == "grad_x_act":
+                return gradient_x_activation(backbone, rows, target, score)
+            return integrated_gradients(backbone, rows, target, score, steps=self.config.ig_steps)
 
     def reselect(self, backbone, objective, batch: dict, *, optimizer_state=None, step: int = 0) -> dict:
-        """Attribute (eq. 11) on up to ``attribution_rows`` rows of ``batch`` and move the deltas to the
-        top neurons of each layer (learned values and optimizer moments of kept neurons survive)."""
+        """Attribute on up to ``attribution_rows`` rows of ``batch`` and move the deltas to the top neurons
+        of each layer (learned values, optimizer moments and ages of kept neurons survive; new ones start
+        at zero with a fresh Adam clock)."""
         rows = {k: v[: self.config.attribution_rows] for k, v in batch.items() if torch.is_tensor(v) and v.ndim}
         labels = rows["cka_labels"]
         target = labels != -100
@@ -207,17 +300,27 @@ class TRELMPlugin(Plugin):
             log.warning("TRELM: no knowledge target in the attribution rows at step %d; selection kept", step)
             return {}
         rows["cka_negatives"] = objective.sample_negatives(labels.clamp_min(0).flatten()).view(*labels.shape, -1)
-        with self.delta.installed(backbone.model):
-            scores = integrated_gradients(backbone, rows, target,
-                                          lambda h, b: objective.knowledge_probability(h, b), steps=self.config.ig_steps)
+        scores = self.attribute(backbone, objective, rows, target)
         if torch.distributed.is_available() and torch.distributed.is_initialized():
             for layer_scores in scores:  # every process must pick the same path: sum their evidence
                 torch.distributed.all_reduce(layer_scores)
         chosen = select_neurons(scores, top_k=self.delta.counts)
+        old = [self.delta.neurons(layer).clone() for layer in range(self.delta.num_layers)]
         stats = self.delta.reselect(chosen, optimizer_state)
+        for layer, new in enumerate(chosen):
+            self.fresh.remap(layer, old[layer], new)
         self.selections += 1
         record = {"step": step, "selection": int(self.selections), **stats}
         self.selection_log.append(record)
-        log.info("TRELM knowledge path #%d at step %d: kept %s, new %s neurons per layer (new ones start at 0, "
-                 "optimizer moments remapped)", int(self.selections), step, stats["kept"], stats["new"])
+        level = logging.INFO if self.config.routing == "periodic" or int(self.selections) == 1 else logging.DEBUG
+        log.log(level, "TRELM knowledge path #%d at step %d (%s, %s): kept %s, new %s neurons per layer (new ones "
+                "start at 0 with a fresh Adam clock)", int(self.selections), step, self.config.routing,
+                self.config.attribution, stats["kept"], stats["new"])
         return record
+
+
+def _torch_optimizer(optimizer):
+    """The torch optimizer inside an accelerate wrapper (or the optimizer itself); ``None`` when absent."""
+    if isinstance(optimizer, AcceleratedOptimizer):
+        optimizer = optimizer.optimizer
+    return optimizer if isinstance(optimizer, torch.optim.Optimizer) else None

@@ -91,3 +91,25 @@ def test_select_neurons_top_k_threshold_and_empty_layers():
         select_neurons(scores, top_k=5)
     with pytest.raises(KadaptError, match="steps >= 1"):
         integrated_gradients(None, {}, torch.zeros(1, 1), lambda h, b: h, steps=0)
+
+
+def test_gradient_x_activation_is_ig_with_one_step(backbone):
+    """The cheap routing proxy = eq. 11 with m = 1, all layers from one pass."""
+    from kadapt.plugins.trelm.attribution import gradient_x_activation, top_k_overlap
+
+    torch.manual_seed(2)
+    enc = backbone.tokenizer(["Barack Obama was born in Hawaii .", "Paris is the capital of France ."],
+                             return_tensors="pt", padding=True)
+    batch = {"input_ids": enc["input_ids"], "attention_mask": enc["attention_mask"]}
+    target = torch.zeros_like(batch["input_ids"], dtype=torch.bool)
+    target[0, 2] = target[1, 3] = True
+    score = score_of(torch.randn(backbone.spec.hidden_size))
+    proxy = gradient_x_activation(backbone, batch, target, score)
+    one_step = integrated_gradients(backbone, batch, target, score, steps=1)
+    for layer in range(backbone.spec.num_layers):
+        torch.testing.assert_close(proxy[layer], one_step[layer], atol=1e-7, rtol=1e-5)
+        torch.testing.assert_close(proxy[layer], hand_riemann_sum(backbone.model, batch, target, score, 1, layer),
+                                   atol=1e-7, rtol=1e-5)
+    assert all(p.grad is None for p in backbone.model.parameters())
+    assert top_k_overlap([torch.tensor([1, 2, 3, 4])], [torch.tensor([4, 5, 1, 9])]) == [0.5]
+    assert top_k_overlap([torch.tensor([], dtype=torch.long)], [torch.tensor([], dtype=torch.long)]) == [1.0]

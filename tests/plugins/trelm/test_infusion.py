@@ -20,7 +20,8 @@ def test_infuse_then_finetune(world, backbone_dir, tmp_path, caplog):
     recipe = {
         "kind": "infuse", "name": "trelm-tiny",
         "backbone": {"name_or_path": str(backbone_dir)},
-        "plugin": {"kind": "trelm", "config": {"neurons_per_layer": [8], "ig_steps": 4, "reselect_every": 3,
+        "plugin": {"kind": "trelm", "config": {"neurons_per_layer": [8], "ig_steps": 4, "routing": "periodic",
+                                               "reselect_every": 3, "routing_warmup_steps": 0,
                                                "attribution_rows": 4, "memory_slots": 64, "memory_window": 4}},
         "objective": {"name": "trelm_knowledge", "config": {"num_negatives": 5}},
         "data": {"format": "trex_rc", "train": str(world["infuse_factual_train"]),
@@ -38,6 +39,13 @@ def test_infuse_then_finetune(world, backbone_dir, tmp_path, caplog):
     assert "knowledge path selected" in (plugin_dir / "README.md").read_text()
     selections = [r.message for r in caplog.records if "knowledge path #" in r.message]
     assert len(selections) >= 3 and "at step 0" in selections[0]  # 8 steps: selected at 0, 3, 6
+    from safetensors.torch import load_file
+
+    ages = load_file(str(plugin_dir / "memory.safetensors"))
+    # the fresh-Adam hooks ran on the loop's (accelerate-wrapped) optimizer: a neuron's age is the number of
+    # optimizer steps since it was selected at step 0, 3 or 6 of the 8
+    seen = set(ages["neuron_age.0"].tolist()) | set(ages["neuron_age.1"].tolist())
+    assert seen <= {2, 5, 8} and 8 in seen
     losses = train_losses(tmp_path / "run")
     assert losses[-1] < losses[0]
     assert tree_digest(backbone_dir) == backbone_files  # the backbone's files are never written
@@ -55,3 +63,36 @@ def test_shipped_recipes_parse():
     assert full.objective.config["theta"] == 0.5
     small = load_recipe(REPO / "recipes" / "infuse" / "trelm_small.yaml")
     assert small.training.cpu and small.data.format == "lama_trex"
+
+
+def test_infuse_with_kg_injection(world, backbone_dir, tmp_path):
+    """``kadapt infuse`` with inject_kg through the one loop: a KG folder holding half the subjects and
+    every relation of the training sentences; the model card counts the mentions without a KG row."""
+    from kadapt.data.relations import read_trex_rc
+
+    records = list(read_trex_rc(world["infuse_factual_train"]))[:32]
+    subjects = sorted({r.text[r.subj_span[0]:r.subj_span[1]] for r in records})
+    kg = tmp_path / "kg"
+    kg.mkdir()
+    kept = subjects[: len(subjects) // 2]
+    (kg / "entity2text.txt").write_text("".join(f"e{i}\t{name}, an entity\n" for i, name in enumerate(kept)))
+    relations = sorted({r.label for r in records})
+    (kg / "relation2text.txt").write_text("".join(f"{label}\t{label}\n" for label in relations))
+    (kg / "train.tsv").write_text(f"e0\t{relations[0]}\te0\n")
+    recipe = {
+        "kind": "infuse", "name": "trelm-kg",
+        "backbone": {"name_or_path": str(backbone_dir)},
+        "plugin": {"kind": "trelm", "config": {"neurons_per_layer": [8], "ig_steps": 2, "routing": "per_batch",
+                                               "attribution": "grad_x_act", "routing_warmup_steps": 2,
+                                               "attribution_rows": 4, "memory_slots": 64, "inject_kg": str(kg)}},
+        "objective": {"name": "trelm_knowledge", "config": {"num_negatives": 5}},
+        "data": {"format": "trex_rc", "train": str(world["infuse_factual_train"]),
+                 "dev": str(world["infuse_factual_dev"]), "max_length": 48, "limit": 32},
+        "training": training(epochs=1, lr=1e-2),
+        "output": {"dir": str(tmp_path / "run")},
+    }
+    assert main(["infuse", str(write_yaml(tmp_path / "trelm.yaml", recipe))]) == 0
+    card = (tmp_path / "run" / "plugin" / "README.md").read_text()
+    assert f"KG injection from {kg}" in card and "per_batch routing, grad_x_act attribution" in card
+    skipped = int(card.split("important mentions without a KG row: ")[1].split(";")[0])
+    assert skipped > 0  # half the subjects have no KG row: counted, not an error

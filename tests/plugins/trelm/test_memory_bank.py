@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pytest
 import torch
+import torch.nn.functional as F
 
 from kadapt.core.plugin import StepInfo
 from kadapt.core.errors import KadaptError
@@ -22,7 +23,8 @@ def test_lambda_schedule_is_exact():
 
 
 def test_plugin_lambda_follows_the_epoch(backbone):
-    plugin = build_plugin("trelm", {"neurons_per_layer": [2], "memory_slots": 8, "reselect_every": 0}, backbone.spec)
+    plugin = build_plugin("trelm", {"neurons_per_layer": [2], "memory_slots": 8, "routing": "periodic",
+                                    "reselect_every": 0}, backbone.spec)
     plugin.selections.fill_(1)  # selection done: before_step only sets the epoch
     seen = []
     for epoch in range(3):
@@ -51,8 +53,12 @@ def test_bank_moving_average_and_global_memory():
     bank.update(keys[:1], torch.tensor([[3.0, 5.0]]), torch.tensor([[2.0, 4.0]]), init[:1])
     # first occurrence: M = init, then M = 0.75·M + 0.25·ctx
     torch.testing.assert_close(bank.local[1], torch.tensor([1.5, 2.0]))
-    bank.update(torch.tensor([1]), torch.tensor([[1.5, 2.0]]), torch.tensor([[4.0, 0.0]]), init[:1])
-    torch.testing.assert_close(bank.local[1], torch.tensor([1.5, 2.0]))
+    # a context different from the stored memory: (1-γ)·M + γ·ctx = 0.75·[1.5, 2] + 0.25·[5, -2]
+    bank.update(torch.tensor([1]), torch.tensor([[5.0, -2.0]]), torch.tensor([[4.0, 0.0]]), init[:1])
+    torch.testing.assert_close(bank.local[1], torch.tensor([2.375, 1.0]))
+    other_gamma = KnowledgeMemoryBank(slots=4, hidden_size=2, gamma=0.5)
+    other_gamma.update(torch.tensor([1, 1]), torch.tensor([[3.0, 5.0], [5.0, -2.0]]), torch.zeros(2, 2), init[:2])
+    torch.testing.assert_close(other_gamma.local[1], torch.tensor([3.5, 0.5]))  # 0.5·(0.5·[1,1]+0.5·[3,5]) + 0.5·[5,-2]
     local, glob = bank.lookup(torch.tensor([1, 2]), torch.tensor([[9.0, 9.0], [7.0, 7.0]]))
     torch.testing.assert_close(glob[0], torch.tensor([3.0, 2.0]))  # mean of the [CLS] states
     torch.testing.assert_close(local[1], torch.tensor([7.0, 7.0]))  # unseen slot: its initial value
@@ -92,7 +98,15 @@ def test_input_mixing_at_important_subject_tokens(backbone):
     torch.testing.assert_close(mixed[row][~tokens], embedded[row][~tokens])
     torch.testing.assert_close(mixed[1 - row], embedded[1 - row])
     si = plugin.semantic_importance(backbone, ids, mask, subject)
-    assert si.shape == (2,) and bool((si >= 1.0 - 1e-5).all())  # 1/cos >= 1
+    # eq. 1 by hand: 1 / cos of the mean-pooled last states of the sentence and of the subject-masked one
+    with torch.no_grad():
+        plain = backbone.model(input_ids=ids, attention_mask=mask).last_hidden_state
+        rep_ids = ids.masked_fill(subject, backbone.tokenizer.mask_token_id)
+        rep = backbone.model(input_ids=rep_ids, attention_mask=mask).last_hidden_state
+    for r in range(2):
+        n = int(mask[r].sum())
+        h_o, h_rep = plain[r, :n].mean(0), rep[r, :n].mean(0)
+        assert float(si[r]) == pytest.approx(float(1 / F.cosine_similarity(h_o, h_rep, dim=0)), rel=1e-5)
     assert row == int(si.argmax())
 
 

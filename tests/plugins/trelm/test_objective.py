@@ -18,7 +18,7 @@ SENTENCE = RelationExample("Barack Obama was born in Hawaii .", (0, 12), (25, 31
 
 def objective(backbone, **config):
     torch.manual_seed(0)
-    head = build_objective("trelm_knowledge", 2 * backbone.spec.hidden_size, config)
+    head = build_objective("trelm_knowledge", 2 * backbone.spec.hidden_size, {"inject_both_directions": False, **config})
     head.bind_backbone(backbone)
     return head
 
@@ -75,26 +75,42 @@ def test_loss_is_theta_mix_of_mlm_and_cka(backbone):
         build_objective("trelm_knowledge", 8, {"theta": 1.5})
 
 
+def hand_sampled_softmax(head, hidden_row, label, negatives) -> float:
+    """P of the true token among [true, negatives] with f(h, y) = t(h)·E_y + b_y, one token by hand."""
+    t = F.layer_norm(F.gelu(hidden_row @ head.head.dense.weight.T + head.head.dense.bias), (hidden_row.shape[-1],),
+                     head.head.norm.weight, head.head.norm.bias, head.head.norm.eps)
+    cands = [int(label)] + [int(n) for n in negatives]
+    scores = torch.stack([t @ head.embeddings[c] + head.head.bias[c] for c in cands])
+    return float(torch.exp(scores[0]) / torch.exp(scores).sum())
+
+
 def test_knowledge_probability_and_metrics(backbone):
     head = objective(backbone, num_negatives=3)
-    batch = collate([head.encode(SENTENCE, backbone.tokenizer, 32)] * 3, backbone.tokenizer.pad_token_id)
+    two = RelationExample("Paris is the capital of France .", (0, 5), (24, 30), "P1376", "f.jsonl:1#0")
+    batch = collate([head.encode(r, backbone.tokenizer, 32) for r in (SENTENCE, two, SENTENCE)],
+                    backbone.tokenizer.pad_token_id)
     hidden = torch.randn(*batch["input_ids"].shape, backbone.spec.hidden_size)
     labels = batch["cka_labels"]
     batch["cka_negatives"] = head.sample_negatives(labels.clamp_min(0).flatten()).view(*labels.shape, -1)
     prob = head.knowledge_probability(hidden, batch)
-    assert prob.shape == (3,) and bool(((prob > 0) & (prob < 1)).all())
+    expected = []
+    for row in range(3):  # P_x: the mean over the row's object tokens of the sampled-softmax probability
+        where = [t for t in range(labels.shape[1]) if labels[row, t] != IGNORE]
+        expected.append(sum(hand_sampled_softmax(head, hidden[row, t], labels[row, t], batch["cka_negatives"][row, t])
+                            for t in where) / len(where))
+    torch.testing.assert_close(prob, torch.tensor(expected), rtol=1e-5, atol=1e-7)
+    gold = labels[labels != IGNORE]
+    with torch.no_grad():
+        head.head.bias[gold[0]] += 1e4  # the first gold token wins wherever it is gold: some hits, not all
     out = head(torch.cat([hidden, hidden], -1), batch)
     counts = head.count(out.logits, batch)
-    assert counts["tokens"] == float((labels != IGNORE).sum())
-    # top-1 over known logits: rows 0, 2, 4, ... rank the gold token first, the others a wrong one
-    gold = labels[labels != IGNORE]
-    n = gold.numel()
-    known = torch.zeros(n, out.logits.shape[-1])
-    for i, token in enumerate(gold.tolist()):
-        known[i, token if i % 2 == 0 else (token + 1) % known.shape[1]] = 1.0
-    counts = head.count(known, batch)
-    assert counts == {"tokens": float(n), "correct": float((n + 1) // 2)}
-    assert head.summarize(counts)["object_top1"] == pytest.approx(((n + 1) // 2) / n)
+    assert counts["tokens"] == float(gold.numel())
+    # top-1 over the full vocabulary, by hand: argmax of t(h)·E + b at each object token
+    hand_top1 = [int(torch.argmax(head.vocab_logits(hidden[r, t][None]))) for r, t in (labels != IGNORE).nonzero().tolist()]
+    correct = sum(int(p == int(g)) for p, g in zip(hand_top1, gold))
+    assert counts["correct"] == float(correct)
+    assert correct == int((gold == gold[0]).sum()) and 0 < correct < gold.numel()
+    assert head.summarize(counts)["object_top1"] == correct / gold.numel()
 
 
 def test_unbound_head_is_a_clear_error():
