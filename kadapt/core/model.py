@@ -34,6 +34,15 @@ def states_from_batch(batch: dict) -> dict[int, torch.Tensor] | None:
     return states or None
 
 
+def grouped_batch(batch: dict) -> dict:
+    """The keys of a grouped batch (B, n, ...) that are per row -- tensors whose first two dimensions
+    are those of ``input_ids`` (``token_entities``, ``attention_mask``, ...) -- flattened to (B·n, ...)
+    like the inputs; per-example keys (``labels``) are left out."""
+    lead = batch["input_ids"].shape[:2]
+    return {k: v.flatten(0, 1) for k, v in batch.items()
+            if isinstance(v, torch.Tensor) and v.dim() >= 2 and v.shape[:2] == lead}
+
+
 class TrainableModel(nn.Module):
     """What the training loop trains: ``forward(batch) -> ObjectiveOutput`` with a ``head`` (metrics)
     and a ``backbone`` kept outside the module tree. Hooks with no-op defaults: :meth:`on_step` before
@@ -119,10 +128,11 @@ class KnowledgeModel(TrainableModel):
 
     def batch_features(self, batch: dict) -> torch.Tensor:
         """Features of a collated batch: cached states when it carries them; grouped inputs (B, n, S)
-        encoded as B·n rows and returned as (B, n, S, feature_size)."""
+        encoded as B·n rows and returned as (B, n, S, feature_size); the plug-ins then see the batch's
+        per-row keys flattened the same way (:func:`grouped_batch`)."""
         input_ids, mask = batch["input_ids"], batch["attention_mask"]
         if input_ids.dim() == 3:
-            feats = self.features(input_ids.flatten(0, 1), mask.flatten(0, 1))
+            feats = self.features(input_ids.flatten(0, 1), mask.flatten(0, 1), None, grouped_batch(batch))
             return feats.unflatten(0, input_ids.shape[:2])
         return self.features(input_ids, mask, states_from_batch(batch), batch)
 
