@@ -56,6 +56,10 @@ class TrainableModel(nn.Module):
     def extra_tensors(self) -> dict[str, torch.Tensor]:
         return {}
 
+    def entity_linking(self):
+        """The entity linking the model's encoders should produce ``token_entities`` with (None: none)."""
+        return None
+
     def load_extra_tensors(self, tensors: dict[str, torch.Tensor]) -> None:
         if tensors:
             raise KadaptError(f"{type(self).__name__} keeps no extra tensors, got {sorted(tensors)[:3]}")
@@ -140,6 +144,20 @@ class KnowledgeModel(TrainableModel):
         if self.head is None:
             raise KadaptError("KnowledgeModel has no head; call .features() for raw features")
         return self.head.step(self, batch)
+
+    def prepare_run(self, options: dict, source: str = "recipe") -> None:
+        """Hand each plug-in its ``options[kind]`` (a fine-tuning recipe's ``plugin_options``); a kind
+        no plug-in of the model has is an error."""
+        kinds = {p.kind for p in self.plugins}
+        unknown = sorted(set(options) - kinds)
+        if unknown:
+            raise KadaptError(f"{source}: plugin_options names {unknown}; the model's plug-ins are {sorted(kinds)}")
+        for plugin in self.plugins:
+            plugin.prepare_run(options.get(plugin.kind, {}), self.backbone, source)
+
+    def entity_linking(self):
+        """The first plug-in's entity linking (:meth:`Plugin.entity_linking`), or None."""
+        return next((e for e in (p.entity_linking() for p in self.plugins) if e is not None), None)
 
     def on_step(self, info: StepInfo) -> None:
         """Forwarded to every plug-in that trains in this run (TRELM: knowledge-path re-selection)."""

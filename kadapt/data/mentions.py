@@ -126,9 +126,24 @@ class EntityLinking:
     linker: object = None  # callable(text) -> Sequence[Mention]
     use_ids: bool = True
     stats: LinkStats = field(default_factory=LinkStats)
+    history: dict[str, LinkStats] = field(default_factory=dict)
+
+    def start(self, split: str) -> None:
+        """Begin counting a new split (the previous one's line is logged)."""
+        if self.stats.instances:
+            self.stats.log_once()
+        self.stats = self.history[split] = LinkStats(split=split)
+
+    def report(self) -> dict[str, dict]:
+        """Coverage per split counted so far (each split's line logged once)."""
+        for stats in self.history.values():
+            if stats.instances:
+                stats.log_once()
+        return {name: stats.coverage() for name, stats in self.history.items()}
 
     def mentions(self, text: str, gold: Sequence[Mention]) -> list[Mention]:
-        """Gold mentions with an id (when ``use_ids``), then the linker's that overlap none of them."""
+        """Gold mentions with an id (when ``use_ids``), then the linker's that overlap none of those the
+        KG knows (a gold id unknown to the KG is counted and leaves its span to the linker)."""
         gold = [m for m in gold if m.entity_id] if self.use_ids else []
         found = list(self.linker(text)) if self.linker is not None else []
-        return gold + without_overlaps(found, gold)
+        return gold + without_overlaps(found, [m for m in gold if m.entity_id in self.rows])

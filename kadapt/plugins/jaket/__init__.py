@@ -12,6 +12,9 @@ from kadapt.plugins.jaket.kgqa import KGQA, read_metaqa_questions
 from kadapt.plugins.jaket.memory import EntityMemory, encode_descriptions, refresh_interval
 from kadapt.plugins.jaket.plugin import JaketConfig, JaketPlugin
 from kadapt.plugins.jaket.pretraining_objective import JaketPretrainingObjective
+from kadapt.plugins.jaket.text_linking import prepare_text_run
+
+JaketPlugin.run_preparer = staticmethod(prepare_text_run)  # plugin_options.jaket of fine-tuning recipes
 
 __all__ = ["EntityMemory", "JaketConfig", "JaketPlugin", "JaketPretrainingObjective", "encode_descriptions",
            "refresh_interval"]
