@@ -89,3 +89,25 @@ def test_bad_plugin_options_fail_in_one_line(tiny_backbone_dir, jaket_dir, tmp_p
         finetune(recipe)
     with pytest.raises(RecipeError, match="'plugin_options' must map a plug-in kind to a mapping"):
         recipe_from_dict({"kind": "finetune", "plugin_options": {"jaket": "kg"}}, "r.yaml")
+
+
+def test_fewshot_pairs_get_token_entities_per_row(tiny_backbone_dir, jaket_dir, tmp_path):
+    backbone_dir = tiny_backbone_dir("bert")
+    data = _fewrel(tmp_path / "rc.json")
+    recipe = _recipe(backbone_dir, jaket_dir, data, tmp_path / "fs",
+                     {"kg": str(TINY_KG), "memory": str(jaket_dir / "memory.safetensors")})
+    recipe.objective.name = "fewshot_pair"
+    recipe.objective.config = {"n_way": 2, "k_shot": 1, "train_episodes": 4, "eval_episodes": 3, "hidden_size": 8}
+    result = finetune(recipe)
+    train = json.loads((result.run_dir / "metrics.json").read_text())["linking"]["train"]
+    assert train["instances"] == 4 * 2 and train["all_linked"] == 1.0  # 2 pair rows per 2-way 1-shot episode
+    model = load_finetuned(result.run_dir)
+    from kadapt.data.formats import read_records
+
+    records = read_records("fewrel", data)
+    episode = model.head.prepare_records(records, "test", 0)[0]
+    feats = model.head.encode(episode, model.backbone.tokenizer, 32)
+    tokens = model.backbone.tokenizer.convert_ids_to_tokens(feats["input_ids"][0])
+    linked = {tokens[t]: r for t, r in enumerate(feats["token_entities"][0]) if r >= 0}
+    query_words = episode.query.text.split()
+    assert query_words[0] in linked and len(feats["token_entities"]) == 2
