@@ -5,7 +5,7 @@ the KG context read at fine-tuning time, its downstream KG tasks (KGQA, KG entit
 with their data formats, and the ``kadapt kg-memory`` command.
 """
 from kadapt.core.family import Family, register_family
-from kadapt.plugins.jaket.cli import add_commands
+from kadapt.plugins.jaket.cli import add_commands, add_kg_commands
 from kadapt.plugins.jaket.infusion import JAKET_PIPELINE
 from kadapt.plugins.jaket.kg_entity_classification import KGEntityClassification, read_kg_entities
 from kadapt.plugins.jaket.kgqa import KGQA, read_metaqa_questions
@@ -21,7 +21,7 @@ __all__ = ["EntityMemory", "JaketConfig", "JaketPlugin", "JaketPretrainingObject
 
 register_family(Family(
     kind="jaket", plugin=JaketPlugin, objectives=(JaketPretrainingObjective, KGQA, KGEntityClassification),
-    formats={"kg_entities": read_kg_entities, "metaqa": read_metaqa_questions}, commands=(add_commands,),
+    formats={"kg_entities": read_kg_entities, "metaqa": read_metaqa_questions}, commands=(add_commands, add_kg_commands),
     pipeline=JAKET_PIPELINE,
     description="JAKET: composition GAT over an LM1 entity memory, merged at mentions, then LM2",
 ))
