@@ -70,10 +70,12 @@ class JaketPipeline(InfusionPipeline):
 
 
 def linked_records(records: list, graph, split: str) -> list:
-    """The linked sentences whose subject, object and relation the KG has; the rest are counted and
-    logged in one line (an id unknown to the KG is never an error)."""
+    """The linked sentences whose fact (subject, relation, object) is a triple of the KG -- so sentences
+    of held-out facts never reach pre-training; the rest are counted and logged in one line (an id
+    unknown to the KG is never an error)."""
     entities, relations = set(graph.entity_ids), set(graph.relation_ids)
-    kept, dropped = [], {"unknown_entity": 0, "unknown_relation": 0, "not_linked_text": 0}
+    facts = {(graph.entity_ids[h], graph.relation_ids[r], graph.entity_ids[t]) for h, r, t in graph.triples.tolist()}
+    kept, dropped = [], {"unknown_entity": 0, "unknown_relation": 0, "fact_not_in_kg": 0, "not_linked_text": 0}
     for r in records:
         if not isinstance(r, RelationExample):
             dropped["not_linked_text"] += 1
@@ -81,6 +83,8 @@ def linked_records(records: list, graph, split: str) -> list:
             dropped["unknown_entity"] += 1
         elif r.label not in relations:
             dropped["unknown_relation"] += 1
+        elif (r.subj_id, r.label, r.obj_id) not in facts:  # e.g. a held-out fact of `kadapt kg build`
+            dropped["fact_not_in_kg"] += 1
         else:
             kept.append(r)
     if any(dropped.values()):

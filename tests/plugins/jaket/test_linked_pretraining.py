@@ -4,6 +4,7 @@ from __future__ import annotations
 import gzip
 import json
 import logging
+import re
 from pathlib import Path
 
 import pytest
@@ -20,7 +21,8 @@ FACTS = [("e01", "paris", "_capital_of", "e02", "france", "paris is the capital 
          ("e03", "berlin", "_capital_of", "e04", "germany", "berlin is the capital of [MASK] ."),
          ("e05", "obama", "_born_in", "e06", "hawaii", "obama was born in [MASK] ."),
          ("e07", "curie", "_worked_in", "e01", "paris", "curie worked in [MASK] ."),
-         ("Q404", "nobody", "_born_in", "e06", "hawaii", "nobody was born in [MASK] .")]
+         ("Q404", "nobody", "_born_in", "e06", "hawaii", "nobody was born in [MASK] ."),
+         ("e03", "berlin", "_born_in", "e06", "hawaii", "berlin was born in [MASK] .")]  # not a KG fact
 
 
 def _trex(folder: Path) -> Path:
@@ -55,7 +57,10 @@ def test_infusion_on_linked_text_with_mlm(tiny_backbone_dir, tmp_path, caplog):
     })
     with caplog.at_level(logging.WARNING):
         result = infuse(recipe, backbone=backbone)
-    assert any("dropped unknown_entity" in r.getMessage() for r in caplog.records)
+    lines = [r.getMessage() for r in caplog.records if "JAKET linked text" in r.getMessage()]
+    counts = {k: sum(int(n) for line in lines for n in re.findall(rf"{k} (\d+)", line))
+              for k in ("unknown_entity", "fact_not_in_kg")}
+    assert counts == {"unknown_entity": 3, "fact_not_in_kg": 3} and len(lines) <= 2  # 3 evidences each; a line per split
     rows = [json.loads(x) for x in (result.run_dir / "metrics.jsonl").read_text().splitlines()]
     assert all(r["loss"] > 0 for r in rows if r["split"] == "train")
     dev = [r for r in rows if r["split"] == "dev"]
