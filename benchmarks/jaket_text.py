@@ -84,7 +84,7 @@ def plugin_dirs(args, backbone, out: Path, seed: int) -> dict[str, Path | None]:
         "data": {"format": "lama_trex", "train": str(DATA / "lama" / "TREx"), "dev_fraction": 0.05, "max_length": 64,
                  "limit": args.infusion_limit, "on_error": "skip"},
         "training": {"epochs": 1, "batch_size": 16, "lr": 1e-3, "log_every": 20, "seed": seed},
-        "output": {"dir": str(out / "infusion")},
+        "output": {"dir": str(out / f"infusion_s{seed}")},
     })
     infused = infuse(recipe, backbone=backbone).run_dir / "plugin"
     return {"bare": None, "untrained JAKET": untrained, "infused JAKET": infused}
