@@ -34,6 +34,15 @@ def states_from_batch(batch: dict) -> dict[int, torch.Tensor] | None:
     return states or None
 
 
+def grouped_batch(batch: dict) -> dict:
+    """The keys of a grouped batch (B, n, ...) that are per row -- tensors whose first two dimensions
+    are those of ``input_ids`` (``token_entities``, ``attention_mask``, ...) -- flattened to (B·n, ...)
+    like the inputs; per-example keys (``labels``) are left out."""
+    lead = batch["input_ids"].shape[:2]
+    return {k: v.flatten(0, 1) for k, v in batch.items()
+            if isinstance(v, torch.Tensor) and v.dim() >= 2 and v.shape[:2] == lead}
+
+
 class TrainableModel(nn.Module):
     """What the training loop trains: ``forward(batch) -> ObjectiveOutput`` with a ``head`` (metrics)
     and a ``backbone`` kept outside the module tree. Hooks with no-op defaults: :meth:`on_step` before
@@ -46,6 +55,10 @@ class TrainableModel(nn.Module):
 
     def extra_tensors(self) -> dict[str, torch.Tensor]:
         return {}
+
+    def entity_linking(self):
+        """The entity linking the model's encoders should produce ``token_entities`` with (None: none)."""
+        return None
 
     def load_extra_tensors(self, tensors: dict[str, torch.Tensor]) -> None:
         if tensors:
@@ -120,10 +133,11 @@ class KnowledgeModel(TrainableModel):
 
     def batch_features(self, batch: dict) -> torch.Tensor:
         """Features of a collated batch: cached states when it carries them; grouped inputs (B, n, S)
-        encoded as B·n rows and returned as (B, n, S, feature_size)."""
+        encoded as B·n rows and returned as (B, n, S, feature_size); the plug-ins then see the batch's
+        per-row keys flattened the same way (:func:`grouped_batch`)."""
         input_ids, mask = batch["input_ids"], batch["attention_mask"]
         if input_ids.dim() == 3:
-            feats = self.features(input_ids.flatten(0, 1), mask.flatten(0, 1))
+            feats = self.features(input_ids.flatten(0, 1), mask.flatten(0, 1), None, grouped_batch(batch))
             return feats.unflatten(0, input_ids.shape[:2])
         return self.features(input_ids, mask, states_from_batch(batch), batch)
 
@@ -131,6 +145,20 @@ class KnowledgeModel(TrainableModel):
         if self.head is None:
             raise KadaptError("KnowledgeModel has no head; call .features() for raw features")
         return self.head.step(self, batch)
+
+    def prepare_run(self, options: dict, source: str = "recipe") -> None:
+        """Hand each plug-in its ``options[kind]`` (a fine-tuning recipe's ``plugin_options``); a kind
+        no plug-in of the model has is an error."""
+        kinds = {p.kind for p in self.plugins}
+        unknown = sorted(set(options) - kinds)
+        if unknown:
+            raise KadaptError(f"{source}: plugin_options names {unknown}; the model's plug-ins are {sorted(kinds)}")
+        for plugin in self.plugins:
+            plugin.prepare_run(options.get(plugin.kind, {}), self.backbone, source)
+
+    def entity_linking(self):
+        """The first plug-in's entity linking (:meth:`Plugin.entity_linking`), or None."""
+        return next((e for e in (p.entity_linking() for p in self.plugins) if e is not None), None)
 
     def on_step(self, info: StepInfo) -> None:
         """Forwarded to every plug-in that trains in this run (TRELM: knowledge-path re-selection)."""

@@ -171,6 +171,18 @@ class Plugin(nn.Module):
     def on_step(self, info: StepInfo) -> None:
         """Called before each optimizer step of a run in which this plug-in trains."""
 
+    def prepare_run(self, options: Mapping, backbone, source: str = "recipe") -> None:
+        """Run-time options from a fine-tuning recipe's ``plugin_options.<kind>`` (JAKET: the KG to
+        read); the default accepts none."""
+        if options:
+            raise PluginFormatError(f"{source}: plugin_options.{self.kind}: the {self.kind} plug-in takes "
+                                    f"no run-time options, got {sorted(options)}")
+
+    def entity_linking(self):
+        """How encoders should link entity mentions for this plug-in (an object with ``rows``,
+        ``linker``, ``stats``: :class:`kadapt.data.mentions.EntityLinking`), or None."""
+        return None
+
     def extra_tensors(self) -> dict[str, torch.Tensor]:
         """State outside ``state_dict`` that a plug-in folder (``memory.safetensors``) and a training
         checkpoint must hold (TRELM's sparse memory bank)."""

@@ -22,6 +22,7 @@ from typing import Any
 import torch
 from transformers import PreTrainedTokenizerBase
 
+from kadapt.data.mentions import EntityLinking, Mention, token_entities
 from kadapt.data.records import DependencyExample, RelationExample
 from kadapt.core.errors import DataError
 
@@ -98,7 +99,7 @@ def _check_relation(ex: RelationExample) -> None:
 
 
 def encode_relation(ex: RelationExample, tokenizer: PreTrainedTokenizerBase, max_length: int,
-                    labels: LabelVocab | None = None) -> dict[str, Any]:
+                    labels: LabelVocab | None = None, linking: EntityLinking | None = None) -> dict[str, Any]:
     """Encode one relation example: ``{"input_ids", "subj_pos", "obj_pos", "subj_end", "obj_end"}``
     (+ ``"labels"``).
 
@@ -107,6 +108,8 @@ def encode_relation(ex: RelationExample, tokenizer: PreTrainedTokenizerBase, max
     truncation to ``max_length`` cuts off any of the four markers, a :class:`DataError` naming
     ``ex.source`` is raised ("entity cut off by truncation").  With ``labels`` given, its id for
     ``ex.label`` is added under ``"labels"`` (unknown labels of a frozen vocab raise DataError).
+    With ``linking`` given, ``"token_entities"`` holds the KG row of the subject / object tokens (from
+    ``ex.subj_id`` / ``ex.obj_id``) and of the linker's other mentions in the marked text, -1 elsewhere.
     """
     _check_fast(tokenizer)
     _check_relation(ex)
@@ -132,7 +135,30 @@ def encode_relation(ex: RelationExample, tokenizer: PreTrainedTokenizerBase, max
                                 "subj_end": token_pos[1], "obj_end": token_pos[3]}
     if labels is not None:
         features["labels"] = labels.id(ex.label, ex.source)
+    if linking is not None:
+        features["token_entities"] = _relation_entities(ex, marked, char_pos, enc, token_pos, linking)
     return features
+
+
+def _inner_span(text: str, start: int, end: int) -> tuple[int, int]:
+    """``[start, end)`` without surrounding spaces."""
+    while start < end and text[start].isspace():
+        start += 1
+    while end > start and text[end - 1].isspace():
+        end -= 1
+    return start, end
+
+
+def _relation_entities(ex: RelationExample, marked: str, char_pos: list[int], enc: Any, token_pos: list[int],
+                       linking: EntityLinking) -> list[int]:
+    """``token_entities`` of a marked relation input; the instance counts as linked for subject and
+    object when a token strictly between each pair of markers got an entity."""
+    gold = [Mention(*_inner_span(marked, char_pos[0] + 1, char_pos[1]), ex.subj_id),
+            Mention(*_inner_span(marked, char_pos[2] + 1, char_pos[3]), ex.obj_id)]
+    rows = token_entities(enc["offset_mapping"], enc["special_tokens_mask"], len(marked),
+                          linking.mentions(marked, gold), linking.rows, linking.stats)
+    linking.stats.instance([any(r >= 0 for r in rows[token_pos[a] + 1:token_pos[b]]) for a, b in ((0, 1), (2, 3))])
+    return rows
 
 
 # --------------------------------------------------------------------------- dependencies

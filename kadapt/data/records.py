@@ -13,13 +13,18 @@ from dataclasses import dataclass
 
 @dataclass(frozen=True)
 class RelationExample:
-    """One sentence with a marked subject and object and the relation label between them."""
+    """One sentence with a marked subject and object and the relation label between them.
+
+    ``subj_id`` / ``obj_id``: the entities' ids (Wikidata QIDs for FewRel and LAMA T-REx) when the
+    reader knows them, ``""`` otherwise; a knowledge plug-in links the spans to its KG through them."""
 
     text: str
     subj_span: tuple[int, int]
     obj_span: tuple[int, int]
     label: str
     source: str = ""
+    subj_id: str = ""
+    obj_id: str = ""
 
 
 @dataclass(frozen=True)

@@ -258,7 +258,8 @@ def _fewrel_mention(entity: Any, key: str, n: int) -> tuple[int, int]:
 
 def read_fewrel(path: str | Path, policy: ErrorPolicy | None = None) -> Iterator[RelationExample]:
     """Read FewRel JSON ``{relation_id: [{"tokens", "h", "t"}, ...]}``: subject = first mention of
-    ``h``, object = first mention of ``t`` (contiguous token positions), label = relation id.
+    ``h``, object = first mention of ``t`` (contiguous token positions), label = relation id,
+    ``subj_id`` / ``obj_id`` = the Wikidata ids of ``h`` / ``t``.
 
     ``source`` is ``"path:RELATION#index"``; errors name the relation and instance index.
     """
@@ -292,10 +293,16 @@ def read_fewrel(path: str | Path, policy: ErrorPolicy | None = None) -> Iterator
                     subj = _char_span(tokens, starts, hs, he)
                     obj = _char_span(tokens, starts, ts, te)
                     _check_disjoint(subj, obj)
-                    yield RelationExample(sentence, subj, obj, rel, f"{path}:{rel}#{index}")
+                    yield RelationExample(sentence, subj, obj, rel, f"{path}:{rel}#{index}",
+                                          _entity_id(inst["h"]), _entity_id(inst["t"]))
                 except _Invalid as bad:
                     policy.handle(DataError(path, None, f"relation {rel!r} instance #{index}: {bad}"),
                                   bad.reason)
+
+
+def _entity_id(entity: list) -> str:
+    """The Wikidata id of a FewRel entity ``[name, qid, positions]`` (``""`` when it is not a string)."""
+    return entity[1].strip() if isinstance(entity[1], str) else ""
 
 
 # --------------------------------------------------------------------------- LAMA T-REx
@@ -312,7 +319,7 @@ def _find_outside(text: str, needle: str, avoid: tuple[int, int], flags: int) ->
     return None
 
 
-def _lama_evidence(evidence: Any, label: str, source: str) -> RelationExample:
+def _lama_evidence(evidence: Any, label: str, source: str, ids: tuple[str, str] = ("", "")) -> RelationExample:
     """Rebuild one LAMA evidence sentence: first ``[MASK]`` -> object surface; find the subject."""
     if not isinstance(evidence, dict):
         raise _Invalid("wrong type", "evidence is not a JSON object")
@@ -333,12 +340,18 @@ def _lama_evidence(evidence: Any, label: str, source: str) -> RelationExample:
     if subj_span is None:
         raise _Invalid("subject not found in sentence",
                        f"subject surface {sub!r} not found outside the object span")
-    return RelationExample(text, subj_span, obj_span, label, source)
+    return RelationExample(text, subj_span, obj_span, label, source, *ids)
+
+
+def _uri(fact: dict[str, Any], key: str) -> str:
+    """``sub_uri`` / ``obj_uri`` of a LAMA fact (a QID, or a URL ending in one); ``""`` when absent."""
+    value = fact.get(key)
+    return value.strip().rstrip("/").rsplit("/", 1)[-1] if isinstance(value, str) else ""
 
 
 def read_lama_trex(path: str | Path, policy: ErrorPolicy | None = None) -> Iterator[RelationExample]:
     """Read a LAMA T-REx file (``P*.jsonl`` or ``P*.jsonl.gz``): one example per evidence sentence,
-    label = the fact's ``predicate_id``.
+    label = the fact's ``predicate_id``; ``subj_id`` / ``obj_id`` = its ``sub_uri`` / ``obj_uri``.
 
     The sentence is ``masked_sentence`` with its first ``[MASK]`` replaced by ``obj_surface``; the
     subject is the first occurrence of ``sub_surface`` outside the object span (case-sensitive, then
@@ -356,12 +369,13 @@ def read_lama_trex(path: str | Path, policy: ErrorPolicy | None = None) -> Itera
                 fact = _parse_json_line(line)
                 label = _label(fact, "predicate_id")
                 evidences = _field(fact, "evidences", list)
+                ids = (_uri(fact, "sub_uri"), _uri(fact, "obj_uri"))
             except _Invalid as bad:
                 policy.handle(DataError(path, lineno, str(bad)), bad.reason)
                 continue
             for k, evidence in enumerate(evidences):
                 try:
-                    yield _lama_evidence(evidence, label, f"{path}:{lineno}#{k}")
+                    yield _lama_evidence(evidence, label, f"{path}:{lineno}#{k}", ids)
                 except _Invalid as bad:
                     policy.handle(DataError(path, lineno, f"evidence #{k}: {bad}"), bad.reason)
 

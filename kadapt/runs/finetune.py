@@ -70,6 +70,7 @@ def finetune(recipe: Recipe, *, plugins: list[str] | None = None, out: str | Pat
     torch.manual_seed(recipe.training.seed)  # head, fusion and task-adapter inits are part of the seeded run
     # a backbone the caller passed in is copied before a trainable mode changes it
     model = build_model(backbone, recipe.plugins, recipe.finetune, copy_weights=not own_backbone)
+    model.prepare_run(recipe.plugin_options, recipe.source)  # e.g. the KG a JAKET plug-in links text to
     # the head's init must not depend on what loading the plug-ins drew from the RNG
     torch.manual_seed(recipe.training.seed)
     build_head(model, recipe.objective, splits.train, recipe.source)
@@ -95,6 +96,9 @@ def finetune(recipe: Recipe, *, plugins: list[str] | None = None, out: str | Pat
     metrics = {"dev": result.final_dev, "train_seconds": round(result.seconds, 2), "steps": result.global_step,
                "plugins": [str(p) for p in recipe.plugins], "skipped_records": policy.summary(),
                "finetune": model.section.to_dict(), "trainable_parameters": model.trainable_counts()}
+    linking = model.entity_linking()
+    if linking is not None:
+        metrics["linking"] = linking.report()
     if accelerator.is_main_process:
         if encoded["test"]:
             test_metrics, predictions = evaluate_model(model, encoded["test"], recipe.training.batch_size,
@@ -183,6 +187,7 @@ def save_head(run_dir: Path, model: TunableKnowledgeModel, recipe: Recipe) -> No
         "objective": model.head.name,
         "config": model.head.config_dict(),
         "plugins": [str(p) for p in recipe.plugins],
+        "plugin_options": recipe.plugin_options,
         "backbone": recipe.backbone.name_or_path,
         "backbone_fingerprint": model.backbone.fingerprint.to_dict(),
         "data_format": recipe.data.format,
@@ -210,6 +215,7 @@ def load_finetuned(run_dir: str | Path, backbone=None) -> KnowledgeModel:
     Fingerprint.from_dict(info["backbone_fingerprint"]).check_matches(backbone.fingerprint, str(run_dir / "head_config.json"))
     section = FinetuneSection.from_dict(info.get("finetune"), str(run_dir / "head_config.json"))
     model = build_model(backbone, info["plugins"], section, copy_weights=not own_backbone)
+    model.prepare_run(info.get("plugin_options") or {}, str(run_dir / "head_config.json"))
     model.head = build_objective(info["objective"], model.feature_size, info["config"])
     model.head.bind(model)
     load_tuned(run_dir, model, info)

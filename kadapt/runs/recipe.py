@@ -153,6 +153,7 @@ class Recipe:
     backbone: BackboneSection = field(default_factory=BackboneSection)
     plugin: PluginSection | None = None
     plugins: list[str] = field(default_factory=list)
+    plugin_options: dict[str, dict] = field(default_factory=dict, metadata={"help": "finetune only: run-time options per plug-in kind, handed to each loaded plug-in's prepare_run (e.g. jaket: {kg: DIR, memory: FILE, linker: {...}})."})
     objective: ObjectiveSection = field(default_factory=ObjectiveSection)
     data: DataSection = field(default_factory=DataSection)
     training: TrainConfig = field(default_factory=TrainConfig)
@@ -236,6 +237,10 @@ def recipe_from_dict(data: dict, source: str = "<recipe>") -> Recipe:
     if not isinstance(plugins, list) or not all(isinstance(p, str) for p in plugins):
         raise RecipeError(f"{source}: 'plugins' must be a list of plug-in folders")
     values["plugins"] = plugins
+    options = data.get("plugin_options") or {}
+    if not isinstance(options, dict) or not all(isinstance(k, str) and isinstance(v, dict) for k, v in options.items()):
+        raise RecipeError(f"{source}: 'plugin_options' must map a plug-in kind to a mapping of options")
+    values["plugin_options"] = options
     if data.get("finetune") is not None:
         if not isinstance(data["finetune"], dict):
             raise RecipeError(f"{source}: finetune: expected a mapping")

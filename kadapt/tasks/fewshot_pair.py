@@ -28,7 +28,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from kadapt.data.encoding import _check_fast, _check_relation, _insert_markers
+from kadapt.data.encoding import _check_fast, _check_relation, _inner_span, _insert_markers
+from kadapt.data.mentions import EntityLinking, Mention, token_entities
 from kadapt.data.records import RelationExample
 from kadapt.core.errors import DataError, KadaptError
 from kadapt.core.objective import (
@@ -79,7 +80,27 @@ def sample_episodes(records: list[RelationExample], n_way: int, k_shot: int, cou
     return episodes
 
 
-def encode_pair(query: RelationExample, support: RelationExample, tokenizer, max_length: int) -> dict:
+def _pair_entities(enc, texts: list[tuple[str, list[int], RelationExample]], linking: EntityLinking) -> list[int]:
+    """``token_entities`` of a marked (query, support) pair: each sequence's gold (and linker) mentions
+    mapped on its own tokens; the pair counts as linked for each of the four entities whose tokens got a row."""
+    seq_ids = enc.sequence_ids()
+    out = [-1] * len(seq_ids)
+    targets = []
+    for seq, (text, pos, ex) in enumerate(texts):
+        other = [int(sid != seq) for sid in seq_ids]
+        gold = [Mention(*_inner_span(text, pos[0] + 1, pos[1]), ex.subj_id),
+                Mention(*_inner_span(text, pos[2] + 1, pos[3]), ex.obj_id)]
+        rows = token_entities(enc["offset_mapping"], other, len(text), linking.mentions(text, gold), linking.rows, linking.stats)
+        out = [r if r >= 0 else o for r, o in zip(rows, out)]
+        for g in gold:
+            targets.append(any(r >= 0 and not sp and s < g.end and g.start < e
+                               for r, sp, (s, e) in zip(rows, other, enc["offset_mapping"])))
+    linking.stats.instance(targets)
+    return out
+
+
+def encode_pair(query: RelationExample, support: RelationExample, tokenizer, max_length: int,
+                linking: EntityLinking | None = None) -> dict:
     """Token ids of the marked (query, support) sentence pair and the four opening-marker positions."""
     _check_relation(query)
     _check_relation(support)
@@ -98,7 +119,10 @@ def encode_pair(query: RelationExample, support: RelationExample, tokenizer, max
     if min(found) < 0:
         where = query.source if min(found[:2]) < 0 else support.source
         raise DataError(where or "<example>", None, f"entity cut off by truncation of the pair (max_length={max_length})")
-    return {"input_ids": list(enc["input_ids"]), "positions": found}
+    out = {"input_ids": list(enc["input_ids"]), "positions": found}
+    if linking is not None:
+        out["token_entities"] = _pair_entities(enc, [(q_text, q_pos, query), (s_text, s_pos, support)], linking)
+    return out
 
 
 @register_objective
@@ -124,11 +148,18 @@ class FewShotPair(Objective):
             self.scorer = nn.Sequential(nn.Linear(8 * feature_size, hidden_size), nn.ReLU(), nn.Linear(hidden_size, 1))
         else:
             self.scorer = nn.Linear(feature_size, 1)
+        self.linking = None  # the model's entity linking (token_entities for JAKET), set by bind
+
+    def bind(self, model) -> None:
+        """Encode ``token_entities`` per pair row when a plug-in of ``model`` links entity mentions."""
+        self.linking = model.entity_linking()
 
     # ------------------------------------------------------------------ data
 
     def prepare_records(self, records: list, split: str, seed: int) -> list[FewShotEpisode]:
         """Relation instances of one split -> seeded episodes (relation-disjoint with ``holdout_relations``)."""
+        if self.linking is not None:
+            self.linking.start(split)
         if not records:
             return []
         relations = sorted({r.label for r in records})
@@ -147,8 +178,10 @@ class FewShotPair(Objective):
         if len(record.support) != self.n_way or any(len(s) != self.k_shot for s in record.support):
             raise DataError(record.source or "<episode>", None,
                             f"episode is not {self.n_way}-way {self.k_shot}-shot")
-        pairs = [encode_pair(record.query, s, tokenizer, max_length) for cls in record.support for s in cls]
+        pairs = [encode_pair(record.query, s, tokenizer, max_length, self.linking) for cls in record.support for s in cls]
         out = {"input_ids": [p["input_ids"] for p in pairs], "labels": record.label}
+        if self.linking is not None:  # JAKET: entity row per token of each pair row
+            out["token_entities"] = [p["token_entities"] for p in pairs]
         for k, key in enumerate(("q_subj_pos", "q_obj_pos", "s_subj_pos", "s_obj_pos")):
             out[key] = [p["positions"][k] for p in pairs]
         return out

@@ -37,13 +37,23 @@ class RelationClassification(Objective):
         self.dropout = nn.Dropout(dropout)
         self.classifier = nn.Linear(2 * feature_size, len(labels))
         self._dropout_p = dropout
+        self.linking = None  # the model's entity linking (token_entities for JAKET), set by bind
+
+    def bind(self, model) -> None:
+        """Encode ``token_entities`` when a plug-in of ``model`` links entity mentions."""
+        self.linking = model.entity_linking()
+
+    def prepare_records(self, records: list, split: str, seed: int) -> list:
+        if self.linking is not None:
+            self.linking.start(split)
+        return records
 
     @staticmethod
     def label_set(records: list) -> list[str]:
         return sorted({r.label for r in records})
 
     def encode(self, record: RelationExample, tokenizer, max_length: int) -> dict:
-        feats = encode_relation(record, tokenizer, max_length)
+        feats = encode_relation(record, tokenizer, max_length, linking=self.linking)
         feats["labels"] = self.vocab.id(record.label, record.source)
         return feats
 

@@ -16,6 +16,28 @@ def cmd_kg_memory(args) -> int:
     return 0
 
 
+def cmd_kg_build(args) -> int:
+    from kadapt.plugins.jaket.kg_build import build_wikidata_kg
+
+    summary = build_wikidata_kg(args.out, lama=args.lama, codex=args.codex, mpararel=args.mpararel,
+                                holdout=args.holdout, seed=args.seed)
+    print(json.dumps(summary, indent=2))
+    return 0
+
+
+def add_kg_commands(subparsers) -> None:
+    kg = subparsers.add_parser("kg", help="Knowledge-graph tools (JAKET).")
+    sub = kg.add_subparsers(dest="kg_command", required=True)
+    p = sub.add_parser("build", help="Build a Wikidata-linked KG (LAMA T-REx + CoDEx-S + mParaRel aliases) in KG-BERT layout.")
+    p.add_argument("--lama", required=True, help="LAMA folder (TREx/P*.jsonl.gz and relations.jsonl).")
+    p.add_argument("--codex", help="CoDEx-S folder (triples/, relations/, types/).")
+    p.add_argument("--mpararel", help="mParaRel folder (tuples/<lang>/): aliases in 8 languages.")
+    p.add_argument("--holdout", type=float, default=0.2, help="Share of LAMA facts held out of the KG (heldout_facts.tsv).")
+    p.add_argument("--seed", type=int, default=0, help="Seed of the held-out split.")
+    p.add_argument("--out", required=True, help="Folder to write.")
+    p.set_defaults(func=cmd_kg_build)
+
+
 def add_commands(subparsers) -> None:
     p = subparsers.add_parser("kg-memory", help="Encode a KG's entity/relation descriptions with LM1 (JAKET memory).")
     p.add_argument("kg_dir", help="KG folder (KG-BERT TSV, CoDEx, DBP15K side 1, Wikidata5M layouts).")

@@ -68,21 +68,26 @@ def attach_kg(model, kg_dir: str | Path, memory: str | Path | None = None, *, on
               seed: int = 0) -> KnowledgeGraph:
     """Give every JAKET plug-in of ``model`` the KG at ``kg_dir``; ``memory`` = its memory file
     (``kadapt kg-memory``), else LM1 of ``model.backbone`` encodes the descriptions now."""
-    from kadapt.plugins.jaket.pretraining import build_memory
-
     plugins = jaket_plugins(model)
     if not plugins:
         raise KadaptError("this task reads a knowledge graph through a JAKET plug-in; the model has none "
                           "(add the JAKET plug-in folder to the recipe's plugins)")
     graph = read_kg(kg_dir, policy=on_error)
     for plugin in plugins:
-        if memory is not None:
-            mem = load_memory(memory, plugin)
-        else:
-            log.info("encoding %d entity descriptions of %s with LM1", graph.num_entities, graph.source)
-            mem = build_memory(model.backbone, graph, plugin)
-        plugin.attach_kg(make_context(graph, mem, plugin, seed))
+        plugin.attach_kg(context_for(plugin, model.backbone, graph, memory, seed))
     return graph
+
+
+def context_for(plugin, backbone, graph: KnowledgeGraph, memory: str | Path | None = None, seed: int = 0) -> KGContext:
+    """The :class:`KGContext` of ``graph`` for ``plugin``: memory from the file, else LM1 encodes it."""
+    from kadapt.plugins.jaket.pretraining import build_memory
+
+    if memory is not None:
+        mem = load_memory(memory, plugin)
+    else:
+        log.info("encoding %d entity descriptions of %s with LM1", graph.num_entities, graph.source)
+        mem = build_memory(backbone, graph, plugin)
+    return make_context(graph, mem, plugin, seed)
 
 
 def single_jaket_plugin(model, task: str):

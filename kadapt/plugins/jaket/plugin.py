@@ -13,6 +13,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from typing import ClassVar
 
 import torch
 from torch import nn
@@ -66,6 +67,7 @@ class JaketPlugin(Plugin):
         self.gat = CompositionGAT(spec.hidden_size, config.gat_layers, config.gat_heads,
                                   negative_slope=config.negative_slope, dropout=config.dropout, eps=config.layer_norm_eps)
         self.merge_norm = nn.LayerNorm(spec.hidden_size, eps=config.layer_norm_eps)
+        object.__setattr__(self, "linking", None)  # set by prepare_run (not saved)
 
     def required_layers(self) -> tuple[int, ...]:
         return (self.lm1_layer,)
@@ -105,6 +107,22 @@ class JaketPlugin(Plugin):
     def attach_kg(self, context) -> None:
         """Set the :class:`~kadapt.plugins.jaket.kg_context.KGContext` read downstream (not saved)."""
         object.__setattr__(self, "kg_context", context)
+
+    #: ``prepare_run`` worker, set by the package (``kadapt/plugins/jaket/__init__.py``:
+    #: :func:`kadapt.plugins.jaket.text_linking.prepare_text_run`); kept out of this module so that the
+    #: plug-in does not import the KG-context / pre-training modules that import it
+    run_preparer: ClassVar = None
+
+    def prepare_run(self, options: Mapping, backbone, source: str = "recipe") -> None:
+        """``plugin_options.jaket`` of a fine-tuning recipe: attach its KG and link text to it
+        (:mod:`kadapt.plugins.jaket.text_linking`). No options: nothing attached (KG tasks attach
+        their own in ``bind``)."""
+        if options:
+            object.__setattr__(self, "linking", type(self).run_preparer(self, options, backbone, source))
+
+    def entity_linking(self):
+        """The run's :class:`~kadapt.data.mentions.EntityLinking` (``plugin_options.jaket``), or None."""
+        return self.linking
 
     def require_kg(self):
         context = getattr(self, "kg_context", None)

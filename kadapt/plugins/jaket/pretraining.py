@@ -105,11 +105,16 @@ class JaketPretrainingModel(TrainableModel):
         ids, mask = batch["input_ids"], batch["attention_mask"]
         pos = torch.arange(ids.shape[1], device=device)[None, :]
         token_entities = torch.full_like(ids, -1)
+        mentions = torch.zeros_like(ids, dtype=torch.bool)
         for which, node in ((0, head_node), (1, tail_node)):
             span = "head" if which == 0 else "tail"
             inside = (pos >= batch[f"{span}_start"][:, None]) & (pos <= batch[f"{span}_end"][:, None])
+            mentions |= inside
             inside &= ~masked[:, which:which + 1]
             token_entities = torch.where(inside, node.to(device)[:, None], token_entities)
+        mlm = {}
+        if self.head.mlm_weight > 0:
+            ids, mlm = self._mlm_inputs(ids, mask, mentions, gen)
         states = self.backbone.encode(ids, mask, [self.plugin.lm1_layer])
         lm_states = self.plugin.merge_and_run_lm2(states, mask, backbone=self.backbone, token_entities=token_entities,
                                                  knowledge=knowledge)
@@ -125,8 +130,23 @@ class JaketPretrainingModel(TrainableModel):
             "head_node": head_node.to(device), "tail_node": tail_node.to(device),
             "masked_row": rows, "masked_start": start, "masked_end": end, "candidates": candidates.to(device),
             "candidate_memory": self.memory.entities[candidates.to(self.memory.entities.device)].to(device),
+            **mlm,
         }
         return self.head(lm_states, {**batch, **extra})
+
+    def _mlm_inputs(self, ids: torch.Tensor, mask: torch.Tensor, mentions: torch.Tensor,
+                    gen: torch.Generator) -> tuple[torch.Tensor, dict]:
+        """MLM: ``mlm_rate`` of the real, non-special tokens outside mentions become the mask token;
+        their ids are the labels (-100 elsewhere); the decoder is the frozen input embedding matrix."""
+        tok = self.backbone.tokenizer
+        if tok.mask_token_id is None:
+            raise KadaptError(f"mlm_weight > 0 needs a tokenizer with a mask token; {type(tok).__name__} has none")
+        special = torch.isin(ids, torch.tensor(tok.all_special_ids, device=ids.device))
+        eligible = (mask > 0) & ~special & ~mentions
+        chosen = (torch.rand(ids.shape, generator=gen) < self.head.mlm_rate).to(ids.device) & eligible
+        labels = torch.where(chosen, ids, torch.full_like(ids, -100))
+        decoder = self.backbone.model.get_input_embeddings().weight.detach()
+        return ids.masked_fill(chosen, tok.mask_token_id), {"mlm_labels": labels, "mlm_decoder": decoder}
 
     def _candidates(self, true: torch.Tensor, gen: torch.Generator) -> torch.Tensor:
         """(M, 1 + neighbours + random): the true entity first, then its neighbours, then random ones."""

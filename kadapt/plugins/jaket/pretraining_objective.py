@@ -10,6 +10,14 @@ entity mentions linked by id (the KG carries the ids; no entity linker is needed
   q = g((Z_s + Z_o) / 2) with g(x) = GELU(x W1) W2 over LM2's output, scored by inner product
   against the memory embeddings of the true entity, its neighbours and random entities (CE).
 
+Linked text (the paper's setting): a :class:`~kadapt.data.records.RelationExample` with ``subj_id`` /
+``obj_id`` (LAMA T-REx evidence sentences) is encoded as the sentence itself, its subject and object
+token spans the two linked mentions and its label the relation predicted between them.
+
+**MLM** (L_MLM, optional: ``mlm_weight > 0``): ``mlm_rate`` of the tokens outside mentions are replaced
+by the mask token before the backbone pass; a head tied to the frozen input embeddings
+(``LayerNorm(GELU(x W)) E^T + b``) predicts them from LM2's output.
+
 ``JaketPretrainingObjective`` follows the :class:`~kadapt.core.objective.Objective` contract: ``features`` is
 LM2's output and the batch carries the knowledge embeddings the pre-training model computed.
 """
@@ -20,6 +28,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from kadapt.core.errors import DataError
+from kadapt.data.records import RelationExample
 from kadapt.core.objective import (
     Objective,
     ObjectiveOutput,
@@ -27,7 +36,23 @@ from kadapt.core.objective import (
 )
 
 #: order of the per-batch tallies the model returns as ``logits`` (they sum across batches)
-TALLIES = ("category_correct", "category_n", "relation_correct", "relation_n", "entity_correct", "entity_n")
+TALLIES = ("category_correct", "category_n", "relation_correct", "relation_n", "entity_correct", "entity_n",
+           "mlm_correct", "mlm_n")
+
+
+def linked_sentence(record: RelationExample, tokenizer, max_length: int) -> dict:
+    """Token ids of a sentence and the inclusive token spans of its subject (head) and object (tail)."""
+    enc = tokenizer(record.text, truncation=True, max_length=max_length, return_offsets_mapping=True,
+                    return_special_tokens_mask=True)
+    spans = []
+    for a, b in (record.subj_span, record.obj_span):
+        tokens = [t for t, ((s, e), sp) in enumerate(zip(enc["offset_mapping"], enc["special_tokens_mask"]))
+                  if not sp and s < e and s < b and a < e]
+        if not tokens:
+            raise DataError(record.source or "<sentence>", None, f"entity cut off by truncation (max_length={max_length})")
+        spans.append((tokens[0], tokens[-1]))
+    return {"input_ids": list(enc["input_ids"]), "head_start": spans[0][0], "head_end": spans[0][1],
+            "tail_start": spans[1][0], "tail_end": spans[1][1]}
 
 
 def verbalise_triple(names: tuple[str, str, str], tokenizer, max_length: int, source: str = "triple") -> dict:
@@ -52,7 +77,8 @@ class JaketPretrainingObjective(Objective):
 
     def __init__(self, feature_size: int, num_categories: int = 0, num_relations: int = 1,
                  mask_rate: float = 0.15, neighbour_negatives: int = 10, random_negatives: int = 20,
-                 weights: tuple[float, float, float] | list[float] = (1.0, 1.0, 1.0), names: dict | None = None):
+                 weights: tuple[float, float, float] | list[float] = (1.0, 1.0, 1.0), names: dict | None = None,
+                 mlm_weight: float = 0.0, mlm_rate: float = 0.15, vocab_size: int = 0):
         super().__init__(feature_size)
         h = feature_size
         self.num_categories, self.num_relations = num_categories, num_relations
@@ -63,9 +89,21 @@ class JaketPretrainingObjective(Objective):
         self.relation_head = nn.Linear(2 * h, num_relations)
         self.entity_w1 = nn.Linear(h, h, bias=False)  # g(x) = GELU(x W1) W2
         self.entity_w2 = nn.Linear(h, h, bias=False)
+        self.mlm_weight, self.mlm_rate, self.vocab_size = float(mlm_weight), float(mlm_rate), vocab_size
+        if self.mlm_weight > 0:
+            if vocab_size <= 0:
+                raise DataError("objective.config", None, "mlm_weight > 0 needs the backbone's vocab_size")
+            self.mlm_transform, self.mlm_norm = nn.Linear(h, h), nn.LayerNorm(h)
+            self.mlm_bias = nn.Parameter(torch.zeros(vocab_size))
 
-    def encode(self, record: tuple[int, int, int], tokenizer, max_length: int) -> dict:
-        """``record`` = (head, relation, tail) entity/relation indices; ``self.names`` gives their text."""
+    def encode(self, record, tokenizer, max_length: int) -> dict:
+        """``record`` = (head, relation, tail) entity/relation indices (``self.names`` gives their text),
+        or a linked sentence (``self.names["entity_index"]`` / ``["relation_index"]`` map its ids)."""
+        if isinstance(record, RelationExample):
+            feats = linked_sentence(record, tokenizer, max_length)
+            ent, rel = self.names["entity_index"], self.names["relation_index"]
+            feats.update(head=ent[record.subj_id], relation=rel[record.label], tail=ent[record.obj_id])
+            return feats
         head, relation, tail = record
         ent, rel = self.names["entities"], self.names["relations"]
         feats = verbalise_triple((ent[head], rel[relation], ent[tail]), tokenizer, max_length,
@@ -104,6 +142,14 @@ class JaketPretrainingObjective(Objective):
             target = torch.zeros(rows.numel(), dtype=torch.long, device=scores.device)
             losses.append(self.weights[2] * F.cross_entropy(scores, target))
             tallies[4], tallies[5] = (scores.argmax(-1) == 0).sum(), rows.numel()
+        if self.mlm_weight > 0 and "mlm_labels" in batch:
+            labels = batch["mlm_labels"]
+            at = labels >= 0
+            if bool(at.any()):
+                hidden = self.mlm_norm(F.gelu(self.mlm_transform(features[at])))
+                logits = hidden @ batch["mlm_decoder"].to(hidden.dtype).T + self.mlm_bias
+                losses.append(self.mlm_weight * F.cross_entropy(logits, labels[at]))
+                tallies[6], tallies[7] = (logits.argmax(-1) == labels[at]).sum(), at.sum()
         loss = torch.stack(losses).sum() if losses else zero
         return ObjectiveOutput(loss, tallies)
 
@@ -112,11 +158,14 @@ class JaketPretrainingObjective(Objective):
 
     @staticmethod
     def summarize(counts: dict[str, float]) -> dict[str, float]:
-        return {
+        out = {
             "category_accuracy": safe_div(counts["category_correct"], counts["category_n"]),
             "relation_accuracy": safe_div(counts["relation_correct"], counts["relation_n"]),
             "entity_accuracy": safe_div(counts["entity_correct"], counts["entity_n"]),
         }
+        if counts.get("mlm_n"):
+            out["mlm_accuracy"] = safe_div(counts["mlm_correct"], counts["mlm_n"])
+        return out
 
     def predict(self, logits: torch.Tensor, batch: dict) -> list:
         return [dict(zip(TALLIES, logits.tolist()))]
@@ -124,4 +173,6 @@ class JaketPretrainingObjective(Objective):
     def config_dict(self) -> dict:
         return {"num_categories": self.num_categories, "num_relations": self.num_relations,
                 "mask_rate": self.mask_rate, "neighbour_negatives": self.neighbour_negatives,
-                "random_negatives": self.random_negatives, "weights": list(self.weights)}
+                "random_negatives": self.random_negatives, "weights": list(self.weights),
+                **({"mlm_weight": self.mlm_weight, "mlm_rate": self.mlm_rate, "vocab_size": self.vocab_size}
+                   if self.mlm_weight > 0 else {})}
