@@ -39,14 +39,15 @@ def test_classifier_learns_from_features_and_through_the_gat():
     split = split_entities(labels, fractions=(0.5, 0.25, 0.25), seed=3)
     plain = train_entity_classifier(graph, features, relations, labels, split, None, steps=60, lr=0.05, batch_size=4)
     assert plain["test_accuracy"] >= 0.99 and plain["train_entities"] == 6
+    torch.manual_seed(1)  # the GAT's initialisation
     with_gat = train_entity_classifier(graph, features, relations, labels, split, CompositionGAT(16, 2, 4),
                                        steps=60, lr=0.02, batch_size=4, fanouts=(3, 3))
-    # seeded (through the one loop, evaluation every 8 steps): 2 of the 3 dev entities from step 8 on, so
-    # selection keeps step 8 (first best), where 2 of 3 test entities are right; by the end all 3 are
-    assert with_gat["dev_accuracy"] == pytest.approx(2 / 3) and with_gat["best_step"] == 8
-    assert with_gat["test_accuracy"] == pytest.approx(2 / 3)
+    # seeded, through the one loop (evaluation every 8 steps). Dev entity 7 is the only one of class 2,
+    # which no training entity has, so 2/3 is the best dev accuracy; it is reached at step 8 and kept,
+    # so selection keeps step 8 (first best), where no test entity is right yet; from step 16 on all are
     assert [round(h["accuracy"], 3) for h in with_gat["dev_history"]] == [0.667] * 8
-    assert with_gat["dev_history"][-1]["test_accuracy"] == 1.0
+    assert with_gat["best_step"] == 8 and with_gat["test_accuracy"] == 0.0
+    assert [h["test_accuracy"] for h in with_gat["dev_history"][1:]] == [1.0] * 7
     untrained = train_entity_classifier(graph, features, relations, labels, split, CompositionGAT(16, 2, 4),
                                         steps=1, lr=0.0, batch_size=4, fanouts=(3, 3))
     assert untrained["dev_accuracy"] < with_gat["dev_accuracy"]
