@@ -49,12 +49,26 @@ def cmd_cache(args) -> int:
             for e in info["entries"]:
                 print(f"  {e['entry']}  {e['bytes'] / 1e6:8.1f} MB  {e['state']}"
                       + (f"  layers {e['layers']}, {e['examples']} examples, {e['dtype']}" if "layers" in e else ""))
+    elif args.cache_command == "prune":
+        _prune(args)
     else:
         if not args.yes and not _confirm(args.cache_dir):
             return 1
         freed = cache.clear(args.cache_dir)
         print(f"removed {freed / 1e6:.1f} MB from {args.cache_dir or cache.default_cache_dir()}")
     return 0
+
+
+def _prune(args) -> None:
+    from kadapt.store.cache_prune import parse_size, prune
+
+    max_bytes = parse_size(args.max_size) if args.max_size is not None else None
+    plan = prune(args.cache_dir, max_bytes=max_bytes, older_than_days=args.older_than, dry_run=args.dry_run)
+    verb = "would remove" if args.dry_run else "removed"
+    for entry in plan.removed:
+        print(f"{verb} {entry['entry']}  {entry['bytes'] / 1e6:.1f} MB  ({entry['why']})")
+    print(f"{verb} {len(plan.removed)} entries ({plan.freed_bytes / 1e6:.1f} MB); kept {len(plan.kept)} "
+          f"({plan.kept_bytes / 1e6:.1f} MB) in {plan.cache_dir}")
 
 
 def _confirm(cache_dir) -> bool:
@@ -72,7 +86,7 @@ def _confirm(cache_dir) -> bool:
 
 
 def add_commands(subparsers) -> None:
-    p = subparsers.add_parser("cache", help="Hidden-state cache of the frozen backbone (build, info, clear).")
+    p = subparsers.add_parser("cache", help="Hidden-state cache of the frozen backbone (build, info, prune, clear).")
     csub = p.add_subparsers(dest="cache_command", required=True)
     c = csub.add_parser("build", help="Compute the states an infuse recipe (or several sharing data) will read.")
     c.add_argument("recipe")
@@ -87,4 +101,10 @@ def add_commands(subparsers) -> None:
             c.add_argument("--json", action="store_true")
         else:
             c.add_argument("--yes", action="store_true", help="Do not ask for confirmation.")
+    c = csub.add_parser("prune", help="Remove interrupted builds, entries unused for --older-than days, then the "
+                                      "least recently used until the cache fits --max-size.")
+    c.add_argument("--cache-dir", help="Cache folder (default: $KADAPT_CACHE_DIR or ~/.cache/kadapt/hidden_states).")
+    c.add_argument("--max-size", help="Size budget, e.g. 20GB, 500MB, 1.5GiB (0 removes every idle entry).")
+    c.add_argument("--older-than", type=float, metavar="DAYS", help="Remove entries not read for this many days.")
+    c.add_argument("--dry-run", action="store_true", help="Only print what would be removed.")
     p.set_defaults(func=cmd_cache)

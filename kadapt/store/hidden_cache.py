@@ -205,6 +205,7 @@ def open_or_build(backbone, examples: Sequence[dict], layers: Iterable[int], key
     manifest, why = _check_entry(folder, key, layers)
     if manifest is not None:
         log.info("%s: reading hidden states from cache %s", what, folder)
+        _mark_used(folder)
         return StateCache(folder, manifest)
     old = _read_layers(folder)
     layers = sorted(set(layers) | set(old))  # a rebuild keeps what the old entry served
@@ -215,6 +216,14 @@ def open_or_build(backbone, examples: Sequence[dict], layers: Iterable[int], key
     if manifest is None:
         raise KadaptError(f"hidden-state cache {folder} is invalid right after building it: {why}")
     return StateCache(folder, manifest)
+
+
+def _mark_used(folder: Path) -> None:
+    """The folder's mtime is the entry's last use (``kadapt cache prune`` removes least recently used)."""
+    try:
+        os.utime(folder)
+    except OSError:  # a read-only shared cache: recency is simply not recorded
+        pass
 
 
 def _read_layers(folder: Path) -> list[int]:

@@ -140,3 +140,49 @@ def test_cache_cli_build_info_clear(world, backbone_dir, tmp_path, capsys):
     assert "removed" in capsys.readouterr().out and not any(root.iterdir())
     assert main(["cache", "build", str(recipe), "training.cache_dtype=int8", "--cache-dir", str(root)]) == 2
     assert "cache dtype 'int8' unknown" in capsys.readouterr().err
+
+
+def _fake_entry(root, name, size, last_used):
+    folder = root / name
+    folder.mkdir(parents=True)
+    (folder / "layer-0.npy").write_bytes(b"\0" * size)
+    os.utime(folder, (last_used, last_used))
+    return folder
+
+
+def test_prune_removes_partials_old_entries_then_least_recently_used(tmp_path, capsys):
+    from kadapt.store.cache_prune import parse_size, plan_prune, prune
+
+    root, now = tmp_path / "cache", 1_000_000_000.0
+    _fake_entry(root, "a" * 32, 3000, now - 10 * 86400)   # old
+    _fake_entry(root, "b" * 32, 2000, now - 3 * 86400)
+    _fake_entry(root, "c" * 32, 1500, now - 1 * 86400)
+    _fake_entry(root, "d" * 32, 1000, now - 60)            # most recent
+    _fake_entry(root, "e" * 32 + ".partial-999999999", 700, now)  # no such process: interrupted
+    plan = plan_prune(root, max_bytes=2600, older_than_days=7, now=now)
+    assert {e["entry"][0]: e["why"] for e in plan.removed} == {
+        "a": "unused for 10.0 days", "e": "interrupted partial build",
+        "b": "least recently used beyond the 2.6 kB budget"}
+    assert [e["entry"][0] for e in plan.kept] == ["d", "c"] and plan.kept_bytes == 2500
+    assert prune(root, max_bytes=2600, older_than_days=7, dry_run=True, now=now).freed_bytes == 5700
+    assert len(list(root.iterdir())) == 5  # a dry run removes nothing
+    assert prune(root, max_bytes=2600, older_than_days=7, now=now).freed_bytes == 5700
+    assert sorted(p.name[0] for p in root.iterdir()) == ["c", "d"]
+    assert (parse_size("2GB"), parse_size("1.5GiB"), parse_size("500mb"), parse_size("0")) == (
+        2 * 10**9, int(1.5 * 2**30), 500 * 10**6, 0)
+    assert main(["cache", "prune", "--cache-dir", str(root), "--max-size", "lots"]) == 2
+    assert "--max-size 'lots' is not a size" in capsys.readouterr().err
+    assert main(["cache", "prune", "--cache-dir", str(root)]) == 2
+    assert "give --max-size and/or --older-than" in capsys.readouterr().err
+    assert main(["cache", "prune", "--cache-dir", str(root), "--max-size", "1200B", "--dry-run"]) == 0
+    out = capsys.readouterr().out
+    assert "would remove 1 entries (0.0 MB); kept 1" in out and sorted(p.name[0] for p in root.iterdir()) == ["c", "d"]
+
+
+def test_reading_an_entry_marks_it_used(tiny_backbone, examples, tmp_path):
+    key = _key(tiny_backbone, examples, tmp_path)
+    root = tmp_path / "cache"
+    first = cache.open_or_build(tiny_backbone, examples, [0], key, root)
+    os.utime(first.folder, (1.0, 1.0))
+    again = cache.open_or_build(tiny_backbone, examples, [0], key, root)
+    assert again.folder == first.folder and again.folder.stat().st_mtime > 1e9
