@@ -133,7 +133,7 @@ def build_objective(name: str, feature_size: int, config: dict, source: str = "o
     cls = objective_class(name, source)
     try:
         return cls(feature_size, **config)
-    except TypeError as err:
+    except (TypeError, ValueError) as err:
         raise KadaptError(f"{source}: bad config for objective {name!r}: {err}") from None
 
 
