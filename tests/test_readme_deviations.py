@@ -48,6 +48,10 @@ def test_plugin_switches_are_config_fields():
     fields = {cls: {f.name for f in dataclasses.fields(cls)} for cls in (KAdapterConfig, JaketConfig, TRELMConfig)}
     assert "layers" in _switches(_section("K-Adapter")) and set(LAYER_PRESETS) == {"paper", "reference"}
     assert KAdapterConfig().layers == "paper"
+    from kadapt.plugins.kadapter.dependency_head import HEADS, DependencyHeadPrediction
+
+    assert "`objective.config.head: reference`" in _section("K-Adapter") and HEADS == ("paper", "reference")
+    assert DependencyHeadPrediction(8).config_dict()["head"] == "paper"
     assert {"refresh_memory", "fanouts"} <= _switches(_section("JAKET")) <= fields[JaketConfig]
     assert JaketConfig().refresh_memory is False
     assert _switches(_section("TRELM")) == {"reselect_every"} and TRELMConfig().reselect_every == 100

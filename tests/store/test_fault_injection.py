@@ -185,7 +185,6 @@ def _run_child(recipe: Path, out: Path, slow: bool, resume: bool) -> subprocess.
                              "resume" if resume else "fresh"], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
 
 
-@pytest.mark.slow
 def test_kill9_then_resume_is_bit_identical(tmp_path, tiny_backbone_dir):
     world = small_world(tmp_path / "world")
     backbone_dir = tiny_backbone_dir("bert", **BACKBONE_KW)
