@@ -38,10 +38,12 @@ def test_every_family_has_a_deviation_table_with_the_five_columns():
 def test_xlmk_switches_are_objective_options_with_the_stated_defaults():
     switches = _switches(_section("XLM-K"))
     head = XLMKObjective(8, relations=["r"], queue_size=2)
-    assert {"mask_same_entity", "queue_init", "bidirectional", "normalize", "temperature", "batch_norm"} <= switches
+    assert {"mask_same_entity", "queue_init", "bidirectional", "normalize", "temperature", "batch_norm",
+            "mlm_weight", "mlm_rate"} <= switches
     assert switches <= set(head.options)
     assert (head.options["mask_same_entity"], head.options["queue_init"], head.options["bidirectional"]) == (
         False, "random", False)
+    assert (head.options["mlm_weight"], head.options["mlm_rate"], head.mlm_head) == (0.0, 0.15, None)
 
 
 def test_plugin_switches_are_config_fields():

@@ -54,6 +54,12 @@ class Objective(nn.Module):
                 config["labels"] = labels
         return config
 
+    @classmethod
+    def configure_for_backbone(cls, config: dict, spec) -> dict:
+        """Constructor arguments completed from the backbone's sizes (``spec``: a BackboneSpec), e.g.
+        the vocabulary of an MLM term. Default: ``config`` unchanged."""
+        return config
+
     @staticmethod
     def label_set(records: list) -> list[str] | None:
         """The label inventory of ``records`` (None: this objective has no label list)."""

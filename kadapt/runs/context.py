@@ -163,7 +163,8 @@ def encode_records(objective: Objective, records: list, tokenizer, max_length: i
 def build_head(model, section, train_records: list, source: str):
     """The recipe's objective (``section``: name + config) on ``model``: configured from the training
     records (label inventories), built for the model's feature size, set as its head, then bound."""
-    config = objective_class(section.name, f"{source}: objective").configure(section.config, train_records)
+    cls = objective_class(section.name, f"{source}: objective")
+    config = cls.configure_for_backbone(cls.configure(section.config, train_records), model.backbone.spec)
     model.head = build_objective(section.name, model.feature_size, config, source=f"{source}: objective")
     model.head.bind(model)
     return model.head

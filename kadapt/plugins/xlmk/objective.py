@@ -21,8 +21,12 @@ differ slightly from one). Eq. 5 is a plain dot
 product: ``temperature=1, normalize=False`` is the paper; the anchor code offers L2 normalisation and
 a temperature, both configurable here. The paper trains the whole encoder with MLM + masked entity
 prediction + object entailment; here the backbone is frozen, so the paper's gains are not to be
-expected from this plug-in, and forgetting (which MLM guards against there) is moot. An MLM term over
-``[backbone ; plug-in]`` would be possible but is not implemented.
+expected from this plug-in, and forgetting (which MLM guards against there) is moot. The paper's MLM
+term is available as ``mlm_weight`` (default 0: off, see README "Deviations"): ``mlm_rate`` of the query
+sequence's real tokens (never the masked mention) are replaced by the mask token each training step
+and a head tied to the frozen input embeddings (:class:`~kadapt.core.mlm.TiedMLMHead`) predicts them
+from the features; ``L = L_e + L_o + mlm_weight · L_MLM``. The same pass serves MEP and MLM, so with
+the term on the MEP queries also see the extra masks.
 
 Under DDP the queries, keys and ids are gathered over ranks (no gradient through other ranks'
 copies), every rank computes the loss of the whole global batch, and the backward pass is scaled so
@@ -36,6 +40,7 @@ from torch import nn
 
 from kadapt.plugins.xlmk.data import MentionExample, TripleExample, stable_hash
 from kadapt.core.errors import DataError
+from kadapt.core.mlm import IGNORE, TiedMLMHead, choose_masked_positions
 from kadapt.core.objective import (
     Objective,
     ObjectiveOutput,
@@ -81,8 +86,14 @@ class XLMKObjective(Objective):
                  object_task: bool = True, projection_size: int | None = None, output_size: int | None = None,
                  queue_size: int = 32768, temperature: float = 1.0, normalize: bool = False,
                  mask_same_entity: bool = False, mask_mention: bool = True, batch_norm: bool = False,
-                 queue_init: str = "random", bidirectional: bool = False):
+                 queue_init: str = "random", bidirectional: bool = False, mlm_weight: float = 0.0,
+                 mlm_rate: float = 0.15, vocab_size: int = 0, hidden_size: int = 0):
         super().__init__(feature_size)
+        if mlm_weight < 0 or not 0 < mlm_rate < 1:
+            raise ValueError(f"xlmk_contrastive: mlm_weight must be >= 0 and 0 < mlm_rate < 1, got {mlm_weight}, {mlm_rate}")
+        if mlm_weight > 0 and (vocab_size <= 0 or hidden_size <= 0):
+            raise ValueError("xlmk_contrastive: mlm_weight > 0 needs the backbone's vocab_size and hidden_size "
+                             "(recipes fill them in from the backbone)")
         if not (entity_task or object_task):
             raise ValueError("xlmk_contrastive needs entity_task or object_task (or both)")
         if object_task and not relations:
@@ -98,7 +109,10 @@ class XLMKObjective(Objective):
                         "projection_size": projection_size, "output_size": output_size, "queue_size": queue_size,
                         "temperature": temperature, "normalize": normalize, "mask_same_entity": mask_same_entity,
                         "mask_mention": mask_mention, "batch_norm": batch_norm, "queue_init": queue_init,
-                        "bidirectional": bidirectional}
+                        "bidirectional": bidirectional, "mlm_weight": float(mlm_weight), "mlm_rate": float(mlm_rate),
+                        "vocab_size": vocab_size if mlm_weight > 0 else 0,
+                        "hidden_size": hidden_size if mlm_weight > 0 else 0}
+        self.mlm_head = TiedMLMHead(feature_size, hidden_size, vocab_size) if mlm_weight > 0 else None
         self.tasks = {}
         if entity_task:
             self.mention_proj = projection(feature_size, hidden, out, batch_norm)       # W1, W2
@@ -121,6 +135,15 @@ class XLMKObjective(Objective):
         config.setdefault("relations", sorted({r.relation for r in records if isinstance(r, TripleExample)}))
         config.setdefault("entity_task", any(isinstance(r, MentionExample) for r in records))
         config.setdefault("object_task", has_triples)
+        return config
+
+    @classmethod
+    def configure_for_backbone(cls, config: dict, spec) -> dict:
+        """With an MLM term, the vocabulary and hidden size of the backbone its head is tied to."""
+        config = dict(config)
+        if config.get("mlm_weight", 0) > 0:
+            config.setdefault("vocab_size", spec.vocab_size)
+            config.setdefault("hidden_size", spec.hidden_size)
         return config
 
     # ------------------------------------------------------------------ encoding
@@ -165,14 +188,38 @@ class XLMKObjective(Objective):
     # ------------------------------------------------------------------ forward
     def encode_pair(self, model, batch: dict) -> tuple[torch.Tensor, torch.Tensor]:
         """First-token (query position) states of the query sequences and the key sequences."""
-        feats = model.features(batch["input_ids"], batch["attention_mask"])
+        queries, keys, _ = self._encode_pair(model, batch, batch["input_ids"])
+        return queries, keys
+
+    def _encode_pair(self, model, batch: dict, input_ids: torch.Tensor):
+        feats = model.features(input_ids, batch["attention_mask"])
         rows = torch.arange(feats.shape[0], device=feats.device)
         queries = feats[rows, batch["q_pos"]]
         key_ids = batch[KEY_IDS]
         mask = key_ids.ne(-100)
         pad = model.backbone.model.config.pad_token_id or 0
         keys = model.features(key_ids.masked_fill(~mask, pad), mask.long())[:, 0]
-        return queries, keys
+        return queries, keys, feats
+
+    def _mlm_inputs(self, model, batch: dict) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """The query ids with this step's MLM positions masked, and their labels (None: no MLM term)."""
+        ids = batch["input_ids"]
+        if self.mlm_head is None or not self.training:
+            return ids, None
+        tokenizer = model.backbone.tokenizer
+        rows = torch.arange(ids.shape[0], device=ids.device)
+        query_token = torch.zeros_like(ids, dtype=torch.bool)
+        query_token[rows, batch["q_pos"]] = True
+        chosen = choose_masked_positions(ids, batch["attention_mask"], self.options["mlm_rate"],
+                                         tokenizer.all_special_ids, keep=query_token)
+        return ids.masked_fill(chosen, tokenizer.mask_token_id), ids.masked_fill(~chosen, IGNORE)
+
+    def _mlm_loss(self, model, feats: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+        at = labels != IGNORE
+        if not bool(at.any()):
+            return feats.sum() * 0.0
+        logits = self.mlm_head(feats[at], model.backbone.model.get_input_embeddings().weight)
+        return self.options["mlm_weight"] * nn.functional.cross_entropy(logits.float(), labels[at])
 
     def project_queries(self, task: int, states: torch.Tensor, relation: torch.Tensor | None = None) -> torch.Tensor:
         query_proj = self.tasks[task][0]
@@ -185,7 +232,8 @@ class XLMKObjective(Objective):
 
     def step(self, model, batch: dict) -> ObjectiveOutput:
         """Encodes the query sequences and the key (description / object) sequences through ``model``."""
-        queries, keys = self.encode_pair(model, batch)
+        input_ids, mlm_labels = self._mlm_inputs(model, batch)
+        queries, keys, feats = self._encode_pair(model, batch, input_ids)
         n = queries.shape[0]
         logits = torch.full((n, n), float("-inf"), device=queries.device)
         total = queries.new_zeros(())
@@ -201,6 +249,8 @@ class XLMKObjective(Objective):
         world = world_size() if self.training else 1
         if world > 1:  # every rank holds the global loss; DDP averages W·grad_local → the global gradient
             total = world * total - (world - 1) * total.detach()
+        if mlm_labels is not None:  # a local term: DDP's average of local gradients is the batch mean
+            total = total + self._mlm_loss(model, feats, mlm_labels)
         return ObjectiveOutput(total, logits)
 
     def _scores(self, zq: torch.Tensor, zk: torch.Tensor, ids: torch.Tensor) -> torch.Tensor:

@@ -212,3 +212,49 @@ def test_batch_norm_projections_accept_single_row_tasks(backbone, records):
     assert int(bn.num_batches_tracked) == 1
     assert "mention_proj.1.running_mean" in model.head.state_dict()
     assert not any("running" in k for k in model.head.extra_tensors())
+
+
+def test_mlm_term_adds_the_tied_head_loss_at_dynamically_masked_tokens(backbone, records):
+    from kadapt.core.mlm import choose_masked_positions
+
+    cfg = XLMKObjective.configure_for_backbone({"mlm_weight": 0.5, "mlm_rate": 0.3}, backbone.spec)
+    assert (cfg["vocab_size"], cfg["hidden_size"]) == (backbone.spec.vocab_size, backbone.spec.hidden_size)
+    model = _model(backbone, records, **cfg)
+    plain = _model(backbone, records)  # same seed: same plug-in, projections and queues
+    plain.load_state_dict({k: v for k, v in model.state_dict().items() if "mlm_head" not in k})
+    assert model.head.config_dict()["mlm_weight"] == 0.5 and plain.head.mlm_head is None
+    model.train(), plain.train()
+    batch = _batch(model, records[:8], backbone.tokenizer)
+    tok = backbone.tokenizer
+    torch.manual_seed(5)
+    out = model(batch)
+    # the same draw by hand: which tokens were masked, then the contrastive loss on the masked input
+    # (what `plain` computes on those ids) plus 0.5 × CE of the tied head at the masked tokens
+    torch.manual_seed(5)
+    q_pos = torch.zeros_like(batch["input_ids"], dtype=torch.bool)
+    q_pos[torch.arange(8), batch["q_pos"]] = True
+    chosen = choose_masked_positions(batch["input_ids"], batch["attention_mask"], 0.3, tok.all_special_ids, keep=q_pos)
+    assert 0 < int(chosen.sum()) < int(batch["attention_mask"].sum())
+    assert not bool((chosen & q_pos).any())
+    masked = {**batch, "input_ids": batch["input_ids"].masked_fill(chosen, tok.mask_token_id)}
+    contrastive = plain(masked).loss
+    feats = model.features(masked["input_ids"], masked["attention_mask"])
+    head = model.head.mlm_head
+    hidden = torch.nn.functional.layer_norm(torch.nn.functional.gelu(feats[chosen] @ head.transform.weight.T + head.transform.bias),
+                                            (backbone.spec.hidden_size,), head.norm.weight, head.norm.bias)
+    logits = hidden @ backbone.model.get_input_embeddings().weight.T + head.bias
+    mlm = torch.nn.functional.cross_entropy(logits, batch["input_ids"][chosen])
+    torch.testing.assert_close(out.loss, contrastive + 0.5 * mlm, rtol=1e-5, atol=1e-6)
+    out.loss.backward()
+    assert head.transform.weight.grad is not None and all(p.grad is None for p in backbone.model.parameters())
+    model.eval()
+    assert model.head._mlm_inputs(model, batch)[1] is None  # evaluation: no MLM masking
+
+
+def test_mlm_term_without_backbone_sizes_is_one_line(backbone):
+    from kadapt.core.errors import KadaptError
+
+    with pytest.raises(KadaptError, match="mlm_weight > 0 needs the backbone's vocab_size and hidden_size"):
+        build_objective("xlmk_contrastive", 8, {"relations": ["r"], "mlm_weight": 1.0})
+    with pytest.raises(KadaptError, match="0 < mlm_rate < 1, got 1.0, 1.5"):
+        build_objective("xlmk_contrastive", 8, {"relations": ["r"], "mlm_weight": 1.0, "mlm_rate": 1.5})

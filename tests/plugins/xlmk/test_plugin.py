@@ -7,7 +7,7 @@ import pytest
 import torch
 from run_kit import train_losses
 from transformers import XLMRobertaConfig
-from xlmk_kit import build_backbone, xlmk_recipe
+from xlmk_kit import XLMR_KW, build_backbone, xlmk_recipe
 
 import kadapt.runs.infuse
 from kadapt.core.backbone import FrozenBackbone, hash_state_dict
@@ -124,3 +124,23 @@ def test_queue_survives_kill_and_resume_bit_identically(backbone_dir, tmp_path, 
     ma, _ = load_tensors(full.plugin_dir / "memory.safetensors")
     mb, _ = load_tensors(resumed.plugin_dir / "memory.safetensors")
     assert all(torch.equal(ma[k], mb[k]) for k in ma)
+
+
+def test_mlm_term_through_a_recipe_resumes_bit_identically(backbone_dir, tmp_path, monkeypatch):
+    def recipe(out):
+        r = xlmk_recipe(backbone_dir, out, epochs=2, save_every=2)
+        r["objective"]["config"]["mlm_weight"] = 0.5
+        return recipe_from_dict(r)
+
+    full = infuse(recipe(tmp_path / "full"))
+    run = tmp_path / "resumed"
+    monkeypatch.setattr(kadapt.runs.infuse, "train", functools.partial(train, on_step=_crash_at(5)))
+    with pytest.raises(Interrupted):
+        infuse(recipe(run))
+    monkeypatch.undo()
+    resumed = infuse(recipe(run), resume=True)
+    assert train_losses(full.run_dir) == train_losses(resumed.run_dir)  # the masks are drawn again exactly
+    heads, _ = load_tensors(full.plugin_dir / "objective_heads.safetensors")
+    assert heads["xlmk_contrastive.mlm_head.bias"].shape == (XLMR_KW["vocab_size"],) and heads["xlmk_contrastive.mlm_head.transform.weight"].shape == (32, 64)
+    plain = infuse(recipe_from_dict(xlmk_recipe(backbone_dir, tmp_path / "plain", epochs=2, save_every=2)))
+    assert train_losses(plain.run_dir) != train_losses(full.run_dir)
