@@ -26,7 +26,8 @@ from pathlib import Path
 
 import yaml
 
-from kadapt.core.errors import RecipeError
+from kadapt.core.errors import KadaptError, RecipeError
+from kadapt.core.folders import check_name
 from kadapt.core.paths import default_data_dir, minilm_path, resolve_path  # noqa: F401  (part of the schema's API)
 from kadapt.core.plugin import PluginConfig
 
@@ -283,6 +284,10 @@ def range_problems(recipe: Recipe) -> list[str]:
             problem = _bound_problem(value, f.metadata) if value is not None else None
             if problem:
                 problems.append(f"key '{name}.{f.name}' is {value!r}; {problem}")
+    try:  # the name becomes a folder name (joint runs, zoo entries): checked here, before anything runs
+        check_name(recipe.name, "key 'name'")
+    except KadaptError as err:
+        problems.append(str(err))
     training = recipe.training
     if training.epochs == 0 and not training.max_steps and not training.allow_degenerate:
         problems.append("key 'training.epochs' is 0: zero optimizer steps would write an untrained model; "

@@ -130,9 +130,10 @@ def test_cli_infuse_refuses_an_existing_run_without_overwrite(world, backbone_di
 def test_joint_run_names_cannot_leave_out(world, backbone_dir, tmp_path, name):
     from kadapt.runs.joint import infuse_many
 
-    recipes = [recipe_from_dict(factual_recipe(world, backbone_dir, tmp_path / "unused", name=n), f"{n}.yaml")
-               for n in ("first", name)]
     with pytest.raises(KadaptError, match=r"key 'name' .* is not allowed: use 1-128 letters"):
+        # refused when the recipe is read (recipe check); infuse_many checks again for recipes built otherwise
+        recipes = [recipe_from_dict(factual_recipe(world, backbone_dir, tmp_path / "unused", name=n), f"{n}.yaml")
+                   for n in ("first", name)]
         infuse_many(recipes, out=tmp_path / "out")
     assert not (tmp_path / "out").exists() and not (tmp_path / "x").exists()
 
@@ -163,3 +164,13 @@ def test_resume_says_what_it_did(world, backbone_dir, tmp_path, caplog):
     with caplog.at_level(logging.WARNING, logger="kadapt"):
         infuse(recipe_from_dict(raw), resume=True)
     assert "--resume: resumed from" in caplog.text and "step-0000003" in caplog.text
+
+
+@pytest.mark.parametrize("name", ["../../x", "/abs", ".hidden", "a/b", ""])
+def test_a_name_that_would_leave_its_folder_is_refused_at_recipe_check(world, backbone_dir, tmp_path, name):
+    raw = factual_recipe(world, backbone_dir, tmp_path / "run")
+    raw["name"] = name
+    with pytest.raises(RecipeValueError) as err:
+        recipe_from_dict(raw, "r.yaml")
+    assert str(err.value) == (f"r.yaml: key 'name' {name!r} is not allowed: use 1-128 letters, digits, '.', '_' or "
+                              "'-' (no path separators, not starting with '.')")
