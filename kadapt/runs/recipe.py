@@ -284,8 +284,9 @@ def range_problems(recipe: Recipe) -> list[str]:
             problem = _bound_problem(value, f.metadata) if value is not None else None
             if problem:
                 problems.append(f"key '{name}.{f.name}' is {value!r}; {problem}")
-    try:  # the name becomes a folder name (joint runs, zoo entries): checked here, before anything runs
-        check_name(recipe.name, "key 'name'")
+    try:  # a plug-in's name becomes a folder name (joint runs, zoo entries): checked before anything runs
+        if recipe.kind == "infuse":
+            check_name(recipe.name, "key 'name'")
     except KadaptError as err:
         problems.append(str(err))
     training = recipe.training

@@ -10,7 +10,7 @@ from task_kit import batch_of, fit
 
 from kadapt.data.policy import ErrorPolicy
 from kadapt.data.formats import read_records
-from kadapt.core.errors import DataError
+from kadapt.core.errors import DataError, KadaptError
 from kadapt.runs.finetune import evaluate_run, finetune
 from kadapt.runs.recipe import recipe_from_dict
 from kadapt.runs.context import encode_records
@@ -83,5 +83,6 @@ def test_decoder_can_start_from_the_word_embeddings(head_model):
     words = model.backbone.model.get_input_embeddings().weight
     assert torch.equal(model.head.decoder.weight[:, : words.shape[1]], words)
     assert not model.head.decoder.bias.any()
-    with pytest.raises(ValueError, match="decoder_init must be"):
+    with pytest.raises(KadaptError, match="^objective: bad config for objective 'lama_probe': decoder_init must be "
+                                          "'random' or 'embeddings', got 'tied'$"):
         head_model("lama_probe", {"decoder_init": "tied"})

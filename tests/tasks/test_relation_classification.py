@@ -4,6 +4,7 @@ from __future__ import annotations
 import pytest
 import torch
 
+from kadapt.core.errors import KadaptError
 from kadapt.core.objective import build_objective
 
 
@@ -22,7 +23,8 @@ def test_marker_pooling_reads_first_marker_and_mean_pooling_averages_inside_mark
     torch.testing.assert_close(mean._entity(feats, _batch(), "subj"), expected_subj)
     torch.testing.assert_close(mean._entity(feats, _batch(), "obj"), expected_obj)
     assert mean.config_dict()["pooling"] == "mean"
-    with pytest.raises(ValueError, match="pooling"):
+    with pytest.raises(KadaptError, match="^objective: bad config for objective 'relation_classification': pooling "
+                                          "must be 'marker' or 'mean', got 'max'$"):
         build_objective("relation_classification", 2, {"labels": ["a"], "pooling": "max"})
 
 
