@@ -429,7 +429,7 @@ def test_infuse_save_load_resume_finetune(toy_family, toy_data, backbone_dir, ba
     # ---------------------------------------------------------------- the plug-in folder
     plugin_dir = result.plugin_dir
     assert plugin_dir == tmp_path / "infuse" / "plugin"
-    assert {p.name for p in plugin_dir.iterdir()} == {"adapter_config.json", "manifest.json", "model.safetensors", "README.md",
+    assert {p.name for p in plugin_dir.iterdir()} == {"kadapt_config.json", "manifest.json", "model.safetensors", "README.md",
                                                       "objective_heads.safetensors", "memory.safetensors"}
     weights, meta = load_tensors(plugin_dir / "model.safetensors")
     assert set(weights) == {"scale", "shift"} and meta["kind"] == KIND  # steps_seen is not a weight
@@ -440,7 +440,7 @@ def test_infuse_save_load_resume_finetune(toy_family, toy_data, backbone_dir, ba
     assert "# toy (toyscale plug-in)" in card
     assert "- toyscale reads hidden state 1; on_step ran 6 time(s)" in card
     assert f"- objective: {OBJECTIVE}" in card and f"- data: {FORMAT}: train=" in card
-    record = json.loads((plugin_dir / "adapter_config.json").read_text(encoding="utf-8"))
+    record = json.loads((plugin_dir / "kadapt_config.json").read_text(encoding="utf-8"))
     assert record["kind"] == KIND and record["config"] == {"name": "toy", "layer": 1, "init_scale": 1.0}
     assert record["parameters"] == 2 * hidden
     assert [o["name"] for o in record["objectives"]] == [OBJECTIVE]
