@@ -25,7 +25,6 @@ import json
 import logging
 import pickle
 import re
-import shutil
 import zipfile
 from pathlib import Path
 
@@ -35,11 +34,11 @@ from kadapt.core.backbone import FrozenBackbone
 from kadapt.core.errors import KadaptError, PluginFormatError
 from kadapt.core.family import build_plugin
 from kadapt.core.fileio import atomic_write_json, atomic_write_text, load_tensors, read_json, save_tensors
-from kadapt.core.folders import (FolderExistsError, check_path_length, clean_stale, folder_has_content,
-                                 publish_folder, staging_path, write_manifest)
+from kadapt.core.folders import write_folder
 from kadapt.plugins.kadapter.plugin import KAdapter, KAdapterConfig, layer_preset
-from kadapt.plugins.kadapter.reference_layout import (REFERENCE_HEADS, REFERENCE_LAYERS, check_layout, head_script,
-                                                      infer_sizes, key_map)
+from kadapt.plugins.kadapter.reference_layout import (LINGUISTIC_HEAD, REFERENCE_HEADS, REFERENCE_LAYERS, check_layout,
+                                                      head_script, infer_sizes, key_map)
+from kadapt.store.plugin_checks import check_tensors
 from kadapt.store.plugin_dir import HEADS_FILE, load_plugin, save_plugin
 
 log = logging.getLogger(__name__)
@@ -48,6 +47,7 @@ SIDECAR_FILE = "kadapter_reference.json"
 EXPORT_WEIGHTS = "model.safetensors"
 CHECKPOINT_NAMES = ("pytorch_model.bin", EXPORT_WEIGHTS, "pytorch_model.safetensors")
 HEAD_OBJECTIVE = "reference_pretraining_head"
+REFERENCE_HEAD_MODULES = {name.split(".")[0] for name in LINGUISTIC_HEAD}  # com_dense, self_attention, dense, out_proj
 
 
 # ------------------------------------------------------------------------------------------- reading
@@ -151,6 +151,7 @@ def import_reference_checkpoint(checkpoint: str | Path, backbone, out: str | Pat
     except PluginFormatError as err:
         raise PluginFormatError(f"{err} (options --layers / --heads)") from None
     mapping = key_map(sizes["num_adapters"], sizes["num_layers"])
+    check_tensors(path, state)  # NaN/Inf: one line naming the file and the key
     cast = sorted({str(state[k].dtype) for k in mapping if state[k].dtype != torch.float32})
     plugin.load_state_dict({ours: state[ref].float() for ref, ours in mapping.items()}, strict=True)
     head = {k: state[k].float().contiguous() for k in heads_keys}
@@ -189,8 +190,7 @@ def export_reference_layout(plugin_dir: str | Path, out: str | Path, *, backbone
     sizes = {"num_adapters": len(plugin.layer_ids), "num_layers": plugin.config.num_transformer_layers}
     ours = plugin.state_dict()
     tensors = {ref: ours[key] for ref, key in key_map(**sizes).items()}
-    reference_heads = {k: v for k, v in loaded.heads.items() if not k.startswith("adapter.") and "." in k
-                       and k.split(".")[0] in ("com_dense", "dense", "out_proj", "self_attention")}
+    reference_heads = {k: v for k, v in loaded.heads.items() if k.split(".")[0] in REFERENCE_HEAD_MODULES}
     omitted = sorted(set(loaded.heads) - set(reference_heads))
     tensors.update(reference_heads)
     sidecar = {
@@ -236,22 +236,12 @@ torch.save(load_file("model.safetensors"), "pytorch_model.bin")
 
 
 def _publish_export(out, tensors: dict, sidecar: dict, overwrite: bool) -> Path:
-    out = check_path_length(Path(out), "export folder")
-    if folder_has_content(out) and not overwrite:
-        raise FolderExistsError(f"{out}: folder is not empty; pass overwrite=True (CLI: --overwrite) to replace it")
-    out.parent.mkdir(parents=True, exist_ok=True)
-    clean_stale(out)
-    staging = staging_path(out)
-    staging.mkdir()
-    try:
-        save_tensors(staging / EXPORT_WEIGHTS, tensors, {"format": "pt", "layout": "microsoft/K-Adapter AdapterModel"})
-        atomic_write_json(staging / SIDECAR_FILE, sidecar)
+    def write(folder: Path) -> None:
+        save_tensors(folder / EXPORT_WEIGHTS, tensors, {"format": "pt", "layout": "microsoft/K-Adapter AdapterModel"})
+        atomic_write_json(folder / SIDECAR_FILE, sidecar)
         head = ", `com_dense`, `dense`, `out_proj`" if "com_dense.weight" in tensors else ""
-        atomic_write_text(staging / "README.md", _EXPORT_README.format(
+        atomic_write_text(folder / "README.md", _EXPORT_README.format(
             source=sidecar["source"], head=head, adapter_list=",".join(map(str, sidecar["adapter_list"])),
             adapter_size=sidecar["adapter_size"], layers=sidecar["adapter_transformer_layers"]))
-        write_manifest(staging)
-    except BaseException:
-        shutil.rmtree(staging, ignore_errors=True)
-        raise
-    return publish_folder(staging, out, overwrite=overwrite, what="export")
+
+    return write_folder(out, write, overwrite=overwrite, what="export")

@@ -9,13 +9,11 @@ knowledge-path delta in its weights, no kadapt needed. The plug-in pass adds the
 from __future__ import annotations
 
 import copy
-import shutil
 from pathlib import Path
 
 from kadapt.core.backbone import FrozenBackbone
 from kadapt.core.fileio import atomic_write_text
-from kadapt.core.folders import (FolderExistsError, check_path_length, clean_stale, folder_has_content,
-                                 publish_folder, staging_path, write_manifest)
+from kadapt.core.folders import write_folder
 from kadapt.store.plugin_dir import load_plugin
 
 _README = """# {name}: TRELM knowledge-path delta merged into the backbone
@@ -39,24 +37,15 @@ def export_merged(plugin_dir: str | Path, backbone, out: str | Path, *, overwrit
     if not isinstance(backbone, FrozenBackbone):
         backbone = FrozenBackbone.from_pretrained(str(backbone))
     loaded = load_plugin(plugin_dir, backbone, expected_kind="trelm")
-    out = check_path_length(Path(out), "export folder")
-    if folder_has_content(out) and not overwrite:
-        raise FolderExistsError(f"{out}: folder is not empty; pass overwrite=True (CLI: --overwrite) to replace it")
     model = copy.deepcopy(backbone.model)
     loaded.plugin.delta.merge(model)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    clean_stale(out)
-    staging = staging_path(out)
-    staging.mkdir()
-    try:
-        model.save_pretrained(staging, safe_serialization=True)
+
+    def write(folder: Path) -> None:
+        model.save_pretrained(folder, safe_serialization=True)
         if backbone.tokenizer is not None:
-            backbone.tokenizer.save_pretrained(staging)
-        atomic_write_text(staging / "README.md", _README.format(
+            backbone.tokenizer.save_pretrained(folder)
+        atomic_write_text(folder / "README.md", _README.format(
             name=loaded.name, plugin=plugin_dir, neurons=sum(loaded.plugin.delta.counts),
             layers=loaded.plugin.delta.num_layers, backbone=backbone.name))
-        write_manifest(staging)
-    except BaseException:
-        shutil.rmtree(staging, ignore_errors=True)
-        raise
-    return publish_folder(staging, out, overwrite=overwrite, what="export")
+
+    return write_folder(out, write, overwrite=overwrite, what="export")

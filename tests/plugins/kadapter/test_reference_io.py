@@ -243,3 +243,12 @@ def test_cli_import_and_export(checkpoint, roberta, tiny_backbone_dir, tmp_path,
     assert capsys.readouterr().err == (  # the reference default 0,11,22 needs a 24-layer backbone
         f"kadapt: error: {path}: K-Adapter layers [0, 11, 22] must be strictly increasing indices in 0..4 for a "
         "4-layer backbone (options --layers / --heads)\n")
+
+
+def test_non_finite_weight(roberta, tmp_path):
+    state = reference_model().state_dict()
+    state["adapter.1.up_project.bias"][3] = float("nan")
+    path = _saved(tmp_path, state)
+    with pytest.raises(PluginFormatError) as err:
+        _import(path, roberta, tmp_path / "p")
+    assert str(err.value) == f"{path}: tensor 'adapter.1.up_project.bias' has 1 non-finite value(s) (NaN/Inf)"
