@@ -525,3 +525,13 @@ def test_infuse_save_load_resume_finetune(toy_family, toy_data, backbone_dir, ba
     evaluated = evaluate_run(ft.run_dir, toy_data["test"])  # the `kadapt evaluate` path (loads its own backbone)
     assert evaluated["accuracy"] == metrics["test"]["accuracy"] and evaluated["examples"] == 8
     assert (ft.run_dir / "eval" / "predictions.jsonl").read_text() == (ft.run_dir / "predictions.jsonl").read_text()
+
+
+def test_families_share_a_command_group():
+    """K-Adapter and TRELM both add to `kadapt export`; K-Adapter adds `kadapt import kadapter`."""
+    from kadapt.cli.app import build_parser
+
+    sub = next(a for a in build_parser()._actions if a.dest == "command")
+    export, imports = sub.choices["export"], sub.choices["import"]
+    assert sorted(export.kadapt_group.choices) == ["kadapter", "merged"]
+    assert sorted(imports.kadapt_group.choices) == ["kadapter"]
