@@ -70,7 +70,9 @@ log = logging.getLogger("knowledge-effect")
 def infuse_plugins(out: Path, quick: bool, threads: int, ud_train: int | None, ud_epochs: int | None) -> dict[str, Path]:
     """F and L plug-in folders, infused by real_data_infusion.py once and cached under ``out``."""
     plugin = {"F": out / "runs" / "factual-infuse" / "plugin", "L": out / "runs" / "linguistic-infuse" / "plugin"}
-    if all((p / "adapter_config.json").exists() for p in plugin.values()):
+    from kadapt.store.plugin_dir import has_plugin_config
+
+    if all(has_plugin_config(p) for p in plugin.values()):
         log.info("reusing plug-ins in %s", out)
         return plugin
     cmd = [sys.executable, str(HERE / "real_data_infusion.py"), "--models", "infuse", "--out", str(out),

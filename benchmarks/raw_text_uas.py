@@ -30,7 +30,7 @@ def main(argv: list[str] | None = None) -> int:
         recipe = load_recipe(RECIPE, overrides)
         started = time.perf_counter()
         result = infuse(recipe, out=Path(args.out) / ("raw" if not overrides else "gold"))
-        config = read_json(result.plugin_dir / "adapter_config.json", "plug-in config")
+        config = read_json(result.plugin_dir / "kadapt_config.json", "plug-in config")
         card = (result.plugin_dir / "README.md").read_text(encoding="utf-8")
         rows[name] = {"dev_uas": result.train.final_dev["uas"], "seconds": round(time.perf_counter() - started, 1),
                       "train_format": recipe.data.format,

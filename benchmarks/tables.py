@@ -114,6 +114,14 @@ def raw_text_uas(data: dict) -> str:
                  ["---", "---", "---:", "---:"], rows)
 
 
+def kadapter_import(data: dict) -> str:
+    rows = [["no padding (each sentence alone)", "reference on the same input", f"{data['unpadded_max_abs_diff']:.1e}"],
+            ["padded batch", "reference on the padded batch (it attends to padding)",
+             f"{data['padded_max_abs_diff_vs_reference_padded']:.1e}"],
+            ["padded batch", "reference on each row alone", f"{data['padded_max_abs_diff_vs_reference_each_row_alone']:.1e}"]]
+    return _rows(["kadapt input", "compared with", "max abs diff (fp32)"], ["---", "---", "---:"], rows)
+
+
 # table name -> (renderer, results file stem)
 RENDERERS = {
     "quickstart": (quickstart, "quickstart"),
@@ -124,6 +132,7 @@ RENDERERS = {
     "xlmk-mpararel": (xlmk_mpararel, "xlmk_mpararel"),
     "ud-pos-multilingual": (ud_pos_multilingual, "ud_pos_multilingual_small"),
     "raw-text-uas": (raw_text_uas, "raw_text_uas"),
+    "kadapter-import": (kadapter_import, "kadapter_import"),
 }
 
 

@@ -139,6 +139,16 @@ def registered_commands() -> list[CommandAdder]:
     return list(_COMMANDS)
 
 
+def command_group(subparsers, name: str, help: str):
+    """The sub-subparsers of command group ``name`` (e.g. ``kadapt import`` / ``kadapt export``), created
+    by the first family that adds to it; later families add their subcommands to the same group."""
+    parser = subparsers.choices.get(name)
+    if parser is None:
+        parser = subparsers.add_parser(name, help=help)
+        parser.kadapt_group = parser.add_subparsers(dest=f"{name}_what", required=True)
+    return parser.kadapt_group
+
+
 def register_plugin(cls: type[Plugin]) -> type[Plugin]:
     """Class decorator for a plug-in that brings nothing else: ``register_family(Family(cls.kind, cls))``."""
     if not cls.kind:

@@ -191,3 +191,22 @@ def clean_stale(target: Path) -> None:
         if len(parts) == 3 and parts[1].isdigit() and not process_alive(int(parts[1])):
             shutil.rmtree(path, ignore_errors=True)
 
+
+
+def write_folder(target: str | Path, write, *, overwrite: bool, what: str = "folder") -> Path:
+    """Stage a new folder, fill it with ``write(staging)``, add its manifest and switch it in as ``target``
+    (:func:`publish_folder`); a non-empty ``target`` is an error unless ``overwrite``."""
+    target = check_path_length(Path(target), what)
+    if folder_has_content(target) and not overwrite:
+        raise FolderExistsError(f"{target}: folder is not empty; pass overwrite=True (CLI: --overwrite) to replace it")
+    target.parent.mkdir(parents=True, exist_ok=True)
+    clean_stale(target)
+    staging = staging_path(target)
+    staging.mkdir()
+    try:
+        write(staging)
+        write_manifest(staging)
+    except BaseException:
+        shutil.rmtree(staging, ignore_errors=True)
+        raise
+    return publish_folder(staging, target, overwrite=overwrite, what=what)

@@ -58,6 +58,15 @@ class TunedBackbone(Backbone):
             return state
         return {k: v for k, v in state.items() if f".{TASK_ADAPTER}." in k}
 
+    def save_task_adapter(self, directory) -> None:
+        """The task adapter in the ``adapters`` library's own format (``adapter_config.json``,
+        ``adapter.safetensors``, and ``pytorch_adapter.bin`` — a plain tensor dict, which ``adapters`` reads
+        with ``torch.load(weights_only=True)`` — so plain ``model.load_adapter(directory)`` loads it)."""
+        if self.mode == "full":
+            raise KadaptError("backbone mode 'full' has no task adapter to save")
+        for use_safetensors in (True, False):
+            self.model.save_adapter(str(directory), TASK_ADAPTER, use_safetensors=use_safetensors)
+
     def load_tuned_state(self, tensors: dict[str, torch.Tensor], source: str) -> None:
         expected = set(self.tuned_state())
         if set(tensors) != expected:

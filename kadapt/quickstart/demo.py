@@ -23,6 +23,7 @@ from kadapt.runs.finetune import finetune
 from kadapt.runs.infuse import infuse
 from kadapt.quickstart.world import WorldConfig, generate_world
 from kadapt.runs.recipe import recipe_from_dict
+from kadapt.store.plugin_dir import has_plugin_config
 
 log = logging.getLogger(__name__)
 
@@ -97,7 +98,7 @@ def _run(out: Path, backbone: str, seed: int, infuse_epochs: int, finetune_epoch
         ("linguistic", {"name": "dependency_head", "config": {"max_length": 64}}, "conllu",
          "infuse_syntax_train", "infuse_syntax_dev", 64, max(1, infuse_epochs // 2), 0.1),
     ):
-        if (zoo / name / "adapter_config.json").exists():
+        if has_plugin_config(zoo / name):
             plugin_dirs[name] = zoo / name
             continue
         before = {k: _tree_digest(v) for k, v in plugin_dirs.items()}

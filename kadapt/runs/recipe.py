@@ -402,7 +402,7 @@ def check_recipe(recipe: Recipe, require_data: bool = True) -> list[str]:
 
     ``require_data=False``: files under ``${KADAPT_DATA_DIR}`` and plug-in folders that are absent are
     not problems (see :func:`missing_data`); any other path that does not exist still is, and so is a
-    plug-in folder without ``adapter_config.json``."""
+    plug-in folder without a plug-in config (``kadapt_config.json``)."""
     from kadapt.data.formats import reader_names
     from kadapt.core.objective import registered_objectives
     from kadapt.core.family import registered_kinds
@@ -428,8 +428,10 @@ def check_recipe(recipe: Recipe, require_data: bool = True) -> list[str]:
         folder = resolve_path(plugin_dir)
         if not folder.exists() and not require_data:
             continue  # not infused yet: a note (missing_data), not a problem
-        if not (folder / "adapter_config.json").exists():
-            problems.append(f"plugins: {plugin_dir} has no adapter_config.json")
+        from kadapt.store.plugin_dir import has_plugin_config
+
+        if not has_plugin_config(folder):
+            problems.append(f"plugins: {plugin_dir} has no kadapt_config.json")
     length = max_length_problem(recipe)
     if length:
         problems.append(length)

@@ -19,7 +19,9 @@ checked when a run is reloaded.
 
 Files a run folder gets per mode (besides ``head.safetensors``): ``fusion.safetensors`` (kadapter
 fusion), ``plugins.safetensors`` (trainable plug-ins), ``backbone.safetensors`` (full),
-``task_adapter.safetensors`` (lora/bottleneck: the adapter weights only).
+``task_adapter.safetensors`` (lora/bottleneck: the adapter weights only) and, for other tools, the same
+task adapter in the ``adapters`` library's own format in ``task_adapter/`` (plain ``adapters`` code loads
+it with ``model.load_adapter(run_dir / "task_adapter")``).
 """
 from __future__ import annotations
 
@@ -132,6 +134,7 @@ FUSION_FILE = "fusion.safetensors"
 PLUGINS_FILE = "plugins.safetensors"
 BACKBONE_FILE = "backbone.safetensors"
 ADAPTER_FILE = "task_adapter.safetensors"
+ADAPTERS_FORMAT_DIR = "task_adapter"  # the task adapter as the `adapters` library saves it
 
 
 def tuned_files(model: TunableKnowledgeModel) -> dict[str, dict[str, torch.Tensor]]:
@@ -153,6 +156,9 @@ def save_tuned(run_dir: Path, model: TunableKnowledgeModel) -> dict:
         meta = {"objective": model.head.name} if name == HEAD_FILE else {"finetune": json.dumps(model.section.to_dict())}
         save_tensors(run_dir / name, {k: v.detach().contiguous() for k, v in tensors.items()}, meta)
     info = {"finetune": model.section.to_dict()}
+    if ADAPTER_FILE in tuned_files(model):
+        model.backbone.save_task_adapter(run_dir / ADAPTERS_FORMAT_DIR)
+        info["adapters_format"] = ADAPTERS_FORMAT_DIR
     if model.section.backbone == "full":
         info["tuned_backbone_sha256"] = hash_state_dict(model.backbone.model.state_dict())
     return info

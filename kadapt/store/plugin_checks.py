@@ -18,7 +18,7 @@ import torch
 from kadapt.core.errors import PluginFormatError
 
 log = logging.getLogger(__name__)
-_CONFIG_FILE = "adapter_config.json"
+_CONFIG_FILE = "kadapt_config.json"
 
 
 def bound_values(record: dict) -> dict:
@@ -57,8 +57,9 @@ def first_difference(saved, current, key: str = "") -> tuple[str, object, object
     return None if saved == current else (key, saved, current)
 
 
-def check_binding(path, meta: dict, record: dict) -> None:
-    """Refuse a tensor file whose recorded config differs from ``adapter_config.json`` now."""
+def check_binding(path, meta: dict, record: dict, config_path=None) -> None:
+    """Refuse a tensor file whose recorded config differs from the plug-in config (``config_path``,
+    default ``kadapt_config.json`` beside it) now."""
     if "config_sha256" not in meta:
         log.info("%s: no config_sha256 in the metadata (written before config binding); config not cross-checked",
                  path)
@@ -71,7 +72,7 @@ def check_binding(path, meta: dict, record: dict) -> None:
     except ValueError:
         saved = None
     found = first_difference(saved, current) if saved is not None else None
-    config_path = path.parent / _CONFIG_FILE
+    config_path = config_path or path.parent / _CONFIG_FILE
     if found:
         key, old, new = found
         raise PluginFormatError(f"{config_path}: key {key!r} is {json.dumps(new)} but {path.name} was trained with "

@@ -1,7 +1,9 @@
 """The plug-in directory format (README "Plug-in format"): save, strict load, describe.
 
-A plug-in directory holds ``adapter_config.json`` (kind, name, format_version, config, backbone
-fingerprint, objectives, created_by), ``model.safetensors`` (plug-in weights only; metadata kind and
+A plug-in directory holds ``kadapt_config.json`` (kind, name, format_version, config, backbone
+fingerprint, objectives, created_by; format 1 folders named it ``adapter_config.json``, which PEFT and
+AdapterHub use for their own schemas — such folders still load, with a one-line note, and a folder
+that holds a PEFT or AdapterHub adapter is refused in one line that says how to load it), ``model.safetensors`` (plug-in weights only; metadata kind and
 format_version), a ``README.md`` model card, and optionally ``objective_heads.safetensors`` and
 ``memory.safetensors``, and ``manifest.json`` (sha256 of every file). The folder is written whole under
 a unique staging name and switched in with one rename (:mod:`kadapt.core.folders`), so a reader sees
@@ -11,6 +13,7 @@ checks everything and names the file (and key).
 """
 from __future__ import annotations
 
+import json
 import logging
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -27,9 +30,10 @@ from kadapt.store.plugin_checks import binding_metadata, check_binding, check_te
 from kadapt.core.family import build_plugin, plugin_class
 from kadapt.core.plugin import Plugin
 
-FORMAT_VERSION = 1
-SUPPORTED_FORMAT_VERSIONS = (1,)
-CONFIG_FILE = "adapter_config.json"
+FORMAT_VERSION = 2  # 2: the config file is kadapt_config.json (1: adapter_config.json)
+SUPPORTED_FORMAT_VERSIONS = (1, 2)
+CONFIG_FILE = "kadapt_config.json"
+LEGACY_CONFIG_FILE = "adapter_config.json"
 WEIGHTS_FILE = "model.safetensors"
 HEADS_FILE = "objective_heads.safetensors"
 MEMORY_FILE = "memory.safetensors"
@@ -116,12 +120,53 @@ def _write_files(directory: Path, plugin: Plugin, fingerprint: Fingerprint, obje
     write_manifest(directory)
 
 
+def has_plugin_config(directory: str | Path) -> bool:
+    """True when ``directory`` has a plug-in config file (``kadapt_config.json``, or the format-1 name)."""
+    return any((Path(directory) / name).is_file() for name in (CONFIG_FILE, LEGACY_CONFIG_FILE))
+
+
+def config_file(directory: str | Path, *, note: bool = True) -> Path:
+    """The plug-in config of ``directory``: ``kadapt_config.json``; else a format-1 ``adapter_config.json``
+    (a one-line note); a PEFT or AdapterHub adapter folder is refused with how to load it."""
+    directory = Path(directory)
+    path = directory / CONFIG_FILE
+    legacy = directory / LEGACY_CONFIG_FILE
+    if path.is_file() or not legacy.is_file():
+        return path
+    foreign = foreign_adapter(directory)
+    if foreign:
+        raise PluginFormatError(f"{legacy}: {foreign}")
+    if note:
+        log.warning("%s: kadapt plug-in of format 1 (config in %s, now named %s); it loads as is, re-save it "
+                    "to write the new name", directory, LEGACY_CONFIG_FILE, CONFIG_FILE)
+    return legacy
+
+
+def foreign_adapter(directory: Path) -> str | None:
+    """What a folder with ``adapter_config.json`` holds when it is not a kadapt plug-in, and how to load
+    it (``None`` for a kadapt format-1 folder)."""
+    legacy = directory / LEGACY_CONFIG_FILE
+    try:
+        data = json.loads(legacy.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        data = None
+    if isinstance(data, dict) and "peft_type" in data:
+        return (f"a PEFT adapter (peft_type {data['peft_type']!r}), not a kadapt plug-in; load it with peft: "
+                "PeftModel.from_pretrained(base_model, folder)")
+    hub_files = ("pytorch_adapter.bin", "pytorch_adapter.safetensors", "adapter_model.safetensors")
+    found = [name for name in hub_files if (directory / name).exists()]
+    if found or (isinstance(data, dict) and "kind" not in data and "model_name" in data and "config" in data):
+        return (f"an AdapterHub (`adapters` library) adapter{f' ({found[0]})' if found else ''}, not a kadapt "
+                "plug-in; load it with adapters: adapters.init(model); model.load_adapter(folder)")
+    return None
+
+
 def read_record(directory: str | Path, expected_kind: str | None = None) -> dict:
-    """Read and validate ``adapter_config.json`` (no weights touched)."""
-    path = Path(directory) / CONFIG_FILE
+    """Read and validate the plug-in config (``kadapt_config.json``; no weights touched)."""
     recover_folder(Path(directory))
     if not Path(directory).is_dir():
         raise PluginFormatError(f"{directory}: not a plug-in directory (no such folder)")
+    path = config_file(directory)
     record = read_json(path, "plug-in config")
     for key in ("kind", "name", "format_version", "config", "backbone"):
         if key not in record:
@@ -152,7 +197,7 @@ def load_plugin(
     """
     directory = Path(directory)
     record = read_record(directory, expected_kind)
-    config_path = directory / CONFIG_FILE
+    config_path = config_file(directory, note=False)
     recorded = Fingerprint.from_dict(record["backbone"], source=f"{config_path}: key 'backbone'")
     if backbone is not None:
         spec = backbone.spec
@@ -166,20 +211,20 @@ def load_plugin(
     tensors, meta = load_tensors(weights_path)
     _check_metadata(weights_path, meta, record)
     _load_state_strict(plugin, tensors, weights_path)
-    check_binding(weights_path, meta, record)
-    heads = _optional_tensors(directory / HEADS_FILE, record)
-    memory = _optional_tensors(directory / MEMORY_FILE, record)
+    check_binding(weights_path, meta, record, config_path)
+    heads = _optional_tensors(directory / HEADS_FILE, record, config_path)
+    memory = _optional_tensors(directory / MEMORY_FILE, record, config_path)
     _check_folder(directory)
     plugin.eval()
     return LoadedPlugin(plugin, directory, record, recorded, heads, memory)
 
 
-def _optional_tensors(path: Path, record: dict) -> dict[str, torch.Tensor]:
+def _optional_tensors(path: Path, record: dict, config_path: Path) -> dict[str, torch.Tensor]:
     if not path.exists():
         return {}
     tensors, meta = load_tensors(path)
     _check_metadata(path, meta, record)
-    check_binding(path, meta, record)
+    check_binding(path, meta, record, config_path)
     check_tensors(path, tensors)
     return tensors
 
@@ -223,13 +268,14 @@ def describe_plugin(directory: str | Path) -> dict:
     """Summary of a saved plug-in; verifies every tensor file is readable and complete."""
     directory = Path(directory)
     record = read_record(directory)
+    config_path = config_file(directory, note=False)
     files = {}
     for name in (WEIGHTS_FILE, HEADS_FILE, MEMORY_FILE):
         path = directory / name
         if name == WEIGHTS_FILE or path.exists():
             tensors, meta = load_tensors(path)
             _check_metadata(path, meta, record)
-            check_binding(path, meta, record)
+            check_binding(path, meta, record, config_path)
             check_tensors(path, tensors)
             files[name] = {
                 "tensors": len(tensors),

@@ -23,7 +23,7 @@ try:
 except ImportError:  # not POSIX: no reservation lock; the final rename still lets only one add win
     fcntl = None
 from kadapt.core.folders import FolderExistsError, check_name, clean_stale, publish_folder, staging_path
-from kadapt.store.plugin_dir import CONFIG_FILE, describe_plugin, read_record
+from kadapt.store.plugin_dir import describe_plugin, has_plugin_config, read_record
 
 _HELD: dict[str, int] = {}  # lock file -> open descriptor holding the reservation in this process
 
@@ -45,12 +45,12 @@ class Zoo:
         return path
 
     def entries(self) -> list[dict]:
-        """One summary per valid entry (from adapter_config.json; weights not read)."""
+        """One summary per valid entry (from kadapt_config.json; weights not read)."""
         if not self.root.is_dir():
             return []
         out = []
         for folder in sorted(p for p in self.root.iterdir()
-                             if not p.name.startswith(".") and (p / CONFIG_FILE).is_file()):  # skip staging
+                             if not p.name.startswith(".") and has_plugin_config(p)):  # skip staging
             try:
                 self.path_of(folder.name)  # list only what `zoo show` accepts (no symlinks out, odd names)
                 record = read_record(folder)
@@ -81,7 +81,7 @@ class Zoo:
 
     def show(self, name: str) -> dict:
         path = self.path_of(name)
-        if not (path / CONFIG_FILE).exists():
+        if not has_plugin_config(path):
             raise KadaptError(f"zoo {self.root}: no entry named {name!r} (have: {[e['name'] for e in self.entries()]})")
         return describe_plugin(path)
 

@@ -57,7 +57,7 @@ def test_plugin_info_errors_are_one_line(tmp_path, capsys):
 
 def test_infuse_wrote_run_and_zoo(infused, capsys):
     run, zoo, _ = infused
-    assert (run / "plugin" / "adapter_config.json").exists() and (zoo / "factual" / "model.safetensors").exists()
+    assert (run / "plugin" / "kadapt_config.json").exists() and (zoo / "factual" / "model.safetensors").exists()
     assert "epochs: 1" in (run / "recipe.yaml").read_text()  # the override is in the resolved recipe
     steps = [json.loads(line)["step"] for line in (run / "metrics.jsonl").read_text().splitlines()
              if json.loads(line)["split"] == "train"]

@@ -68,7 +68,7 @@ def test_fingerprint_stable_and_sensitive(tiny_backbone_dir):
     b._fingerprint = None
     assert a.fingerprint.differences(b.fingerprint) and "weights_sha256" in a.fingerprint.differences(b.fingerprint)[0]
     with pytest.raises(FingerprintMismatchError, match="weights_sha256"):
-        a.fingerprint.check_matches(b.fingerprint, "somewhere/adapter_config.json")
+        a.fingerprint.check_matches(b.fingerprint, "somewhere/kadapt_config.json")
 
 
 def test_meta_backbone_has_sizes_but_no_weights():

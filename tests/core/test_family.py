@@ -429,7 +429,7 @@ def test_infuse_save_load_resume_finetune(toy_family, toy_data, backbone_dir, ba
     # ---------------------------------------------------------------- the plug-in folder
     plugin_dir = result.plugin_dir
     assert plugin_dir == tmp_path / "infuse" / "plugin"
-    assert {p.name for p in plugin_dir.iterdir()} == {"adapter_config.json", "manifest.json", "model.safetensors", "README.md",
+    assert {p.name for p in plugin_dir.iterdir()} == {"kadapt_config.json", "manifest.json", "model.safetensors", "README.md",
                                                       "objective_heads.safetensors", "memory.safetensors"}
     weights, meta = load_tensors(plugin_dir / "model.safetensors")
     assert set(weights) == {"scale", "shift"} and meta["kind"] == KIND  # steps_seen is not a weight
@@ -440,7 +440,7 @@ def test_infuse_save_load_resume_finetune(toy_family, toy_data, backbone_dir, ba
     assert "# toy (toyscale plug-in)" in card
     assert "- toyscale reads hidden state 1; on_step ran 6 time(s)" in card
     assert f"- objective: {OBJECTIVE}" in card and f"- data: {FORMAT}: train=" in card
-    record = json.loads((plugin_dir / "adapter_config.json").read_text(encoding="utf-8"))
+    record = json.loads((plugin_dir / "kadapt_config.json").read_text(encoding="utf-8"))
     assert record["kind"] == KIND and record["config"] == {"name": "toy", "layer": 1, "init_scale": 1.0}
     assert record["parameters"] == 2 * hidden
     assert [o["name"] for o in record["objectives"]] == [OBJECTIVE]
@@ -525,3 +525,13 @@ def test_infuse_save_load_resume_finetune(toy_family, toy_data, backbone_dir, ba
     evaluated = evaluate_run(ft.run_dir, toy_data["test"])  # the `kadapt evaluate` path (loads its own backbone)
     assert evaluated["accuracy"] == metrics["test"]["accuracy"] and evaluated["examples"] == 8
     assert (ft.run_dir / "eval" / "predictions.jsonl").read_text() == (ft.run_dir / "predictions.jsonl").read_text()
+
+
+def test_families_share_a_command_group():
+    """K-Adapter and TRELM both add to `kadapt export`; K-Adapter adds `kadapt import kadapter`."""
+    from kadapt.cli.app import build_parser
+
+    sub = next(a for a in build_parser()._actions if a.dest == "command")
+    export, imports = sub.choices["export"], sub.choices["import"]
+    assert sorted(export.kadapt_group.choices) == ["kadapter", "merged"]
+    assert sorted(imports.kadapt_group.choices) == ["kadapter"]

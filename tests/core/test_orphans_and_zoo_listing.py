@@ -32,11 +32,11 @@ def test_zoo_list_shows_only_what_zoo_show_accepts(tmp_path):
 
     zoo_dir, outside = tmp_path / "zoo", tmp_path / "outside"
     (outside / "p").mkdir(parents=True)
-    (outside / "p" / "adapter_config.json").write_text("{}")
+    (outside / "p" / "kadapt_config.json").write_text("{}")
     zoo_dir.mkdir()
     os.symlink(outside / "p", zoo_dir / "link")
     (zoo_dir / "naïve").mkdir()
-    (zoo_dir / "naïve" / "adapter_config.json").write_text("{}")
+    (zoo_dir / "naïve" / "kadapt_config.json").write_text("{}")
     entries = Zoo(zoo_dir).entries()
     assert [e["name"] for e in entries] == ["link", "naïve"]
     assert "escapes the zoo folder" in entries[0]["error"]

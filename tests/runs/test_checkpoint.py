@@ -49,7 +49,7 @@ def test_run_checkpoints_hold_no_pickle(world, backbone_dir, tmp_path):
                 with safe_open(path, "pt") as handle:  # parses the whole header, tensors are plain
                     assert all(handle.get_tensor(k) is not None for k in handle.keys())
     plugin_files = sorted(p.name for p in run.plugin_dir.iterdir())
-    assert plugin_files == ["README.md", "adapter_config.json", "manifest.json", "model.safetensors", "objective_heads.safetensors"]
+    assert plugin_files == ["README.md", "kadapt_config.json", "manifest.json", "model.safetensors", "objective_heads.safetensors"]
     assert not list((tmp_path / "run").rglob("*.bin")) and not list((tmp_path / "run").rglob("*.pt"))
 
 

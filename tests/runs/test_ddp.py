@@ -44,7 +44,7 @@ def test_two_process_ddp_matches_one_process(tiny_backbone_dir, tmp_path):
     assert a[-1] < a[0]
     # both wrote a complete plug-in; two processes left one RNG state each in their checkpoints
     for run in (one, two):
-        assert (run / "plugin" / "adapter_config.json").exists()
+        assert (run / "plugin" / "kadapt_config.json").exists()
     last = sorted((two / "checkpoints").iterdir())[-1]
     assert {p.name for p in last.glob("rng-rank*.safetensors")} == {"rng-rank0.safetensors", "rng-rank1.safetensors"}
     dev_one = [r for r in map(json.loads, (one / "metrics.jsonl").read_text().splitlines()) if r["split"] == "dev"]

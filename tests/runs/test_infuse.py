@@ -29,16 +29,16 @@ def _epoch_means(run_dir) -> list[float]:
 
 def _check_plugin_dir(path, backbone, objective: str) -> None:
     assert sorted(p.name for p in path.iterdir()) == [
-        "README.md", "adapter_config.json", "manifest.json", "model.safetensors", "objective_heads.safetensors"]
-    record = json.loads((path / "adapter_config.json").read_text())
+        "README.md", "kadapt_config.json", "manifest.json", "model.safetensors", "objective_heads.safetensors"]
+    record = json.loads((path / "kadapt_config.json").read_text())
     assert {"kind", "name", "format_version", "config", "backbone", "objectives", "created_by"} <= set(record)
-    assert record["kind"] == "kadapter" and record["format_version"] == 1
+    assert record["kind"] == "kadapter" and record["format_version"] == 2
     assert record["backbone"]["weights_sha256"] == backbone.fingerprint.weights_sha256
     assert [o["name"] for o in record["objectives"]] == [objective]
     assert record["objectives"][0]["dev_metrics"], "dev metrics are recorded with the objective"
     _, meta = load_tensors(path / "model.safetensors")
     # issue 19: the metadata also binds the weights to the config (hash + the bound values)
-    assert {k: meta[k] for k in ("kind", "format_version")} == {"kind": "kadapter", "format_version": "1"}
+    assert {k: meta[k] for k in ("kind", "format_version")} == {"kind": "kadapter", "format_version": "2"}
     assert set(meta) == {"kind", "format_version", "config_sha256", "config_json"}
     assert json.loads(meta["config_json"])["config"] == record["config"]
     heads, _ = load_tensors(path / "objective_heads.safetensors")

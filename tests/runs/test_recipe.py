@@ -153,7 +153,7 @@ def test_check_recipe_reports_problems(tmp_path, monkeypatch):
     ft = recipe_from_dict({"kind": "finetune", "plugins": [str(tmp_path / "no-plugin")],
                            "data": {"train": str(tmp_path / "train.json")},
                            "backbone": {"name_or_path": "roberta-large"}})
-    assert check_recipe(ft) == [f"<recipe>: plugins: {tmp_path / 'no-plugin'} has no adapter_config.json"]
+    assert check_recipe(ft) == [f"<recipe>: plugins: {tmp_path / 'no-plugin'} has no kadapt_config.json"]
 
 
 @pytest.mark.parametrize("path", SHIPPED, ids=[p.relative_to(REPO / "recipes").as_posix() for p in SHIPPED])

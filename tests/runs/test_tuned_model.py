@@ -172,3 +172,31 @@ def test_bad_mode_values_are_recipe_errors(world, backbone_dir, tmp_path):
 def test_trainable_backbone_rejects_frozen_mode(backbone):
     with pytest.raises(KadaptError, match="needs backbone mode"):
         TunedBackbone(backbone, FinetuneSection().backbone)
+
+
+@pytest.mark.parametrize("mode", ["lora", "bottleneck"])
+def test_task_adapter_loads_in_plain_adapters_code(mode, world, backbone_dir, backbone, plugin_dir, tmp_path):
+    """The run's task adapter in the `adapters` library's own format: transformers + adapters, no kadapt."""
+    import adapters
+    from transformers import AutoModel
+
+    out = tmp_path / "ft"
+    recipe = finetune_recipe(world, backbone_dir, out, [plugin_dir], epochs=1)
+    recipe["finetune"] = {"backbone": mode}
+    finetune(recipe_from_dict(recipe), backbone=backbone)
+    assert sorted(p.name for p in (out / "task_adapter").iterdir()) == [
+        "adapter.safetensors", "adapter_config.json", "pytorch_adapter.bin"]
+    assert json.loads((out / "head_config.json").read_text())["adapters_format"] == "task_adapter"
+    tuned = load_finetuned(out, backbone=backbone).backbone.model.eval()
+    enc = backbone.tokenizer(["Barack Obama was born in Hawaii .", "Paris ."], padding=True, return_tensors="pt")
+    with torch.no_grad():
+        want = tuned(**enc).last_hidden_state
+        plain_base = backbone.model(**enc).last_hidden_state
+        for use_safetensors in (False, True):
+            model = AutoModel.from_pretrained(backbone_dir).eval()
+            adapters.init(model)
+            name = model.load_adapter(str(out / "task_adapter"), use_safetensors=use_safetensors)
+            model.set_active_adapters(name)
+            assert name == "kadapt_task"
+            assert torch.equal(model(**enc).last_hidden_state, want)
+    assert not torch.equal(want, plain_base)  # the adapter trained: it changes the pass

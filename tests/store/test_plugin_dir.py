@@ -35,14 +35,14 @@ def _outputs(plugin, backbone):
 
 def test_round_trip_is_bit_identical(saved, tiny_backbone):
     plugin, path = saved
-    assert sorted(p.name for p in path.iterdir()) == ["README.md", "adapter_config.json", "manifest.json", "model.safetensors",
+    assert sorted(p.name for p in path.iterdir()) == ["README.md", "kadapt_config.json", "manifest.json", "model.safetensors",
                                                       "objective_heads.safetensors"]
     loaded = load_plugin(path, tiny_backbone)
     assert loaded.kind == "kadapter" and loaded.name == "factual"
     assert torch.equal(_outputs(plugin, tiny_backbone), _outputs(loaded.plugin, tiny_backbone))
     assert set(loaded.heads) == {"relation_classification.classifier.weight"}
-    record = json.loads((path / "adapter_config.json").read_text())
-    assert record["format_version"] == 1 and record["created_by"].startswith("kadapt ")
+    record = json.loads((path / "kadapt_config.json").read_text())
+    assert record["format_version"] == 2 and record["created_by"].startswith("kadapt ")
     assert record["backbone"]["weights_sha256"] == tiny_backbone.fingerprint.weights_sha256
     assert "47,251,200" in (path / "README.md").read_text()  # size note in the card
 
@@ -52,7 +52,7 @@ def test_other_backbone_fingerprint_fails(saved, tiny_backbone_dir):
     other = FrozenBackbone.from_pretrained(tiny_backbone_dir("bert", seed=7))
     with pytest.raises(FingerprintMismatchError) as err:
         load_plugin(path, other)
-    assert "adapter_config.json" in str(err.value) and "weights_sha256" in str(err.value)
+    assert "kadapt_config.json" in str(err.value) and "weights_sha256" in str(err.value)
 
 
 def test_truncated_safetensors(saved, tiny_backbone):
@@ -73,9 +73,9 @@ def test_garbage_safetensors(saved, tiny_backbone):
 
 
 def _edit_config(path, **changes):
-    record = json.loads((path / "adapter_config.json").read_text())
+    record = json.loads((path / "kadapt_config.json").read_text())
     record.update(changes)
-    (path / "adapter_config.json").write_text(json.dumps(record))
+    (path / "kadapt_config.json").write_text(json.dumps(record))
 
 
 @pytest.mark.parametrize("changes, message", [
@@ -97,26 +97,26 @@ def test_wrong_expected_kind(saved, tiny_backbone):
 
 def test_shape_mismatch_and_missing_keys(saved, tiny_backbone):
     _, path = saved
-    record = json.loads((path / "adapter_config.json").read_text())
+    record = json.loads((path / "kadapt_config.json").read_text())
     record["config"]["intermediate_size"] = 48
-    (path / "adapter_config.json").write_text(json.dumps(record))
+    (path / "kadapt_config.json").write_text(json.dumps(record))
     with pytest.raises(PluginFormatError, match="has shape"):
         load_plugin(path, tiny_backbone)
     record["config"]["intermediate_size"] = 64
     record["config"]["num_transformer_layers"] = 3
-    (path / "adapter_config.json").write_text(json.dumps(record))
+    (path / "kadapt_config.json").write_text(json.dumps(record))
     with pytest.raises(PluginFormatError, match="missing keys"):
         load_plugin(path, tiny_backbone)
     record["config"]["num_transformer_layers"] = 1
-    (path / "adapter_config.json").write_text(json.dumps(record))
+    (path / "kadapt_config.json").write_text(json.dumps(record))
     with pytest.raises(PluginFormatError, match="unexpected keys"):
         load_plugin(path, tiny_backbone)
 
 
 def test_invalid_json_names_file_and_line(saved, tiny_backbone):
     _, path = saved
-    (path / "adapter_config.json").write_text('{\n  "kind": "kadapter",\n  oops\n}')
-    with pytest.raises(PluginFormatError, match=r"adapter_config.json:3: invalid JSON"):
+    (path / "kadapt_config.json").write_text('{\n  "kind": "kadapter",\n  oops\n}')
+    with pytest.raises(PluginFormatError, match=r"kadapt_config.json:3: invalid JSON"):
         load_plugin(path, tiny_backbone)
 
 
@@ -128,3 +128,57 @@ def test_save_leaves_no_temp_files_and_overwrite_is_atomic(saved, tiny_backbone)
     save_plugin(plugin, path, tiny_backbone.fingerprint, overwrite=True)
     assert not [p for p in path.iterdir() if p.name.startswith(".")]
     assert not [p for p in path.parent.iterdir() if p.name.startswith(".")]  # no staging/aside folders left
+
+
+def _as_format_1(path):
+    """Rewrite a saved plug-in as kadapt format 1 wrote it: config in adapter_config.json, version 1."""
+    from safetensors.torch import load_file, save_file
+    from safetensors import safe_open
+
+    from kadapt.core.folders import write_manifest
+
+    record = json.loads((path / "kadapt_config.json").read_text())
+    record["format_version"] = 1
+    (path / "kadapt_config.json").unlink()
+    (path / "adapter_config.json").write_text(json.dumps(record))
+    for name in ("model.safetensors", "objective_heads.safetensors"):
+        with safe_open(str(path / name), "pt") as handle:
+            meta = handle.metadata()
+        save_file(load_file(path / name), path / name, {**meta, "format_version": "1"})
+    write_manifest(path)
+
+
+def test_format_1_folder_loads_with_one_line_note(saved, tiny_backbone, caplog):
+    plugin, path = saved
+    _as_format_1(path)
+    with caplog.at_level("WARNING", logger="kadapt.store.plugin_dir"):
+        loaded = load_plugin(path, tiny_backbone)
+    assert torch.equal(_outputs(plugin, tiny_backbone), _outputs(loaded.plugin, tiny_backbone))
+    notes = [r.getMessage() for r in caplog.records]
+    assert notes == [f"{path}: kadapt plug-in of format 1 (config in adapter_config.json, now named "
+                     "kadapt_config.json); it loads as is, re-save it to write the new name"]
+    assert describe_plugin(path)["format_version"] == 1
+
+
+def test_peft_folder_is_refused_with_how_to_load_it(tmp_path, tiny_backbone):
+    folder = tmp_path / "lora"
+    folder.mkdir()
+    (folder / "adapter_config.json").write_text(json.dumps({"peft_type": "LORA", "r": 8, "base_model_name_or_path": "x"}))
+    (folder / "adapter_model.safetensors").write_bytes(b"")
+    with pytest.raises(PluginFormatError) as err:
+        load_plugin(folder, tiny_backbone)
+    assert str(err.value) == (f"{folder / 'adapter_config.json'}: a PEFT adapter (peft_type 'LORA'), not a kadapt "
+                              "plug-in; load it with peft: PeftModel.from_pretrained(base_model, folder)")
+
+
+def test_adapterhub_folder_is_refused_with_how_to_load_it(tmp_path, tiny_backbone):
+    folder = tmp_path / "hub"
+    folder.mkdir()
+    (folder / "adapter_config.json").write_text(json.dumps({"config": {"architecture": "lora"}, "name": "t",
+                                                            "model_name": "roberta-base", "model_type": "roberta"}))
+    (folder / "pytorch_adapter.bin").write_bytes(b"")
+    with pytest.raises(PluginFormatError) as err:
+        describe_plugin(folder)
+    assert str(err.value) == (f"{folder / 'adapter_config.json'}: an AdapterHub (`adapters` library) adapter "
+                              "(pytorch_adapter.bin), not a kadapt plug-in; load it with adapters: adapters.init(model); "
+                              "model.load_adapter(folder)")

@@ -34,9 +34,9 @@ def _save(backbone, path, seed=0, **kw):
 
 
 def _edit(path, change):
-    record = json.loads((path / "adapter_config.json").read_text())
+    record = json.loads((path / "kadapt_config.json").read_text())
     change(record)
-    (path / "adapter_config.json").write_text(json.dumps(record))
+    (path / "kadapt_config.json").write_text(json.dumps(record))
 
 
 @pytest.mark.parametrize("change, key", [
@@ -52,7 +52,7 @@ def test_shape_preserving_config_edits_are_refused_naming_file_and_key(tmp_path,
     with pytest.raises(PluginFormatError) as err:
         load_plugin(path, backbone)
     message = str(err.value)
-    assert message.startswith(f"{path / 'adapter_config.json'}: key {key!r} is ") and "\n" not in message
+    assert message.startswith(f"{path / 'kadapt_config.json'}: key {key!r} is ") and "\n" not in message
     assert "model.safetensors was trained with" in message
 
 

@@ -93,10 +93,10 @@ def test_entries_show_and_by_backbone(tmp_path, backbone):
     with pytest.raises(KadaptError, match="no entry named"):
         zoo.show("missing")
     # a broken entry is listed with its error, not hidden and not fatal; staging folders are not entries
-    (tmp_path / "zoo" / "linguistic" / "adapter_config.json").write_text("{not json")
+    (tmp_path / "zoo" / "linguistic" / "kadapt_config.json").write_text("{not json")
     (tmp_path / "zoo" / ".half.partial").mkdir()
-    (tmp_path / "zoo" / ".half.partial" / "adapter_config.json").write_text("{}")
+    (tmp_path / "zoo" / ".half.partial" / "kadapt_config.json").write_text("{}")
     entries = {e["name"]: e for e in zoo.entries()}
     assert set(entries) == {"factual", "linguistic", "other", "meta"}
-    assert "adapter_config.json" in entries["linguistic"]["error"]
+    assert "kadapt_config.json" in entries["linguistic"]["error"]
     assert "linguistic" not in sum(zoo.by_backbone().values(), [])

@@ -154,7 +154,7 @@ def test_infusion_trains_and_leaves_the_backbone_alone(infused):
 def test_saved_plugin_and_memory_load_bit_identical(infused):
     result, backbone, _ = infused
     files = sorted(p.name for p in result.plugin_dir.iterdir())
-    assert files == ["README.md", "adapter_config.json", "manifest.json", "memory.safetensors", "model.safetensors",
+    assert files == ["README.md", "kadapt_config.json", "manifest.json", "memory.safetensors", "model.safetensors",
                      "objective_heads.safetensors"]
     loaded = load_plugin(result.plugin_dir, backbone)
     memory = EntityMemory.from_tensors(loaded.memory)
@@ -167,7 +167,7 @@ def test_saved_plugin_and_memory_load_bit_identical(infused):
     reloaded = load_plugin(result.plugin_dir, backbone)
     assert all(torch.equal(a, b) for a, b in zip(loaded.plugin.state_dict().values(),
                                                  reloaded.plugin.state_dict().values()))
-    record = json.loads((result.plugin_dir / "adapter_config.json").read_text())
+    record = json.loads((result.plugin_dir / "kadapt_config.json").read_text())
     assert record["kind"] == "jaket" and record["objectives"][0]["config"]["category_labels"][0] == "animal"
 
 

@@ -32,7 +32,7 @@ def test_infuse_then_finetune(world, backbone_dir, tmp_path, caplog):
     caplog.set_level("INFO", logger="kadapt.plugins.trelm.plugin")
     assert main(["infuse", str(write_yaml(tmp_path / "trelm.yaml", recipe))]) == 0
     plugin_dir = tmp_path / "run" / "plugin"
-    assert {p.name for p in plugin_dir.iterdir()} == {"adapter_config.json", "manifest.json", "model.safetensors", "README.md",
+    assert {p.name for p in plugin_dir.iterdir()} == {"kadapt_config.json", "manifest.json", "model.safetensors", "README.md",
                                                       "objective_heads.safetensors", "memory.safetensors"}
     info = describe_plugin(plugin_dir)
     assert info["kind"] == "trelm" and info["parameters"] == 2 * 8 * (2 * 32 + 1) + 2 * 8 + 1  # + indices, counter
