@@ -40,6 +40,20 @@ def test_encode_masks_the_object_and_marks_the_subject(backbone):
     assert objective(backbone, mlm_probability=1.0).encode(SENTENCE, tok, 32)["mlm_labels"].count(IGNORE) < len(plain)
 
 
+def test_fixed_draws_do_not_depend_on_the_data_folder(backbone):
+    tok = backbone.tokenizer
+    head = objective(backbone, mlm_probability=0.5, inject_both_directions=True)
+    moved = [RelationExample(SENTENCE.text, SENTENCE.subj_span, SENTENCE.obj_span, "P19", f"{folder}/facts.jsonl:3#0")
+             for folder in ("/data/a", "/tmp/pytest-7/b", "relative")]
+    encoded = [head.encode(r, tok, 32) for r in [SENTENCE, *moved]]
+    assert all(e == encoded[0] for e in encoded[1:])
+    other_line = RelationExample(SENTENCE.text, SENTENCE.subj_span, SENTENCE.obj_span, "P19", "facts.jsonl:4#0")
+    other_text = RelationExample("Barack Obama was born in Hawaii in 1961 .", SENTENCE.subj_span, SENTENCE.obj_span, "P19",
+                                 SENTENCE.source)
+    draws = {str(head.encode(r, tok, 32)["mlm_labels"]) for r in (SENTENCE, other_line, other_text)}
+    assert len(draws) >= 2  # the draw follows the file name, line and text
+
+
 def test_entity_that_cannot_be_found_is_a_data_error(backbone):
     head = objective(backbone)
     cut = RelationExample("Barack Obama was born in a town called Hawaii far away .", (0, 12), (39, 45), "P19", "f.jsonl:9#1")
