@@ -192,6 +192,8 @@ def _build_section(cls, value, where: str):
         if not isinstance(value.get("config", {}), dict):
             raise RecipeError(f"{where}.config: expected a mapping")
         return cls(**value)
+    if cls is TrainConfig and value.get("mixed_precision") is False:
+        value = {**value, "mixed_precision": "no"}  # YAML 1.1 reads the documented `no` as false
     try:
         return _as_config(cls).from_dict(value, source=where)
     except Exception as err:  # PluginFormatError from the strict dataclass parser
@@ -316,6 +318,11 @@ def max_length_problem(recipe: Recipe) -> str | None:
         return (f"key 'data.max_length' is {recipe.data.max_length}; the backbone {recipe.backbone.name_or_path} "
                 f"takes at most {limit} tokens (max_position_embeddings)")
     return None
+
+
+def training_config(values: dict, source: str = "training") -> TrainConfig:
+    """A :class:`TrainConfig` from recipe ``training`` keys, checked like a recipe's."""
+    return _plain(_build_section(TrainConfig, dict(values), source), TrainConfig)
 
 
 def _plain(section, cls):
