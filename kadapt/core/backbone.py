@@ -210,14 +210,15 @@ class Backbone:
         trust_remote_code: bool = False,
         attn_implementation: str | None = None,
         revision: str | None = None,
+        hub_options: dict | None = None,
     ) -> FrozenBackbone:
         """Load an encoder and its tokenizer by hub name (at ``revision``: branch, tag or commit) or
-        local directory; the fingerprint records the name and the Hub commit it was loaded at."""
+        local directory; the fingerprint records the name and the Hub commit it was loaded at.
+        ``hub_options``: more Hub arguments of ``from_pretrained`` (``cache_dir``, ``local_files_only``)."""
         from transformers import AutoModel, AutoTokenizer
 
-        kwargs = {"trust_remote_code": trust_remote_code}
-        if revision is not None:
-            kwargs["revision"] = revision
+        hub = {**({"revision": revision} if revision is not None else {}), **(hub_options or {})}
+        kwargs = {"trust_remote_code": trust_remote_code, **hub}
         if attn_implementation:
             kwargs["attn_implementation"] = attn_implementation
         if dtype is not None:
@@ -231,8 +232,7 @@ class Backbone:
         except OSError as err:
             first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
             raise KadaptError(f"cannot load backbone {str(name_or_path)!r}: {first}") from None
-        tokenizer = AutoTokenizer.from_pretrained(str(name_or_path), trust_remote_code=trust_remote_code,
-                                                  **({"revision": revision} if revision is not None else {}))
+        tokenizer = AutoTokenizer.from_pretrained(str(name_or_path), trust_remote_code=trust_remote_code, **hub)
         backbone = cls(model.to(device), tokenizer, name=str(name_or_path))
         backbone.revision = getattr(model.config, "_commit_hash", None) if not Path(name_or_path).is_dir() else None
         return backbone

@@ -102,3 +102,27 @@ def predict_texts(model, texts, *, batch_size: int = 32, max_length: int | None 
     predictions = predict_examples(model, encoded, batch_size, with_scores=True)
     return [{"text": text, **prediction} for text, prediction in zip(texts, predictions)]
 
+
+def predict_file(run_dir: str | Path, data: str | Path, out: str | Path, fmt: str | None = None, *,
+                 batch_size: int = 64, on_error: str = "raise", model=None) -> PredictResult:
+    """Predict every record of ``data`` with the fine-tuned ``run_dir``; one JSON line per record."""
+    from kadapt.runs.finetune import load_finetuned, require_usable
+
+    run_dir = Path(run_dir)
+    info = read_json(run_dir / "head_config.json", "fine-tuned head config")
+    model = model or load_finetuned(run_dir)
+    policy = ErrorPolicy(on_error)
+    with gold_optional():  # gold labels are optional: predict runs on new, unlabelled data
+        records = read_records(fmt or info["data_format"], resolve_path(str(data)), policy)
+    records, gold = stand_in_labels(records, model.head.config_dict().get("labels"))
+    encoded, kept = encode_records(model.head, records, model.backbone.tokenizer, info["max_length"], policy,
+                                   str(data))
+    require_usable(encoded, data, policy)
+    started = time.perf_counter()
+    predictions = predict_examples(model, encoded, batch_size)
+    seconds = time.perf_counter() - started
+    lines = [json_line({"source": r.source, "prediction": p, "gold": gold[id(r)]}) for r, p in zip(kept, predictions)]
+    out = Path(out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    atomic_write_text(out, "\n".join(lines) + ("\n" if lines else ""))
+    return PredictResult(out, len(encoded), seconds, policy.summary())

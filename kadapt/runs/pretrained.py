@@ -88,7 +88,9 @@ def load_backbone(name_or_path: str, revision: str | None, device, dtype) -> Fro
         return FrozenBackbone.from_pretrained(path, dtype=dtype, device=device or "cpu")
     if hub.hub_offline() and hub.hub_file(name_or_path, "config.json", revision) is None:
         raise hub.HubError(hub.not_cached_message(name_or_path, revision, "backbone", offline=True))
-    return FrozenBackbone.from_pretrained(name_or_path, dtype=dtype, device=device or "cpu", revision=revision)
+    return FrozenBackbone.from_pretrained(name_or_path, dtype=dtype, device=device or "cpu", revision=revision,
+                                          hub_options={"cache_dir": hub.hub_cache_dir(),
+                                                       "local_files_only": hub.hub_offline()})
 
 
 def attach_head(model: KnowledgeModel, head: Objective | str, config: dict) -> None:
