@@ -222,6 +222,19 @@ def recipe_help() -> dict[str, dict[str, str]]:
     return result
 
 
+def settings_help(recipe: Recipe) -> dict[str, str]:
+    """Help of every key :func:`effective_settings` gives, by dotted key (``training.lr``,
+    ``plugin.config.adapter_size``): the recipe's sections and the plug-in family's config fields."""
+    from kadapt.core.family import plugin_class, registered_kinds
+
+    helps = {f"{section}.{key}": text for section, fields in recipe_help().items() for key, text in fields.items()}
+    if recipe.plugin is not None and recipe.plugin.kind in registered_kinds():
+        config_class = plugin_class(recipe.plugin.kind).config_class
+        helps.update({f"plugin.config.{key}": text for key, text in config_class.help().items()})
+    helps["data.resolved"] = "The data files after ${VAR} expansion, by split."
+    return helps
+
+
 def recipe_from_dict(data: dict, source: str = "<recipe>") -> Recipe:
     if not isinstance(data, dict):
         raise RecipeError(f"{source}: a recipe is a YAML mapping, got {type(data).__name__}")
