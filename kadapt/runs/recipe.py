@@ -64,6 +64,7 @@ class TrainConfig:
     cache: bool = field(default=False, metadata={"help": "Infusion: compute the backbone's hidden states once, store them memory-mapped and train/evaluate from them (outside plug-ins)."})
     cache_dir: str | None = field(default=None, metadata={"help": "Hidden-state cache folder (default: $KADAPT_CACHE_DIR or ~/.cache/kadapt/hidden_states)."})
     cache_dtype: str = field(default="float16", metadata={"help": "Storage dtype of cached states: float16, bfloat16 or float32 (computation stays in the backbone's dtype)."})
+    report_to: list[str] = field(default_factory=list, metadata={"help": "Experiment trackers besides the JSONL + PNG run log (always written), through accelerate: tensorboard, wandb, mlflow, comet_ml, aim, clearml, dvclive, swanlab, trackio (each an optional install)."})
     allow_degenerate: bool = field(default=False, metadata={"help": "Allow a training split with a single label, or a run of zero optimizer steps (otherwise an error: such a run writes an untrained plug-in)."})
 
 
@@ -194,6 +195,8 @@ def _build_section(cls, value, where: str):
         return cls(**value)
     if cls is TrainConfig and value.get("mixed_precision") is False:
         value = {**value, "mixed_precision": "no"}  # YAML 1.1 reads the documented `no` as false
+    if cls is TrainConfig and isinstance(value.get("report_to"), str):
+        value = {**value, "report_to": [value["report_to"]]}  # one tracker may be named without a list
     try:
         return _as_config(cls).from_dict(value, source=where)
     except Exception as err:  # PluginFormatError from the strict dataclass parser
