@@ -25,7 +25,7 @@ import logging
 from collections import OrderedDict
 from contextlib import contextmanager
 from collections.abc import Iterable
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import torch
@@ -101,7 +101,7 @@ class Fingerprint:
     ``tokenizer_sha256`` is ``None`` when no tokenizer is attached. ``name_or_path`` (the hub name or
     folder it was loaded from, environment placeholders resolved) and ``revision`` (the Hub commit it
     was loaded at; None for a local folder) say where to get it; they are not part of the identity
-    (:data:`IDENTITY_FIELDS`): the same weights loaded from another folder match.
+    (:data:`IDENTITY_FIELDS`, and ``==``): the same weights loaded from another folder match.
     """
 
     model_type: str
@@ -110,8 +110,8 @@ class Fingerprint:
     vocab_size: int
     weights_sha256: str | None
     tokenizer_sha256: str | None
-    name_or_path: str | None = None
-    revision: str | None = None
+    name_or_path: str | None = field(default=None, compare=False)
+    revision: str | None = field(default=None, compare=False)
 
     #: the fields compared by :meth:`check_matches` (the others locate the backbone)
     IDENTITY_FIELDS = ("model_type", "hidden_size", "num_layers", "vocab_size", "weights_sha256", "tokenizer_sha256")

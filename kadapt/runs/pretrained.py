@@ -42,6 +42,7 @@ PLUGINS_DIR = "plugins"
 # ---------------------------------------------------------------------------------- loading
 def model_from_pretrained(name_or_path, plugins=(), head=None, *, revision=None, device=None, dtype=None,
                           **head_config) -> KnowledgeModel:
+    dtype = torch_dtype(dtype)
     run = run_folder(name_or_path, revision)
     if run is not None:
         if plugins or head is not None or head_config:
@@ -51,7 +52,7 @@ def model_from_pretrained(name_or_path, plugins=(), head=None, *, revision=None,
         fingerprint = info["backbone_fingerprint"]
         backbone = load_backbone(info["backbone"], fingerprint.get("revision"), device, dtype)
         model = load_finetuned(run, backbone, copy_backbone=False)
-        return model.to(backbone.device)
+        return model.to(backbone.device, dtype=dtype)
     backbone = load_backbone(str(name_or_path), revision, device, dtype)
     loaded = [p if isinstance(p, Plugin) else plugin_from_pretrained(p, backbone) for p in plugins]
     for plugin in loaded:
@@ -61,7 +62,7 @@ def model_from_pretrained(name_or_path, plugins=(), head=None, *, revision=None,
         attach_head(model, head, head_config)
     elif head_config:
         raise KadaptError(f"head arguments {sorted(head_config)} given without head=")
-    return model.to(backbone.device)
+    return model.to(backbone.device, dtype=dtype)  # dtype: the whole model, as transformers' dtype= does
 
 
 def run_folder(name_or_path, revision: str | None) -> Path | None:
@@ -74,13 +75,19 @@ def run_folder(name_or_path, revision: str | None) -> Path | None:
     return hub.snapshot(str(name_or_path), revision, "fine-tuned model")
 
 
-def load_backbone(name_or_path: str, revision: str | None, device, dtype) -> FrozenBackbone:
-    """A backbone by folder (``${VAR}`` resolved) or Hub name; offline, a name that is not in the Hub
-    cache is one line saying how to fetch it."""
+def torch_dtype(dtype) -> torch.dtype | None:
+    """``dtype`` given as a torch dtype or its name (float32, bfloat16, float16)."""
     if isinstance(dtype, str):
         if dtype not in DTYPES:
             raise KadaptError(f"dtype {dtype!r} unknown; use one of {sorted(DTYPES)}")
-        dtype = DTYPES[dtype]
+        return DTYPES[dtype]
+    return dtype
+
+
+def load_backbone(name_or_path: str, revision: str | None, device, dtype) -> FrozenBackbone:
+    """A backbone by folder (``${VAR}`` resolved) or Hub name; offline, a name that is not in the Hub
+    cache is one line saying how to fetch it."""
+    dtype = torch_dtype(dtype)
     path = resolve_path(name_or_path)
     if path.exists():
         if revision is not None:

@@ -151,3 +151,15 @@ def test_plugin_verbs_and_their_errors(run, backbone_dir, tmp_path):
         built.save_pretrained(tmp_path / "new")
     with pytest.raises(KadaptError, match="revision='v1' applies to Hub repo ids; this is a local folder"):
         Plugin.from_pretrained(run["plugin"], backbone, revision="v1")
+
+
+def test_dtype_casts_the_whole_model_and_a_sentence_head_reads_plain_text(backbone_dir, run):
+    model = KnowledgeModel.from_pretrained(backbone_dir, head="sentence_classification", labels=["neg", "pos"],
+                                           dtype="bfloat16")
+    assert model.backbone.dtype == torch.bfloat16 and {p.dtype for p in model.parameters()} == {torch.bfloat16}
+    (prediction,) = model.predict(["The quick brown fox jumps ."])
+    logits = model.eval()(_batch(model, ["The quick brown fox jumps ."])).logits.float()
+    assert prediction["label"] == ["neg", "pos"][int(logits.argmax(-1))]
+    assert prediction["score"] == pytest.approx(float(logits.softmax(-1).max()), abs=1e-6)
+    with pytest.raises(KadaptError, match=r"^dtype 'float8' unknown; use one of \['bfloat16', 'float16', 'float32'\]$"):
+        KnowledgeModel.from_pretrained(backbone_dir, dtype="float8")
