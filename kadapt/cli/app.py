@@ -129,13 +129,14 @@ def cmd_recipe_keys(args) -> int:
 
 def cmd_recipe_check(args) -> int:
     from kadapt.runs.recipe import RecipeValueError, check_recipe, load_recipe, missing_data
+    from kadapt.runs.trackers import report_to_problems
 
     try:
         recipe = load_recipe(args.recipe, args.overrides)
     except RecipeValueError as err:  # bad values: one line each, exit 1 like any other problem
         print(str(err), file=sys.stderr)
         return 1
-    problems = check_recipe(recipe, require_data=args.require_data)
+    problems = check_recipe(recipe, require_data=args.require_data) + report_to_problems(recipe)
     for problem in problems:
         print(problem, file=sys.stderr)
     if not args.require_data:

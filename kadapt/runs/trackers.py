@@ -41,6 +41,15 @@ def check_report_to(names, source: str = "training.report_to") -> None:
                               "the JSONL + PNG run log needs nothing")
 
 
+def report_to_problems(recipe) -> list[str]:
+    """``kadapt recipe check``: the tracker problem of a recipe, as a one-item list ([] when fine)."""
+    try:
+        check_report_to(recipe.training.report_to)
+    except RecipeError as err:
+        return [f"{recipe.source}: {err}"]
+    return []
+
+
 def start_trackers(names, run_dir: Path, config) -> list:
     """Started accelerate trackers for ``names`` (checked first), the run's training config stored."""
     from accelerate.tracking import LOGGER_TYPE_TO_CLASS

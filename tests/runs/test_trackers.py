@@ -67,3 +67,17 @@ def test_a_tracker_that_is_not_installed_is_one_line(model, tmp_path):
     assert not (tmp_path / "run" / "metrics.jsonl").exists()  # refused before anything ran
     with pytest.raises(RecipeError, match=r"^training.report_to: unknown tracker 'tensorbord'; known: \['aim', "):
         model.fit(train, out=tmp_path / "run", epochs=1, cpu=True, report_to="tensorbord")
+
+
+def test_recipe_check_refuses_a_missing_tracker_in_one_line(capsys):
+    from pathlib import Path
+
+    from kadapt.cli.app import main
+
+    if importlib.util.find_spec("wandb") is not None:
+        pytest.skip("wandb is installed here")
+    recipe = str(Path(__file__).resolve().parents[2] / "recipes/finetune/relation_classification_small.yaml")
+    assert main(["recipe", "check", recipe, "training.report_to=[wandb]"]) == 1
+    err = capsys.readouterr().err.splitlines()
+    assert f"{recipe}: training.report_to: tracker 'wandb' is not installed (pip install wandb); the JSONL + PNG " \
+        "run log needs nothing" in err

@@ -138,3 +138,20 @@ def test_push_uploads_the_folder_to_a_hub_endpoint(tmp_path, tiny_backbone, monk
     assert server.commits[0]["summary"] == "Upload kadapt plug-in"
     assert server.commits[0]["files"] == {p.name: p.read_bytes() for p in folder.iterdir()}  # the same bytes
     assert info.oid == server.commit_oid
+
+
+def test_push_a_fine_tuned_model_uploads_its_saved_folder(hub, tmp_path, monkeypatch):
+    from huggingface_hub import constants
+    from hub_kit import LocalHub
+
+    model = KnowledgeModel.from_pretrained(hub["backbone_dir"], plugins=[hub["root"] / "factual-0"],
+                                           head="relation_classification", labels=["born_in", "capital_of"])
+    folder = model.save_pretrained(tmp_path / "saved", card={"license": "mit"})
+    with LocalHub() as server:
+        monkeypatch.setattr(constants, "ENDPOINT", server.url)
+        model.push_to_hub("me/rc", endpoint=server.url, token="hf_test", card={"license": "mit"})
+    expected = {p.relative_to(folder).as_posix(): p.read_bytes() for p in folder.rglob("*") if p.is_file()}
+    assert sorted(server.commits[0]["files"]) == sorted(expected) and "plugins/0-factual/model.safetensors" in expected
+    assert server.commits[0]["files"] == expected
+    assert server.commits[0]["summary"] == "Upload kadapt model"
+    assert ModelCard(expected["README.md"].decode()).data.to_dict()["license"] == "mit"
