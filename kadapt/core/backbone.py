@@ -229,7 +229,7 @@ class Backbone:
         except TypeError:  # architectures without a pooler argument
             with _quiet_transformers():
                 model = AutoModel.from_pretrained(str(name_or_path), **kwargs)
-        except OSError as err:
+        except (OSError, ValueError) as err:  # ValueError: e.g. a missing path that is no valid Hub name either
             first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
             raise KadaptError(f"cannot load backbone {str(name_or_path)!r}: {first}") from None
         tokenizer = AutoTokenizer.from_pretrained(str(name_or_path), trust_remote_code=trust_remote_code, **hub)

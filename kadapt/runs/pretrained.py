@@ -93,6 +93,8 @@ def load_backbone(name_or_path: str, revision: str | None, device, dtype) -> Fro
         if revision is not None:
             raise KadaptError(f"{path}: revision={revision!r} applies to Hub names; this is a local folder")
         return FrozenBackbone.from_pretrained(path, dtype=dtype, device=device or "cpu")
+    if not hub.is_hub_name(name_or_path):
+        raise KadaptError(f"{path}: no such backbone folder (and not a Hub name such as 'roberta-large' or 'org/model')")
     if hub.hub_offline() and hub.hub_file(name_or_path, "config.json", revision) is None:
         raise hub.HubError(hub.not_cached_message(name_or_path, revision, "backbone", offline=True))
     return FrozenBackbone.from_pretrained(name_or_path, dtype=dtype, device=device or "cpu", revision=revision,

@@ -52,6 +52,11 @@ def is_repo_id(name: str) -> bool:
     return bool(REPO_ID.match(str(name))) and ".." not in str(name)
 
 
+def is_hub_name(name: str) -> bool:
+    """A repo id, or a canonical model name without an owner (``roberta-large``)."""
+    return is_repo_id(name) or bool(re.match(r"^[A-Za-z0-9][\w.-]{0,95}$", str(name))) and ".." not in str(name)
+
+
 def local_folder(name_or_path, revision: str | None = None, what: str = "plug-in") -> Path:
     """The local folder of ``name_or_path``: an existing folder as it is, else a Hub repo id's snapshot
     (downloaded unless offline). A missing path that is no repo id is returned unchanged (the loader's

@@ -163,3 +163,10 @@ def test_dtype_casts_the_whole_model_and_a_sentence_head_reads_plain_text(backbo
     assert prediction["score"] == pytest.approx(float(logits.softmax(-1).max()), abs=1e-6)
     with pytest.raises(KadaptError, match=r"^dtype 'float8' unknown; use one of \['bfloat16', 'float16', 'float32'\]$"):
         KnowledgeModel.from_pretrained(backbone_dir, dtype="float8")
+
+
+def test_a_missing_backbone_folder_is_one_line(tmp_path):
+    with pytest.raises(KadaptError) as err:
+        KnowledgeModel.from_pretrained(tmp_path / "nowhere" / "bb")
+    assert str(err.value) == (f"{tmp_path / 'nowhere' / 'bb'}: no such backbone folder (and not a Hub name such as "
+                              "'roberta-large' or 'org/model')")
