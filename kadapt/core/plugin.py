@@ -163,7 +163,7 @@ class Plugin(nn.Module):
     @classmethod
     def from_pretrained(cls, name_or_path, backbone, *, revision: str | None = None) -> Plugin:
         """Strictly load a plug-in folder or Hub repo id (at ``revision``) for ``backbone`` (fingerprint
-        checked). Called on a family's class, the folder must hold that kind."""
+        checked), frozen. Called on a family's class, the folder must hold that kind."""
         return verb("plugin_from_pretrained")(name_or_path, backbone, revision=revision, expected_kind=cls.kind or None)
 
     def save_pretrained(self, directory, backbone=None, *, overwrite: bool = False, card: dict | None = None):

@@ -118,7 +118,8 @@ def attach_head(model: KnowledgeModel, head: Objective | str, config: dict) -> N
 def plugin_from_pretrained(name_or_path, backbone, *, revision=None, expected_kind=None) -> Plugin:
     folder = hub.local_folder(resolve_path(str(name_or_path)), revision, "plug-in")
     hub.refuse_foreign_folder(folder, str(name_or_path))
-    return load_plugin(folder, backbone, expected_kind=expected_kind).plugin
+    plugin = load_plugin(folder, backbone, expected_kind=expected_kind).plugin
+    return plugin.requires_grad_(False)  # frozen, as plug-ins are at fine-tuning (requires_grad_(True) to train)
 
 
 # ---------------------------------------------------------------------------------- saving

@@ -170,3 +170,20 @@ def test_a_missing_backbone_folder_is_one_line(tmp_path):
         KnowledgeModel.from_pretrained(tmp_path / "nowhere" / "bb")
     assert str(err.value) == (f"{tmp_path / 'nowhere' / 'bb'}: no such backbone folder (and not a Hub name such as "
                               "'roberta-large' or 'org/model')")
+
+
+def test_a_model_built_in_code_saves_and_reloads(backbone_dir, run, tmp_path):
+    from kadapt.core.backbone import FrozenBackbone
+    from kadapt.core.objective import build_objective
+
+    backbone = FrozenBackbone.from_pretrained(backbone_dir)
+    plugin = Plugin.from_pretrained(run["plugin"], backbone)
+    torch.manual_seed(0)
+    model = KnowledgeModel(backbone, [plugin])
+    model.head = build_objective("relation_classification", model.feature_size, {"labels": ["x", "y"]})
+    saved = model.save_pretrained(tmp_path / "m")
+    info = json.loads((saved / "head_config.json").read_text())
+    assert (info["plugins"], info["finetune"]["plugins"], info["max_length"]) == (["plugins/0-factual"], "frozen", 128)
+    again = KnowledgeModel.from_pretrained(saved)
+    torch.testing.assert_close(again(_batch(again)).logits, model.eval()(_batch(model)).logits, rtol=0, atol=0)
+    assert not any(p.requires_grad for p in plugin.parameters())  # saving did not change what trains
