@@ -6,14 +6,13 @@
   one line that says how to fetch it.
 * :func:`hub_file` -- one file of a repo, or None when the repo does not have it (used to tell a
   fine-tuned run repo from a backbone repo without downloading the backbone).
-* :func:`refuse_foreign_folder` -- a folder that holds a PEFT adapter instead of a kadapt plug-in is
-  refused in one line that says so.
+* :func:`refuse_foreign_folder` -- a folder or repo that holds a PEFT (or AdapterHub) adapter instead of a
+  kadapt plug-in is refused in one line that says so and names the repo id.
 * :func:`upload_plan` / :func:`push_folder` -- the exact ``CommitOperationAdd`` list of a saved folder,
   uploaded as one commit (``HfApi.create_commit``) after ``create_repo(exist_ok=True)``.
 """
 from __future__ import annotations
 
-import json
 import os
 import re
 from pathlib import Path
@@ -115,20 +114,15 @@ def hub_file(repo_id: str, filename: str, revision: str | None = None) -> Path |
 
 
 def refuse_foreign_folder(folder: Path, source: str | None = None) -> None:
-    """A PEFT adapter (``adapter_config.json`` with ``peft_type``) is not a kadapt plug-in: one line."""
-    config = Path(folder) / "adapter_config.json"
-    if not config.is_file():
+    """A folder (or repo) without a kadapt config that holds a PEFT or AdapterHub adapter: one line that
+    names what was asked for (the repo id, not its cache folder) and how to load it."""
+    from kadapt.store.plugin_dir import CONFIG_FILE, foreign_adapter
+
+    if (Path(folder) / CONFIG_FILE).is_file():
         return
-    try:
-        data = json.loads(config.read_text(encoding="utf-8"))
-    except (OSError, ValueError):
-        return  # the plug-in loader reports a broken config with its own message
-    if isinstance(data, dict) and "peft_type" in data and "kind" not in data:
-        base = data.get("base_model_name_or_path")
-        raise PluginFormatError(
-            f"{source or folder}: holds a PEFT adapter (peft_type {data['peft_type']}"
-            + (f", base model {base}" if base else "") + "), not a kadapt plug-in; load it with "
-            "peft.PeftModel.from_pretrained, or pass a folder written by kadapt (plugin.save_pretrained)")
+    foreign = foreign_adapter(Path(folder))
+    if foreign:
+        raise PluginFormatError(f"{source or folder}: holds {foreign}")
 
 
 def upload_plan(folder: str | Path) -> list:

@@ -17,6 +17,7 @@ from kadapt.core.folders import FolderExistsError
 from kadapt.runs.finetune import finetune, load_finetuned
 from kadapt.runs.infuse import infuse
 from kadapt.runs.recipe import recipe_from_dict
+from kadapt.store.plugin_dir import CONFIG_FILE
 
 TEXTS = ["@ Obama @ was born in # Hawaii # .", "@ Paris @ is the capital of # France # .",
          "@ Marie Curie @ worked in # Paris # ."]
@@ -44,7 +45,7 @@ def test_placeholders_are_resolved_in_what_a_run_records(run, backbone_dir):
     assert info["backbone"] == str(backbone_dir)
     assert info["backbone_fingerprint"]["name_or_path"] == str(backbone_dir)
     assert info["backbone_fingerprint"]["revision"] is None  # a local folder has no Hub commit
-    record = json.loads((run["plugin"] / "adapter_config.json").read_text())
+    record = json.loads((run["plugin"] / CONFIG_FILE).read_text())
     assert record["backbone"]["name_or_path"] == str(backbone_dir)
 
 
@@ -56,10 +57,10 @@ def test_a_run_reloads_as_one_object_and_saves_the_same_layout(run, tmp_path):
 
     saved = model.save_pretrained(tmp_path / "saved")
     files = sorted(p.relative_to(saved).as_posix() for p in saved.rglob("*") if p.is_file())
-    assert files == ["README.md", "fusion.safetensors", "head.safetensors", "head_config.json",
-                     "plugins.safetensors", "plugins/0-factual/README.md", "plugins/0-factual/adapter_config.json",
-                     "plugins/0-factual/manifest.json", "plugins/0-factual/model.safetensors",
-                     "plugins/0-factual/objective_heads.safetensors"]
+    assert files == sorted(["README.md", "fusion.safetensors", "head.safetensors", "head_config.json",
+                            "plugins.safetensors", "plugins/0-factual/README.md", f"plugins/0-factual/{CONFIG_FILE}",
+                            "plugins/0-factual/manifest.json", "plugins/0-factual/model.safetensors",
+                            "plugins/0-factual/objective_heads.safetensors"])
     for name in ("head.safetensors", "fusion.safetensors", "plugins.safetensors"):
         assert (saved / name).read_bytes() == (run["run"] / name).read_bytes()
     ours, theirs = (json.loads((d / "head_config.json").read_text()) for d in (saved, run["run"]))
@@ -142,8 +143,8 @@ def test_plugin_verbs_and_their_errors(run, backbone_dir, tmp_path):
     backbone = FrozenBackbone.from_pretrained(backbone_dir)
     plugin = KAdapter.from_pretrained(run["plugin"], backbone)
     copy = plugin.save_pretrained(tmp_path / "copy")  # against the fingerprint recorded where it was loaded
-    assert json.loads((copy / "adapter_config.json").read_text())["backbone"] == \
-        json.loads((run["plugin"] / "adapter_config.json").read_text())["backbone"]
+    assert json.loads((copy / CONFIG_FILE).read_text())["backbone"] == \
+        json.loads((run["plugin"] / CONFIG_FILE).read_text())["backbone"]
     assert all(torch.equal(a, b) for a, b in zip(Plugin.from_pretrained(copy, backbone).state_dict().values(),
                                                  plugin.state_dict().values()))
     built = build_plugin("kadapter", {"name": "new", **ADAPTER}, backbone.spec)

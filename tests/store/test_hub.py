@@ -13,7 +13,8 @@ from run_kit import ADAPTER, BACKBONE_KW
 
 from kadapt import FrozenBackbone, KnowledgeModel, Plugin, build_plugin
 from kadapt.core.errors import PluginFormatError
-from kadapt.store.hub import HubError, push_folder, upload_plan
+from kadapt.store.hub import HubError, upload_plan
+from kadapt.store.plugin_dir import CONFIG_FILE
 
 BACKBONE_COMMIT, V1, V2 = commit_id("backbone"), commit_id("plug-in v1"), commit_id("plug-in v2")
 
@@ -61,7 +62,7 @@ def test_card_header_names_the_hub_backbone_and_the_metrics(hub, monkeypatch, tm
     folder = model.plugins[0].save_pretrained(tmp_path / "p", model.backbone, card={
         "license": "apache-2.0", "datasets": ["lama-trex"], "dataset": "lama-trex", "task": "text-classification",
         "metrics": {"accuracy": 0.75, "micro_f1": 0.5}})
-    record = json.loads((folder / "adapter_config.json").read_text())
+    record = json.loads((folder / CONFIG_FILE).read_text())
     assert record["backbone"]["name_or_path"] == "kadapt-test/tiny-bert"
     assert record["backbone"]["revision"] == BACKBONE_COMMIT
     card = ModelCard.load(folder / "README.md")
@@ -110,16 +111,15 @@ def test_a_peft_repo_is_refused_in_one_line(hub, monkeypatch, tmp_path, tiny_bac
     offline_cache(monkeypatch, hub["cache"])
     with pytest.raises(PluginFormatError) as err:
         KnowledgeModel.from_pretrained(hub["backbone_dir"], plugins=["someone/roberta-lora"])
-    assert str(err.value) == (
-        "someone/roberta-lora: holds a PEFT adapter (peft_type LORA, base model roberta-base), not a kadapt plug-in; "
-        "load it with peft.PeftModel.from_pretrained, or pass a folder written by kadapt (plugin.save_pretrained)")
+    assert str(err.value) == ("someone/roberta-lora: holds a PEFT adapter (peft_type 'LORA'), not a kadapt plug-in; "
+                              "load it with peft: PeftModel.from_pretrained(base_model, folder)")
 
 
 def test_upload_plan_is_every_file_of_the_saved_folder(hub, tmp_path, tiny_backbone):
     plugin = build_plugin("kadapter", {"name": "factual", **ADAPTER}, tiny_backbone.spec)
     folder = plugin.save_pretrained(tmp_path / "p", tiny_backbone)
     plan = upload_plan(folder)
-    assert [op.path_in_repo for op in plan] == ["README.md", "adapter_config.json", "manifest.json", "model.safetensors"]
+    assert [op.path_in_repo for op in plan] == sorted(["README.md", CONFIG_FILE, "manifest.json", "model.safetensors"])
     for op in plan:
         assert open(op.path_or_fileobj, "rb").read() == (folder / op.path_in_repo).read_bytes()
 
