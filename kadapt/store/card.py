@@ -9,11 +9,11 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from kadapt.store.repo_ids import is_repo_id
+
 
 def base_model_name(name_or_path: str | None) -> str | None:
     """The backbone's Hub name, or None for a local folder (``base_model`` must be a repo id)."""
-    from kadapt.store.hub import is_repo_id
-
     if not name_or_path or Path(name_or_path).is_absolute() or Path(name_or_path).exists():
         return None
     return name_or_path if is_repo_id(name_or_path) or "/" not in name_or_path else None

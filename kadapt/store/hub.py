@@ -14,13 +14,12 @@
 from __future__ import annotations
 
 import os
-import re
 from pathlib import Path
 
 from kadapt.core.errors import KadaptError, PluginFormatError
+from kadapt.store.plugin_dir import CONFIG_FILE, foreign_adapter
+from kadapt.store.repo_ids import is_hub_name, is_repo_id  # noqa: F401  (re-exported)
 
-#: what a Hub repo id looks like (``owner/name``); a missing local path of that shape is tried on the Hub
-REPO_ID = re.compile(r"^[A-Za-z0-9][\w.-]{0,95}/[\w.-]{1,96}$")
 _TRUE = {"1", "ON", "YES", "TRUE"}
 
 
@@ -45,15 +44,6 @@ def hub_cache_dir() -> str:
     if os.environ.get("HF_HOME"):
         return str(Path(os.environ["HF_HOME"]) / "hub")
     return constants.HF_HUB_CACHE
-
-
-def is_repo_id(name: str) -> bool:
-    return bool(REPO_ID.match(str(name))) and ".." not in str(name)
-
-
-def is_hub_name(name: str) -> bool:
-    """A repo id, or a canonical model name without an owner (``roberta-large``)."""
-    return is_repo_id(name) or bool(re.match(r"^[A-Za-z0-9][\w.-]{0,95}$", str(name))) and ".." not in str(name)
 
 
 def local_folder(name_or_path, revision: str | None = None, what: str = "plug-in") -> Path:
@@ -116,8 +106,6 @@ def hub_file(repo_id: str, filename: str, revision: str | None = None) -> Path |
 def refuse_foreign_folder(folder: Path, source: str | None = None) -> None:
     """A folder (or repo) without a kadapt config that holds a PEFT or AdapterHub adapter: one line that
     names what was asked for (the repo id, not its cache folder) and how to load it."""
-    from kadapt.store.plugin_dir import CONFIG_FILE, foreign_adapter
-
     if (Path(folder) / CONFIG_FILE).is_file():
         return
     foreign = foreign_adapter(Path(folder))
