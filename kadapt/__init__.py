@@ -17,10 +17,14 @@ import kadapt.kg  # noqa: E402,F401  (registers the 'kg' format)
 import kadapt.tasks  # noqa: E402,F401  (registers the family-agnostic heads)
 import kadapt.plugins  # noqa: E402,F401  (registers every built-in family)
 from kadapt.store.plugin_dir import LoadedPlugin, describe_plugin, load_plugin, save_plugin  # noqa: E402
+from kadapt.data.encoding import PaddingCollator  # noqa: E402
+import kadapt.runs.pretrained  # noqa: E402,F401  (registers the HF verbs: from_pretrained, save_pretrained, ...)
 
 __all__ = [
     "BackboneSpec", "Fingerprint", "FrozenBackbone", "Plugin", "PluginConfig", "build_plugin",
     "register_plugin", "LoadedPlugin", "describe_plugin", "load_plugin", "save_plugin", "__version__",
     # the contracts (a new family needs nothing else): model, pass, step info, objective, family registry
     "KnowledgeModel", "Pass", "StepInfo", "Objective", "ObjectiveOutput", "Family", "register_family",
+    # the data collator of kadapt's loop, for transformers.Trainer / DataLoader
+    "PaddingCollator",
 ]

@@ -129,13 +129,14 @@ def cmd_recipe_keys(args) -> int:
 
 def cmd_recipe_check(args) -> int:
     from kadapt.runs.recipe import RecipeValueError, check_recipe, load_recipe, missing_data
+    from kadapt.runs.trackers import report_to_problems
 
     try:
         recipe = load_recipe(args.recipe, args.overrides)
     except RecipeValueError as err:  # bad values: one line each, exit 1 like any other problem
         print(str(err), file=sys.stderr)
         return 1
-    problems = check_recipe(recipe, require_data=args.require_data)
+    problems = check_recipe(recipe, require_data=args.require_data) + report_to_problems(recipe)
     for problem in problems:
         print(problem, file=sys.stderr)
     if not args.require_data:
@@ -147,16 +148,30 @@ def cmd_recipe_check(args) -> int:
 
 
 def cmd_recipe_show(args) -> int:
-    import yaml
+    from kadapt.runs.recipe import effective_settings, load_recipe, settings_help
 
-    from kadapt.runs.recipe import effective_settings, load_recipe
-
-    settings = effective_settings(load_recipe(args.recipe, args.overrides))
+    recipe = load_recipe(args.recipe, args.overrides)
+    settings = effective_settings(recipe)
     if args.json:
         _print_json(settings)
     else:
-        print(yaml.safe_dump(settings, sort_keys=False), end="")
+        print("\n".join(settings_lines(settings, settings_help(recipe))))
     return 0
+
+
+def settings_lines(settings: dict, helps: dict[str, str], prefix: str = "", indent: str = "") -> list[str]:
+    """YAML of ``settings`` with each key's help as a trailing comment (values in JSON flow style)."""
+    lines = []
+    for key, value in settings.items():
+        dotted = f"{prefix}{key}"
+        text = helps.get(dotted, "")
+        comment = f"  # {text}" if text else ""
+        if isinstance(value, dict) and value:
+            lines.append(f"{indent}{key}:{comment}")
+            lines += settings_lines(value, helps, f"{dotted}.", indent + "  ")
+        else:
+            lines.append(f"{indent}{key}: {json.dumps(value, ensure_ascii=False, default=str)}{comment}")
+    return lines
 
 
 def cmd_quickstart(args) -> int:
@@ -165,6 +180,9 @@ def cmd_quickstart(args) -> int:
     report = run_quickstart(args.out, backbone=args.backbone, seed=args.seed)
     print(report.table)
     return 0
+
+
+OVERRIDES_HELP = "key.sub=value overrides of the recipe, e.g. training.epochs=1 (before or after the options)."
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -176,7 +194,7 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True)
 
     p = sub.add_parser("infuse", help="Train a plug-in from an infuse recipe (several recipes: one joint run).")
-    p.add_argument("recipe")
+    p.add_argument("recipe", help="An infuse recipe (YAML), e.g. recipes/infuse/factual.yaml.")
     p.add_argument("overrides", nargs="*", help="More recipes, then key.sub=value overrides (applied to all), "
                                                 "e.g. training.epochs=1")
     p.add_argument("--out", help="Run folder (default: the recipe's output.dir); with several recipes the "
@@ -186,16 +204,17 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_infuse)
 
     p = sub.add_parser("finetune", help="Fine-tune a task head over the backbone + plug-ins.")
-    p.add_argument("recipe")
-    p.add_argument("overrides", nargs="*")
-    p.add_argument("--plugins", nargs="*", help="Plug-in folders (replace the recipe's list; none = bare backbone).")
-    p.add_argument("--out")
+    p.add_argument("recipe", help="A finetune recipe (YAML), e.g. recipes/finetune/relation_classification_small.yaml.")
+    p.add_argument("overrides", nargs="*", help=OVERRIDES_HELP)
+    p.add_argument("--plugins", nargs="*", help="Plug-in folders or Hub repo ids (replace the recipe's list; none = "
+                                                "bare backbone); a key.sub=value after them is still an override.")
+    p.add_argument("--out", help="Run folder (default: the recipe's output.dir).")
     p.add_argument("--resume", action="store_true")
     p.add_argument("--overwrite", action="store_true", help="Replace a run already in the run folder.")
     p.set_defaults(func=cmd_finetune)
 
     p = sub.add_parser("evaluate", help="Evaluate a fine-tuned run folder on a data file.")
-    p.add_argument("run_dir")
+    p.add_argument("run_dir", help="A fine-tuned run folder (kadapt finetune / model.save_pretrained).")
     p.add_argument("--data", required=True)
     p.add_argument("--format", help="Data format (default: the run's).")
     p.add_argument("--on-error", default="raise", choices=["raise", "skip"])
@@ -216,15 +235,15 @@ def build_parser() -> argparse.ArgumentParser:
     zsub = p.add_subparsers(dest="zoo_command", required=True)
     z = zsub.add_parser("list")
     z.add_argument("--json", action="store_true")
-    z = zsub.add_parser("show")
-    z.add_argument("name")
+    z = zsub.add_parser("show", help="One catalog entry: config, backbone, files.")
+    z.add_argument("name", help="The plug-in's folder name in the zoo.")
     p.set_defaults(func=cmd_zoo)
 
     p = sub.add_parser("recipe", help="Recipe tools.")
     rsub = p.add_subparsers(dest="recipe_command", required=True)
     r = rsub.add_parser("check", help="Validate a recipe without running it.")
-    r.add_argument("recipe")
-    r.add_argument("overrides", nargs="*")
+    r.add_argument("recipe", help="An infuse or finetune recipe (YAML).")
+    r.add_argument("overrides", nargs="*", help=OVERRIDES_HELP)
     r.add_argument("--require-data", action="store_true",
                    help="Also fail when data files under ${KADAPT_DATA_DIR} or plug-in folders are not present (default: a note).")
     r.set_defaults(func=cmd_recipe_check)
@@ -234,8 +253,8 @@ def build_parser() -> argparse.ArgumentParser:
     r.set_defaults(func=cmd_recipe_keys)
     r = rsub.add_parser("show", help="The effective settings of a recipe: every default filled in (plug-in "
                                      "config, objective arguments, fine-tuning mode).")
-    r.add_argument("recipe")
-    r.add_argument("overrides", nargs="*")
+    r.add_argument("recipe", help="An infuse or finetune recipe (YAML).")
+    r.add_argument("overrides", nargs="*", help=OVERRIDES_HELP)
     r.add_argument("--json", action="store_true")
     r.set_defaults(func=cmd_recipe_show)
 
@@ -250,8 +269,21 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def parse_args(parser: argparse.ArgumentParser, argv: list[str] | None) -> argparse.Namespace:
+    """Like ``parse_args``, but ``key=value`` overrides may also follow the options (``kadapt finetune R
+    --out X a.b=1``): argparse leaves them over, and they join the command's overrides."""
+    args, extra = parser.parse_known_args(argv)
+    takes_overrides = isinstance(vars(args).get("overrides"), list)
+    stray = [item for item in extra if not (takes_overrides and "=" in item and not item.startswith("-"))]
+    if stray:
+        parser.error(f"unrecognized arguments: {' '.join(stray)}")
+    if extra:
+        args.overrides = args.overrides + extra
+    return args
+
+
 def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    args = parse_args(build_parser(), argv)
     logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING,
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     try:

@@ -89,7 +89,7 @@ def add_commands(subparsers) -> None:
     p = subparsers.add_parser("cache", help="Hidden-state cache of the frozen backbone (build, info, prune, clear).")
     csub = p.add_subparsers(dest="cache_command", required=True)
     c = csub.add_parser("build", help="Compute the states an infuse recipe (or several sharing data) will read.")
-    c.add_argument("recipe")
+    c.add_argument("recipe", help="An infuse recipe (YAML).")
     c.add_argument("overrides", nargs="*", help="More recipes, then key.sub=value overrides.")
     c.add_argument("--cache-dir", help="Cache folder (default: the recipe's training.cache_dir, "
                                        "$KADAPT_CACHE_DIR or ~/.cache/kadapt/hidden_states).")

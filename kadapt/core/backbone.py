@@ -25,7 +25,7 @@ import logging
 from collections import OrderedDict
 from contextlib import contextmanager
 from collections.abc import Iterable
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import torch
@@ -98,7 +98,10 @@ class Fingerprint:
     """Identity of a backbone: architecture sizes plus sha256 of its weights and tokenizer.
 
     ``weights_sha256`` is ``None`` for a backbone built on the meta device (no weights), and
-    ``tokenizer_sha256`` is ``None`` when no tokenizer is attached.
+    ``tokenizer_sha256`` is ``None`` when no tokenizer is attached. ``name_or_path`` (the hub name or
+    folder it was loaded from, environment placeholders resolved) and ``revision`` (the Hub commit it
+    was loaded at; None for a local folder) say where to get it; they are not part of the identity
+    (:data:`IDENTITY_FIELDS`, and ``==``): the same weights loaded from another folder match.
     """
 
     model_type: str
@@ -107,21 +110,28 @@ class Fingerprint:
     vocab_size: int
     weights_sha256: str | None
     tokenizer_sha256: str | None
+    name_or_path: str | None = field(default=None, compare=False)
+    revision: str | None = field(default=None, compare=False)
+
+    #: the fields compared by :meth:`check_matches` (the others locate the backbone)
+    IDENTITY_FIELDS = ("model_type", "hidden_size", "num_layers", "vocab_size", "weights_sha256", "tokenizer_sha256")
 
     def to_dict(self) -> dict:
         return asdict(self)
 
     @classmethod
     def from_dict(cls, data: dict, source: str = "fingerprint") -> Fingerprint:
+        """Strict on the identity fields; the location fields are optional (older folders lack them)."""
         try:
-            return cls(**{k: data[k] for k in cls.__dataclass_fields__})
+            return cls(**{k: data[k] for k in cls.IDENTITY_FIELDS},
+                       name_or_path=data.get("name_or_path"), revision=data.get("revision"))
         except KeyError as err:
             raise KadaptError(f"{source}: backbone fingerprint lacks key {err}") from None
 
     def differences(self, other: Fingerprint) -> list[str]:
-        """Human-readable list of fields that differ (``field: self != other``)."""
+        """Human-readable list of identity fields that differ (``field: self != other``)."""
         out = []
-        for name in self.__dataclass_fields__:
+        for name in self.IDENTITY_FIELDS:
             mine, theirs = getattr(self, name), getattr(other, name)
             if mine != theirs:
                 out.append(f"{name}: {mine!r} != {theirs!r}")
@@ -179,6 +189,7 @@ class Backbone:
         self.model = model
         self.tokenizer = tokenizer
         self.name = name or getattr(model.config, "_name_or_path", "") or model.config.model_type
+        self.revision: str | None = None  # the Hub commit it was loaded at (from_pretrained by repo id)
         self.model.eval()
         self.model.requires_grad_(False)
         self.spec = BackboneSpec.from_hf_config(model.config)
@@ -198,11 +209,16 @@ class Backbone:
         device: str | torch.device = "cpu",
         trust_remote_code: bool = False,
         attn_implementation: str | None = None,
+        revision: str | None = None,
+        hub_options: dict | None = None,
     ) -> FrozenBackbone:
-        """Load an encoder and its tokenizer by hub name or local directory."""
+        """Load an encoder and its tokenizer by hub name (at ``revision``: branch, tag or commit) or
+        local directory; the fingerprint records the name and the Hub commit it was loaded at.
+        ``hub_options``: more Hub arguments of ``from_pretrained`` (``cache_dir``, ``local_files_only``)."""
         from transformers import AutoModel, AutoTokenizer
 
-        kwargs = {"trust_remote_code": trust_remote_code}
+        hub = {**({"revision": revision} if revision is not None else {}), **(hub_options or {})}
+        kwargs = {"trust_remote_code": trust_remote_code, **hub}
         if attn_implementation:
             kwargs["attn_implementation"] = attn_implementation
         if dtype is not None:
@@ -213,10 +229,13 @@ class Backbone:
         except TypeError:  # architectures without a pooler argument
             with _quiet_transformers():
                 model = AutoModel.from_pretrained(str(name_or_path), **kwargs)
-        except OSError as err:
-            raise KadaptError(f"cannot load backbone {name_or_path!r}: {err}") from None
-        tokenizer = AutoTokenizer.from_pretrained(str(name_or_path), trust_remote_code=trust_remote_code)
-        return cls(model.to(device), tokenizer, name=str(name_or_path))
+        except (OSError, ValueError) as err:  # ValueError: e.g. a missing path that is no valid Hub name either
+            first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+            raise KadaptError(f"cannot load backbone {str(name_or_path)!r}: {first}") from None
+        tokenizer = AutoTokenizer.from_pretrained(str(name_or_path), trust_remote_code=trust_remote_code, **hub)
+        backbone = cls(model.to(device), tokenizer, name=str(name_or_path))
+        backbone.revision = getattr(model.config, "_commit_hash", None) if not Path(name_or_path).is_dir() else None
+        return backbone
 
     @classmethod
     def from_config(cls, config, tokenizer=None, *, meta: bool = True) -> FrozenBackbone:
@@ -254,6 +273,8 @@ class Backbone:
                 vocab_size=self.spec.vocab_size,
                 weights_sha256=weights,
                 tokenizer_sha256=hash_tokenizer(self.tokenizer),
+                name_or_path=self.name or None,
+                revision=self.revision,
             )
         return self._fingerprint
 

@@ -23,6 +23,7 @@ from torch import nn
 from kadapt.core.errors import KadaptError
 from kadapt.core.objective import Objective, ObjectiveOutput
 from kadapt.core.plugin import Pass, Plugin, StepInfo
+from kadapt.core.verbs import verb
 
 #: batch keys of cached hidden states: ``hidden_state.<index>``
 STATE_PREFIX = "hidden_state."
@@ -66,9 +67,18 @@ class TrainableModel(nn.Module):
 
 
 class KnowledgeModel(TrainableModel):
+    """A frozen backbone, plug-ins and a head, with the Hugging Face verbs: :meth:`from_pretrained`,
+    :meth:`save_pretrained`, :meth:`push_to_hub`, raw-text :meth:`predict`, :meth:`fit` (kadapt's
+    loop) and ``forward(**batch)`` for ``transformers.Trainer``."""
+
+    #: ``transformers.Trainer``: the loss is already a mean over the batch (no ``num_items_in_batch``)
+    accepts_loss_kwargs = False
+
     def __init__(self, backbone, plugins: Sequence[Plugin] = (), head: Objective | None = None):
         super().__init__()
         object.__setattr__(self, "backbone", backbone)  # not a submodule
+        #: what a fine-tuned run recorded (data format, max length, seed ...); empty for a model built in code
+        self.run_info: dict = {}
         self.plugins = nn.ModuleList(plugins)
         for plugin in plugins:
             if plugin.spec != backbone.spec:
@@ -141,10 +151,62 @@ class KnowledgeModel(TrainableModel):
             return feats.unflatten(0, input_ids.shape[:2])
         return self.features(input_ids, mask, states_from_batch(batch), batch)
 
-    def forward(self, batch: dict) -> ObjectiveOutput:
+    def forward(self, batch: dict | None = None, labels: torch.Tensor | None = None, **inputs) -> ObjectiveOutput:
+        """Loss and logits of a collated batch: ``model(batch)`` (kadapt's loop) or ``model(**batch)``
+        (``transformers.Trainer``, which passes ``labels`` by name)."""
+        if batch is None:
+            batch = dict(inputs, **({"labels": labels} if labels is not None else {}))
+        elif inputs or labels is not None:
+            raise KadaptError("KnowledgeModel: pass the batch as one dict or as keyword arguments, not both")
         if self.head is None:
             raise KadaptError("KnowledgeModel has no head; call .features() for raw features")
         return self.head.step(self, batch)
+
+    # ------------------------------------------------------------------ Hugging Face verbs
+    @classmethod
+    def from_pretrained(cls, name_or_path, plugins: Sequence = (), head: Objective | str | None = None, *,
+                        revision: str | None = None, device=None, dtype=None, **head_config) -> KnowledgeModel:
+        """A backbone (hub name, repo id or folder) with ``plugins`` (plug-in folders, Hub repo ids or
+        :class:`Plugin` objects) and a ``head`` (an objective, or its registered name with its
+        arguments, e.g. ``head="relation_classification", labels=[...]``); or a fine-tuned run (its
+        folder or repo id) as one object. ``revision`` is the Hub branch, tag or commit of
+        ``name_or_path``; Hub loads honour ``HF_HUB_OFFLINE`` (local cache only)."""
+        return verb("model_from_pretrained")(name_or_path, plugins, head, revision=revision, device=device,
+                                             dtype=dtype, **head_config)
+
+    def save_pretrained(self, directory, *, overwrite: bool = False, card: dict | None = None):
+        """Write the model as a fine-tuned run folder (head, tuned weights, its plug-in folders, a model
+        card); :meth:`from_pretrained` reads it back."""
+        return verb("model_save_pretrained")(self, directory, overwrite=overwrite, card=card)
+
+    def push_to_hub(self, repo_id: str, **options):
+        """Save to a temporary folder and upload it as one commit to ``repo_id`` (``huggingface_hub``)."""
+        return verb("model_push_to_hub")(self, repo_id, **options)
+
+    def predict(self, texts, *, batch_size: int = 32, max_length: int | None = None) -> list[dict]:
+        """Labels with scores for raw texts in the head's markup (relation heads: ``@ subject @ ... #
+        object #``; entity typing: ``@ mention @``), batched by length; one dict per text."""
+        return verb("predict_texts")(self, texts, batch_size=batch_size, max_length=max_length)
+
+    def encode_texts(self, texts, labels=None, *, max_length: int | None = None) -> list[dict]:
+        """Encoded examples (feature dicts) for raw texts with their gold ``labels`` (training data for
+        :meth:`fit` or ``transformers.Trainer``)."""
+        return verb("encode_texts")(self, texts, labels, max_length=max_length)
+
+    def fit(self, train: list[dict], dev: list[dict] | None = None, *, out, **training):
+        """Train what requires grad with kadapt's loop on encoded examples; ``training``: the recipe's
+        ``training`` keys (``epochs``, ``lr``, ``batch_size``, ``seed`` ...)."""
+        return verb("model_fit")(self, train, dev, out=out, **training)
+
+    def trainable_parameters(self) -> tuple[int, int]:
+        """(trainable, all) parameters, the backbone included (it sits outside the module tree)."""
+        params = {id(p): p for p in [*self.parameters(), *self.backbone.model.parameters()]}
+        return (sum(p.numel() for p in params.values() if p.requires_grad), sum(p.numel() for p in params.values()))
+
+    def print_trainable_parameters(self) -> None:
+        trainable, total = self.trainable_parameters()
+        print(f"trainable params: {trainable:,} || all params: {total:,} || "
+              f"trainable%: {100 * trainable / max(1, total):.4f}")
 
     def prepare_run(self, options: dict, source: str = "recipe") -> None:
         """Hand each plug-in its ``options[kind]`` (a fine-tuning recipe's ``plugin_options``); a kind

@@ -30,8 +30,22 @@ from kadapt.core.errors import KadaptError, RegistryError
 
 @dataclass
 class ObjectiveOutput:
+    """Loss (None without labels) and logits. Indexable like a ``transformers`` model output, so
+    ``transformers.Trainer`` reads it: ``out["loss"]``, ``out[0]`` (the loss when there is one, else the
+    logits), ``out[1:]``."""
+
     loss: torch.Tensor | None
     logits: torch.Tensor
+
+    def to_tuple(self) -> tuple:
+        return tuple(v for v in (self.loss, self.logits) if v is not None)
+
+    def __getitem__(self, key):
+        if isinstance(key, str):
+            if key not in ("loss", "logits"):
+                raise KeyError(key)
+            return getattr(self, key)
+        return self.to_tuple()[key]
 
 
 class Objective(nn.Module):
@@ -99,6 +113,18 @@ class Objective(nn.Module):
 
     def config_dict(self) -> dict:
         raise NotImplementedError
+
+    def text_record(self, text: str, label=None, source: str = "text"):
+        """A record of this head from raw ``text`` in the task's natural markup (relation heads:
+        ``@ subject @ ... # object #``), for ``model.predict(texts)``; ``label`` is None when predicting.
+        Default: this head reads no raw text."""
+        raise KadaptError(f"{source}: the {self.name!r} head does not read raw text; predict from a data file "
+                          "(kadapt predict RUN --data FILE)")
+
+    def scores(self, logits: torch.Tensor, batch: dict) -> list:
+        """The confidence of each prediction of :meth:`predict` (default: the softmax probability of the
+        arg-max class)."""
+        return logits.float().softmax(-1).max(-1).values.tolist()
 
 
 _OBJECTIVES: dict[str, type[Objective]] = {}

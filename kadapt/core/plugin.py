@@ -25,8 +25,9 @@ from typing import ClassVar
 import torch
 from torch import nn
 
-from kadapt.core.backbone import BackboneSpec
+from kadapt.core.backbone import BackboneSpec, Fingerprint
 from kadapt.core.errors import PluginFormatError
+from kadapt.core.verbs import verb
 
 
 @dataclass
@@ -154,6 +155,25 @@ class Plugin(nn.Module):
         super().__init__()
         self.config = config
         self.spec = spec
+        #: the folder this plug-in was loaded from and the backbone fingerprint recorded there (None for
+        #: a plug-in built in code); ``save_pretrained`` without a backbone writes against that fingerprint
+        self.loaded_from = None
+        self.recorded_backbone: Fingerprint | None = None
+
+    @classmethod
+    def from_pretrained(cls, name_or_path, backbone, *, revision: str | None = None) -> Plugin:
+        """Strictly load a plug-in folder or Hub repo id (at ``revision``) for ``backbone`` (fingerprint
+        checked), frozen. Called on a family's class, the folder must hold that kind."""
+        return verb("plugin_from_pretrained")(name_or_path, backbone, revision=revision, expected_kind=cls.kind or None)
+
+    def save_pretrained(self, directory, backbone=None, *, overwrite: bool = False, card: dict | None = None):
+        """Write the plug-in folder (config, safetensors, model card) for ``backbone`` (default: the
+        backbone recorded where it was loaded from)."""
+        return verb("plugin_save_pretrained")(self, directory, backbone, overwrite=overwrite, card=card)
+
+    def push_to_hub(self, repo_id: str, backbone=None, **options):
+        """Save to a temporary folder and upload it as one commit to ``repo_id`` (``huggingface_hub``)."""
+        return verb("plugin_push_to_hub")(self, repo_id, backbone, **options)
 
     def required_layers(self) -> tuple[int, ...]:
         """Backbone hidden-state indices this plug-in reads (0 = embeddings)."""

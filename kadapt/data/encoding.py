@@ -254,6 +254,20 @@ def encode_dependency(ex: DependencyExample, tokenizer: PreTrainedTokenizerBase,
 # --------------------------------------------------------------------------- batching
 
 
+class PaddingCollator:
+    """:func:`collate` as a data collator (``transformers.Trainer(data_collator=...)``, ``DataLoader``):
+    built from a tokenizer (its ``pad_token_id``) or the pad id itself."""
+
+    def __init__(self, tokenizer_or_pad_id):
+        pad = tokenizer_or_pad_id if isinstance(tokenizer_or_pad_id, int) else tokenizer_or_pad_id.pad_token_id
+        if pad is None:
+            raise ValueError("PaddingCollator: the tokenizer has no pad token")
+        self.pad_token_id = int(pad)
+
+    def __call__(self, features: Sequence[Mapping[str, Any]]) -> dict[str, torch.Tensor]:
+        return collate(features, self.pad_token_id)
+
+
 def collate(features: Sequence[Mapping[str, Any]], pad_token_id: int) -> dict[str, torch.Tensor]:
     """Pad a batch to its longest sequence (right padding) and stack it into tensors.
 

@@ -25,6 +25,7 @@ from kadapt.core.fileio import atomic_write_json, atomic_write_text, read_json
 from kadapt.runs.recipe import FinetuneSection
 from kadapt.runs.tuned_model import TunableKnowledgeModel, load_tuned, make_backbone, save_tuned
 from kadapt.core.objective import build_objective
+from kadapt.store import hub
 from kadapt.store.plugin_dir import load_plugin
 from kadapt.runs.recipe import Recipe, resolve_path
 from kadapt.runs.context import build_head, encode_records, load_backbone, start_run
@@ -32,6 +33,9 @@ from kadapt.runs.infuse import cache_splits
 from kadapt.runs.loop import evaluate_model, train
 
 log = logging.getLogger(__name__)
+
+#: the run folder's record of how to rebuild the fine-tuned model
+RUN_CONFIG_FILE = "head_config.json"
 
 
 @dataclass
@@ -41,13 +45,17 @@ class FinetuneResult:
 
 
 def build_model(backbone, plugin_dirs: list[str | Path], section: FinetuneSection | None = None,
-                *, copy_weights: bool = True) -> KnowledgeModel:
-    """Backbone (wrapped for a trainable mode) + plug-ins loaded against the BASE fingerprint."""
+                *, copy_weights: bool = True, base: Path | None = None) -> KnowledgeModel:
+    """Backbone (wrapped for a trainable mode) + plug-ins loaded against the BASE fingerprint. A plug-in
+    is a folder (relative to ``base`` when it is there: a saved model's own ``plugins/``) or a Hub repo id."""
     section = section or FinetuneSection()
     backbone = make_backbone(backbone, section, copy_weights=copy_weights)
     plugins = []
     for directory in plugin_dirs:
-        plugin = load_plugin(resolve_path(str(directory)), backbone).plugin
+        inside = base / str(directory) if base is not None else None
+        folder = inside if inside is not None and inside.is_dir() else hub.local_folder(resolve_path(str(directory)))
+        hub.refuse_foreign_folder(folder, str(directory))
+        plugin = load_plugin(folder, backbone).plugin
         plugin.requires_grad_(False)
         plugins.append(plugin)
     return TunableKnowledgeModel(backbone, plugins, section=section)
@@ -183,27 +191,37 @@ def write_predictions(path: Path, records: list, predictions: list) -> None:
 def save_head(run_dir: Path, model: TunableKnowledgeModel, recipe: Recipe) -> None:
     """Head and every other tuned weight of the mode (:func:`~kadapt.runs.tuned_model.save_tuned`)."""
     mode_info = save_tuned(run_dir, model)
-    atomic_write_json(run_dir / "head_config.json", {
+    record = run_config(model, recipe.plugins, recipe.plugin_options, data_format=recipe.data.format,
+                        test_format=recipe.data.test_format, max_length=recipe.data.max_length,
+                        seed=recipe.training.seed)
+    atomic_write_json(run_dir / RUN_CONFIG_FILE, {**record, **mode_info})
+
+
+def run_config(model: KnowledgeModel, plugins: list, plugin_options: dict, *, data_format, test_format,
+               max_length: int, seed: int) -> dict:
+    """What ``head_config.json`` records (besides the mode's): head, plug-ins, the backbone's name with
+    placeholders such as ``${KADAPT_MINILM}`` resolved (and its fingerprint, Hub revision included)."""
+    fingerprint = model.backbone.fingerprint
+    return {
         "objective": model.head.name,
         "config": model.head.config_dict(),
-        "plugins": [str(p) for p in recipe.plugins],
-        "plugin_options": recipe.plugin_options,
-        "backbone": recipe.backbone.name_or_path,
-        "backbone_fingerprint": model.backbone.fingerprint.to_dict(),
-        "data_format": recipe.data.format,
-        "test_format": recipe.data.test_format,
-        "max_length": recipe.data.max_length,
-        "seed": recipe.training.seed,
-        **mode_info,
-    })
+        "plugins": [str(p) for p in plugins],
+        "plugin_options": plugin_options,
+        "backbone": fingerprint.name_or_path or model.backbone.name,
+        "backbone_fingerprint": fingerprint.to_dict(),
+        "data_format": data_format,
+        "test_format": test_format,
+        "max_length": max_length,
+        "seed": seed,
+    }
 
 
-def load_finetuned(run_dir: str | Path, backbone=None) -> KnowledgeModel:
+def load_finetuned(run_dir: str | Path, backbone=None, *, copy_backbone: bool = True) -> KnowledgeModel:
     """Rebuild a fine-tuned model (backbone, plug-ins, head, the mode's tuned weights) from its run folder.
 
     The recorded fingerprint is the BASE backbone's (also after full fine-tuning): it is checked
     against the freshly loaded base model before the tuned weights go in. A ``backbone`` passed in is
-    copied, not changed, by the trainable modes.
+    copied, not changed, by the trainable modes (unless ``copy_backbone=False``: it is then the model's).
     """
     from kadapt.core.backbone import Fingerprint
     from kadapt.runs.recipe import BackboneSection
@@ -214,11 +232,13 @@ def load_finetuned(run_dir: str | Path, backbone=None) -> KnowledgeModel:
     backbone = backbone or load_backbone(BackboneSection(name_or_path=info["backbone"]))
     Fingerprint.from_dict(info["backbone_fingerprint"]).check_matches(backbone.fingerprint, str(run_dir / "head_config.json"))
     section = FinetuneSection.from_dict(info.get("finetune"), str(run_dir / "head_config.json"))
-    model = build_model(backbone, info["plugins"], section, copy_weights=not own_backbone)
+    model = build_model(backbone, info["plugins"], section, copy_weights=copy_backbone and not own_backbone,
+                        base=run_dir)
     model.prepare_run(info.get("plugin_options") or {}, str(run_dir / "head_config.json"))
     model.head = build_objective(info["objective"], model.feature_size, info["config"])
     model.head.bind(model)
     load_tuned(run_dir, model, info)
+    model.run_info = info
     model.eval()
     return model
 

@@ -29,6 +29,7 @@ from kadapt.core.plugin import StepInfo
 from kadapt.data.encoding import collate
 from kadapt.runs.recipe import TrainConfig
 from kadapt.runs.run_log import MetricsLog, plot_run
+from kadapt.runs.trackers import check_report_to, start_trackers
 
 log = logging.getLogger(__name__)
 
@@ -238,6 +239,8 @@ def train_members(members: list[Member], *, pad_id: int, resume: bool = False, a
     from accelerate.utils import set_seed
 
     lead = members[0].config
+    for member in members:  # a tracker that is not installed: one line, before anything runs
+        check_report_to(member.config.report_to)
     accelerator = accelerator or make_accelerator(lead)
     set_seed(lead.seed)
     if not members[0].train_set:
@@ -260,8 +263,10 @@ def train_members(members: list[Member], *, pad_id: int, resume: bool = False, a
         _prepare_member(member, accelerator, total_steps, separate_rng=len(members) > 1)
     position = _resume(members[0], accelerator, resume) if resume else (0, 0, 0)
     for member in members:
+        trackers = start_trackers(member.config.report_to, member.run_dir, member.config) \
+            if accelerator.is_main_process and member.config.report_to else []
         member.metrics = MetricsLog(member.run_dir / "metrics.jsonl", enabled=accelerator.is_main_process,
-                                    append=resume)
+                                    append=resume, trackers=trackers)
         if resume:
             member.metrics.drop_after(position[2])
     state = _LoopState(members, accelerator, loader, sampler, total_steps, pad_id, on_step, *position)
@@ -269,6 +274,7 @@ def train_members(members: list[Member], *, pad_id: int, resume: bool = False, a
         seconds = state.run()
     results = []
     for member in members:
+        member.metrics.close()
         if accelerator.is_main_process:
             plot_run(member.run_dir / "metrics.jsonl", member.run_dir / "curves.png")
         final = member.dev_history[-1] if member.dev_history else {}

@@ -1,4 +1,6 @@
-"""Batched inference with a fine-tuned run folder: ``kadapt predict RUN_DIR --data FILE --out preds.jsonl``.
+"""Batched inference with a fine-tuned run folder: ``kadapt predict RUN_DIR --data FILE --out preds.jsonl``,
+and on raw texts in the head's markup: ``model.predict(texts)`` / ``kadapt predict RUN_DIR --text "..."``
+(labels with scores; no gold label needed).
 
 Gold labels are optional: records without one (T-REx-rc/TACRED without ``relation``) or with a label the
 head does not know are still predicted; each output line carries ``gold`` (``null`` when absent/unknown).
@@ -8,6 +10,7 @@ One backbone pass per batch feeds every plug-in (``KnowledgeModel``); examples a
 """
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import time
 from dataclasses import dataclass
@@ -19,6 +22,7 @@ from kadapt.data.encoding import collate
 from kadapt.data.policy import ErrorPolicy
 from kadapt.data.formats import read_records
 from kadapt.core.fileio import atomic_write_text, json_line, read_json
+from kadapt.core.errors import KadaptError
 from kadapt.data.records import gold_optional
 from kadapt.runs.recipe import resolve_path
 from kadapt.runs.context import encode_records
@@ -53,8 +57,9 @@ def stand_in_labels(records: list, labels: list | None) -> tuple[list, dict[int,
 
 
 @torch.no_grad()
-def predict_examples(model, encoded: list[dict], batch_size: int = 64) -> list:
-    """Predictions of ``model.head`` for encoded examples, in input order (batched by length)."""
+def predict_examples(model, encoded: list[dict], batch_size: int = 64, *, with_scores: bool = False) -> list:
+    """Predictions of ``model.head`` for encoded examples, in input order (batched by length); with
+    ``with_scores`` each is ``{"label", "score"}`` (:meth:`~kadapt.core.objective.Objective.scores`)."""
     model.eval()
     pad_id, device = model.backbone.tokenizer.pad_token_id, model.backbone.device
     order = sorted(range(len(encoded)), key=lambda i: len(encoded[i]["input_ids"]))
@@ -63,9 +68,39 @@ def predict_examples(model, encoded: list[dict], batch_size: int = 64) -> list:
         rows = order[start:start + batch_size]
         batch = {k: v.to(device) for k, v in collate([encoded[i] for i in rows], pad_id).items()}
         logits = model(batch).logits.float()
-        for row, prediction in zip(rows, model.head.predict(logits, batch)):
-            predictions[row] = prediction
+        labels = model.head.predict(logits, batch)
+        scores = model.head.scores(logits, batch) if with_scores else labels
+        for row, label, score in zip(rows, labels, scores):
+            predictions[row] = {"label": label, "score": score} if with_scores else label
     return predictions
+
+
+#: max_length of raw-text inputs for a model built in code (a fine-tuned run records its own)
+DEFAULT_MAX_LENGTH = 128
+
+
+def encode_texts(model, texts, labels=None, *, max_length: int | None = None) -> list[dict]:
+    """Feature dicts of raw texts in the head's markup (:meth:`Objective.text_record`), with gold
+    ``labels`` when given (training data) and without any label otherwise (prediction)."""
+    if model.head is None:
+        raise KadaptError("the model has no head: raw texts need one (KnowledgeModel.from_pretrained(..., head=...))")
+    texts = [texts] if isinstance(texts, str) else list(texts)
+    if labels is not None and len(labels) != len(texts):
+        raise KadaptError(f"{len(texts)} texts but {len(labels)} labels")
+    records = [model.head.text_record(text, None if labels is None else labels[i], source=f"text {i}")
+               for i, text in enumerate(texts)]
+    max_length = max_length or model.run_info.get("max_length") or DEFAULT_MAX_LENGTH
+    with gold_optional() if labels is None else contextlib.nullcontext():
+        records = model.head.prepare_records(records, "predict", model.run_info.get("seed", 0))
+        return [model.head.encode(record, model.backbone.tokenizer, max_length) for record in records]
+
+
+def predict_texts(model, texts, *, batch_size: int = 32, max_length: int | None = None) -> list[dict]:
+    """``[{"text", "label", "score"}, ...]`` for raw texts in the head's markup, in input order."""
+    texts = [texts] if isinstance(texts, str) else list(texts)
+    encoded = encode_texts(model, texts, max_length=max_length)
+    predictions = predict_examples(model, encoded, batch_size, with_scores=True)
+    return [{"text": text, **prediction} for text, prediction in zip(texts, predictions)]
 
 
 def predict_file(run_dir: str | Path, data: str | Path, out: str | Path, fmt: str | None = None, *,

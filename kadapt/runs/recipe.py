@@ -64,6 +64,7 @@ class TrainConfig:
     cache: bool = field(default=False, metadata={"help": "Infusion: compute the backbone's hidden states once, store them memory-mapped and train/evaluate from them (outside plug-ins)."})
     cache_dir: str | None = field(default=None, metadata={"help": "Hidden-state cache folder (default: $KADAPT_CACHE_DIR or ~/.cache/kadapt/hidden_states)."})
     cache_dtype: str = field(default="float16", metadata={"help": "Storage dtype of cached states: float16, bfloat16 or float32 (computation stays in the backbone's dtype)."})
+    report_to: list[str] = field(default_factory=list, metadata={"help": "Experiment trackers besides the JSONL + PNG run log (always written), through accelerate: tensorboard, wandb, mlflow, comet_ml, aim, clearml, dvclive, swanlab, trackio (each an optional install)."})
     allow_degenerate: bool = field(default=False, metadata={"help": "Allow a training split with a single label, or a run of zero optimizer steps (otherwise an error: such a run writes an untrained plug-in)."})
 
 
@@ -192,6 +193,10 @@ def _build_section(cls, value, where: str):
         if not isinstance(value.get("config", {}), dict):
             raise RecipeError(f"{where}.config: expected a mapping")
         return cls(**value)
+    if cls is TrainConfig and value.get("mixed_precision") is False:
+        value = {**value, "mixed_precision": "no"}  # YAML 1.1 reads the documented `no` as false
+    if cls is TrainConfig and isinstance(value.get("report_to"), str):
+        value = {**value, "report_to": [value["report_to"]]}  # one tracker may be named without a list
     try:
         return _as_config(cls).from_dict(value, source=where)
     except Exception as err:  # PluginFormatError from the strict dataclass parser
@@ -218,6 +223,19 @@ def recipe_help() -> dict[str, dict[str, str]]:
     for (section, key), names in registered.items():
         result[section][key] += f" Registered: {', '.join(names)}."
     return result
+
+
+def settings_help(recipe: Recipe) -> dict[str, str]:
+    """Help of every key :func:`effective_settings` gives, by dotted key (``training.lr``,
+    ``plugin.config.adapter_size``): the recipe's sections and the plug-in family's config fields."""
+    from kadapt.core.family import plugin_class, registered_kinds
+
+    helps = {f"{section}.{key}": text for section, fields in recipe_help().items() for key, text in fields.items()}
+    if recipe.plugin is not None and recipe.plugin.kind in registered_kinds():
+        config_class = plugin_class(recipe.plugin.kind).config_class
+        helps.update({f"plugin.config.{key}": text for key, text in config_class.help().items()})
+    helps["data.resolved"] = "The data files after ${VAR} expansion, by split."
+    return helps
 
 
 def recipe_from_dict(data: dict, source: str = "<recipe>") -> Recipe:
@@ -316,6 +334,11 @@ def max_length_problem(recipe: Recipe) -> str | None:
         return (f"key 'data.max_length' is {recipe.data.max_length}; the backbone {recipe.backbone.name_or_path} "
                 f"takes at most {limit} tokens (max_position_embeddings)")
     return None
+
+
+def training_config(values: dict, source: str = "training") -> TrainConfig:
+    """A :class:`TrainConfig` from recipe ``training`` keys, checked like a recipe's."""
+    return _plain(_build_section(TrainConfig, dict(values), source), TrainConfig)
 
 
 def _plain(section, cls):

@@ -6,11 +6,13 @@ from pathlib import Path
 
 
 class MetricsLog:
-    """Append-only JSONL log (flushed per record, so a killed run keeps what it logged)."""
+    """Append-only JSONL log (flushed per record, so a killed run keeps what it logged); each record
+    also goes to the run's experiment ``trackers`` (:mod:`kadapt.runs.trackers`), if any."""
 
-    def __init__(self, path: Path, enabled: bool = True, append: bool = False):
+    def __init__(self, path: Path, enabled: bool = True, append: bool = False, trackers: list | None = None):
         self.path = Path(path)
         self.enabled = enabled
+        self.trackers = list(trackers or [])
         if enabled:
             self.path.parent.mkdir(parents=True, exist_ok=True)
             if not append:
@@ -33,6 +35,18 @@ class MetricsLog:
 
         with self.path.open("a", encoding="utf-8") as handle:  # NaN/Inf as null: every line stays valid JSON
             handle.write(json_line(record) + "\n")
+        if self.trackers:
+            from kadapt.runs.trackers import tracker_values
+
+            step, values = tracker_values(record)
+            for tracker in self.trackers:
+                tracker.log(values, step=step)
+
+    def close(self) -> None:
+        """Finish the trackers (the JSONL file is closed after every record)."""
+        for tracker in self.trackers:
+            tracker.finish()
+        self.trackers = []
 
 
 def read_metrics(path: Path, tolerant: bool = False) -> list[dict]:

@@ -216,6 +216,7 @@ def load_plugin(
     memory = _optional_tensors(directory / MEMORY_FILE, record, config_path)
     _check_folder(directory)
     plugin.eval()
+    plugin.loaded_from, plugin.recorded_backbone = directory, recorded
     return LoadedPlugin(plugin, directory, record, recorded, heads, memory)
 
 
@@ -298,14 +299,20 @@ def describe_plugin(directory: str | Path) -> dict:
 
 
 def render_card(record: dict, card: dict) -> str:
-    """Markdown model card written beside the weights."""
+    """Markdown model card written beside the weights, under its metadata header (:mod:`kadapt.store.card`)."""
+    from kadapt.store.card import card_header
+
     fp = record["backbone"]
+    backbone_name = fp.get("name_or_path") or "<the backbone's hub name or folder>"
+    revision = f", revision={fp['revision']!r}" if fp.get("revision") else ""
     lines = [
+        card_header(name=record["name"], backbone=fp, tags=["knowledge-plugin", record["kind"]], card=card).rstrip("\n"),
         f"# {record['name']} ({record['kind']} plug-in)",
         "",
         card.get("summary", "A kadapt knowledge plug-in for a frozen encoder."),
         "",
         "## Backbone",
+        f"- name: `{backbone_name}`" + (f" (Hub revision `{fp['revision']}`)" if fp.get("revision") else ""),
         f"- model type: {fp.get('model_type')}, hidden {fp.get('hidden_size')}, layers {fp.get('num_layers')}",
         f"- weights sha256: `{fp.get('weights_sha256')}`",
         f"- tokenizer sha256: `{fp.get('tokenizer_sha256')}`",
@@ -327,9 +334,8 @@ def render_card(record: dict, card: dict) -> str:
         "",
         "## How to load",
         "```python",
-        "from kadapt import FrozenBackbone, load_plugin",
-        "backbone = FrozenBackbone.from_pretrained('<the backbone above>')",
-        "plugin = load_plugin('<this folder>', backbone).plugin",
+        "from kadapt import KnowledgeModel",
+        f"model = KnowledgeModel.from_pretrained({backbone_name!r}{revision}, plugins=['<this folder or repo id>'])",
         "```",
         "",
         f"Written by {record['created_by']}, plug-in format version {record['format_version']}.",

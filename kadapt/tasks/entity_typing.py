@@ -14,6 +14,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from kadapt.data.encoding import LabelVocab, _check_fast, _tokenize
+from kadapt.data.markup import mention_span
 from kadapt.data.records import EntityTypingExample
 from kadapt.core.errors import DataError
 from kadapt.core.objective import (
@@ -93,6 +94,8 @@ class EntityTyping(Objective):
 
     def encode(self, record: EntityTypingExample, tokenizer, max_length: int) -> dict:
         feats = encode_entity_typing(record, tokenizer, max_length)
+        if record.labels is None:  # a raw text to predict (model.predict), no gold
+            return feats
         target = [0.0] * len(self.vocab)
         for label in record.labels:
             target[self.vocab.id(label, record.source)] = 1.0
@@ -125,3 +128,13 @@ class EntityTyping(Objective):
 
     def config_dict(self) -> dict:
         return {"labels": self.vocab.to_list(), "dropout": self._dropout_p, "threshold": self.threshold}
+
+    def text_record(self, text: str, label=None, source: str = "text") -> EntityTypingExample:
+        """``... @ mention @ ...`` → a typing record; ``label``: the gold type list (None: predict)."""
+        plain, span = mention_span(text, source)
+        return EntityTypingExample(plain, span, None if label is None else tuple(label), source)
+
+    def scores(self, logits: torch.Tensor, batch: dict) -> list:
+        """The probability of every type, {type: sigmoid(logit)} per example (multi-label)."""
+        labels = self.vocab.to_list()
+        return [dict(zip(labels, row)) for row in logits.float().sigmoid().tolist()]

@@ -14,6 +14,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from kadapt.data.encoding import LabelVocab, encode_relation
+from kadapt.data.markup import relation_spans
 from kadapt.data.records import RelationExample
 from kadapt.core.objective import Objective, ObjectiveOutput, register_objective, safe_div
 
@@ -54,8 +55,14 @@ class RelationClassification(Objective):
 
     def encode(self, record: RelationExample, tokenizer, max_length: int) -> dict:
         feats = encode_relation(record, tokenizer, max_length, linking=self.linking)
-        feats["labels"] = self.vocab.id(record.label, record.source)
+        if record.label is not None:  # None: a raw text to predict (model.predict), no gold
+            feats["labels"] = self.vocab.id(record.label, record.source)
         return feats
+
+    def text_record(self, text: str, label=None, source: str = "text") -> RelationExample:
+        """``@ subject @ ... # object #`` (or ``<e1>…</e1> … <e2>…</e2>``) → a relation record."""
+        plain, subj, obj = relation_spans(text, source)
+        return RelationExample(plain, subj, obj, label, source)
 
     def forward(self, features: torch.Tensor, batch: dict) -> ObjectiveOutput:
         pair = torch.cat([self._entity(features, batch, "subj"), self._entity(features, batch, "obj")], dim=-1)

@@ -10,7 +10,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from kadapt.data.encoding import LabelVocab
-from kadapt.data.records import SentencePairExample
+from kadapt.data.records import SentencePairExample, gold_is_optional
 from kadapt.core.errors import DataError
 from kadapt.core.objective import (
     Objective,
@@ -41,12 +41,21 @@ class SentenceClassification(Objective):
         return sorted({r.label for r in records if r.label is not None})
 
     def encode(self, record: SentencePairExample, tokenizer, max_length: int) -> dict:
-        if record.label is None:
+        if record.label is None and not gold_is_optional():
             raise DataError(record.source or "<example>", None, "example has no label")
         enc = tokenizer(record.text_a, record.text_b, truncation=True, max_length=max_length)
         lang = XNLI_LANGUAGES.index(record.language) if record.language in XNLI_LANGUAGES else -1
-        return {"input_ids": list(enc["input_ids"]), "labels": self.vocab.id(record.label, record.source),
-                "lang_id": lang}
+        feats = {"input_ids": list(enc["input_ids"]), "lang_id": lang}
+        if record.label is not None:
+            feats["labels"] = self.vocab.id(record.label, record.source)
+        return feats
+
+    def text_record(self, text: str, label=None, source: str = "text") -> SentencePairExample:
+        """A sentence, or a pair as ``(text_a, text_b)``; no markup needed."""
+        text_a, text_b = (text, None) if isinstance(text, str) else tuple(text)
+        if not str(text_a).strip():
+            raise DataError(source, None, "empty text")
+        return SentencePairExample(text_a, text_b, label, source=source)
 
     def forward(self, features: torch.Tensor, batch: dict) -> ObjectiveOutput:
         logits = self.classifier(self.dropout(features[:, 0]))
