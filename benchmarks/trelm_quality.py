@@ -298,6 +298,9 @@ def main() -> int:
     ap.add_argument("--rc-limit", type=int, default=600, help="RC train sentences (half as many test ones)")
     ap.add_argument("--rc-epochs", type=int, default=3)
     ap.add_argument("--only", choices=("lama", "rc"), default=None)
+    ap.add_argument("--rc-rows", nargs="*", choices=RC_ROWS, default=list(RC_ROWS),
+                    help="RC rows to run (the runs of the others are read when present)")
+    ap.add_argument("--aggregate-only", action="store_true", help="compute nothing: aggregate the finished runs")
     ap.add_argument("--prepare-only", action="store_true", help="write the infusion and RC data, then stop "
                     "(run once before per-seed processes in parallel)")
     ap.add_argument("overrides", nargs="*", help="recipe overrides for every infusion (and the untrained mask's config)")
@@ -320,23 +323,25 @@ def main() -> int:
         (args.work / "prepared").write_text("")
     if args.prepare_only:
         return 0
-    settings = {k: (str(v) if isinstance(v, Path) else v) for k, v in vars(args).items() if k not in ("out", "only", "prepare_only", "seeds")}
+    settings = {k: (str(v) if isinstance(v, Path) else v) for k, v in vars(args).items() if k not in ("out", "only", "prepare_only", "seeds", "aggregate_only", "rc_rows")}
     settings.update(probe_training_sentences=len(texts),
                     infused_facts=sum(len(g["infused"]) for g in groups.values()),
                     held_out_facts=sum(len(g["held_out"]) for g in groups.values()))
     lama: dict = {}
     rc: dict = {}
     for seed in args.seeds:
-        if args.only in (None, "lama"):
-            for arm in LAMA_ARMS:
-                lama.setdefault(arm, []).append(cached(args.work / f"lama_{arm}_s{seed}.json",
-                                                       lambda: lama_run(args, backbone, groups, texts, arm, seed)))
-                print(f"lama {arm} seed {seed}: {lama[arm][-1]['summary_percent']['all']}", flush=True)
-        if args.only in (None, "rc"):
-            for row in RC_ROWS:
-                rc.setdefault(row, []).append(cached(args.work / f"rc_{row}_s{seed}.json",
-                                                     lambda: rc_run(args, backbone, groups, rc_dirs, row, seed)))
-                print(f"rc {row} seed {seed}: {rc[row][-1]['test_accuracy']:.4f}", flush=True)
+        runs = [("lama", arm, lambda arm=arm: lama_run(args, backbone, groups, texts, arm, seed)) for arm in LAMA_ARMS
+                if args.only in (None, "lama")]
+        runs += [("rc", row, lambda row=row: rc_run(args, backbone, groups, rc_dirs, row, seed)) for row in RC_ROWS
+                 if args.only in (None, "rc") and row in args.rc_rows]
+        for task, name, compute in runs:
+            path = args.work / f"{task}_{name}_s{seed}.json"
+            if args.aggregate_only and not path.is_file():
+                continue
+            record = cached(path, compute)
+            (lama if task == "lama" else rc).setdefault(name, []).append(record)
+            shown = record["summary_percent"]["all"] if task == "lama" else record["test_accuracy"]
+            print(f"{task} {name} seed {seed}: {shown}", flush=True)
         if args.out:
             args.out.parent.mkdir(parents=True, exist_ok=True)
             args.out.write_text(json.dumps(aggregate(lama, rc, settings), indent=1) + "\n")
