@@ -116,7 +116,7 @@ def trelm_quality_lama(data: dict) -> str:
 def trelm_quality_rc(data: dict) -> str:
     """Relation classification test accuracy (%) on held-out T-REx facts, mean ± std and per seed."""
     labels = {"bare": "bare MiniLM", "untrained_mask": "untrained mask (same shape, never infused)",
-              "infused_mask": "infused mask (injection on)"}
+              "infused_mask": "infused mask (injection on)", "infused_mask_off": "infused mask (injection off)"}
     rows = []
     for row, label in labels.items():
         cell = data["relation_classification_test_accuracy"].get(row)

@@ -10,7 +10,8 @@ A. LAMA T-REx P@1 of infused facts vs held-out facts, before infusion and after 
    TRELM-modified backbone (MiniLM has no MLM head), here with the run's seed.
 B. Relation classification on held-out T-REx facts (``jaket_text.split_heldout``: sentences of
    heldout_facts.tsv split by fact into train/test): bare MiniLM / untrained mask (a TRELM plug-in of
-   the same shape, never infused: zero deltas) / infused mask (the injection-ON plug-in of the same seed).
+   the same shape, never infused: zero deltas) / infused mask (the injection-ON plug-in of the same seed)
+   / infused mask with injection OFF.
 
     PYTHONPATH=. nice -n 10 python benchmarks/trelm_quality.py --kg KG --work /tmp/trelm_quality \\
         --seeds 0 1 2 --out benchmarks/results/trelm_quality.json
@@ -39,7 +40,7 @@ import torch  # noqa: E402
 from benchmarks.trelm_lama import masked_states, probe, train_probe_head  # noqa: E402
 
 LAMA_ARMS = ("before", "inject_off", "inject_on")
-RC_ROWS = ("bare", "untrained_mask", "infused_mask")
+RC_ROWS = ("bare", "untrained_mask", "infused_mask", "infused_mask_off")
 KEYS = ("infused", "held_out", "infused_typed", "held_out_typed")
 
 
@@ -227,7 +228,8 @@ def rc_run(args, backbone, groups, rc_dirs, row: str, seed: int) -> dict:
     from kadapt.runs.recipe import recipe_from_dict
 
     plugin = {"bare": None, "untrained_mask": lambda: untrained_plugin(args, backbone, seed),
-              "infused_mask": lambda: infused_plugin(args, backbone, groups, "inject_on", seed)[0]}[row]
+              "infused_mask": lambda: infused_plugin(args, backbone, groups, "inject_on", seed)[0],
+              "infused_mask_off": lambda: infused_plugin(args, backbone, groups, "inject_off", seed)[0]}[row]
     plugin_dir = plugin() if plugin else None
     out = args.work / f"rc_{row}_s{seed}"
     recipe = {"kind": "finetune", "name": f"trelm-quality-rc-{row}-s{seed}", "backbone": {"name_or_path": str(args.minilm)},
