@@ -297,7 +297,25 @@ def _card_notes(plugin_dir: Path) -> list[str]:
             if any(k in line for k in ("KG injection", "selected", "long-tail"))] if card.is_file() else []
 
 
-def aggregate(lama: dict, rc: dict, settings: dict, baselines: dict) -> dict:
+def delta_size(backbone, plugin_dir: Path) -> float:
+    """‖Δ‖ / ‖W‖ over every layer: the infused deltas (W_in rows, b_in, W_out columns of the selected
+    neurons) relative to the backbone's own weights at those entries (Frobenius norms, all layers)."""
+    from safetensors.torch import load_file
+
+    from kadapt.plugins.trelm.ffn import ffn_blocks
+
+    tensors = load_file(str(plugin_dir / "model.safetensors"))
+    delta = base = 0.0
+    for layer, block in enumerate(ffn_blocks(backbone.model)):
+        idx = tensors[f"delta.neurons_{layer}"]
+        for name, weight in (("in_weight", block.input_linear.weight[idx]), ("in_bias", block.input_linear.bias[idx]),
+                             ("out_weight", block.output_linear.weight[:, idx])):
+            delta += float(tensors[f"delta.{name}.{layer}"].pow(2).sum())
+            base += float(weight.pow(2).sum())
+    return round((delta / base) ** 0.5, 6)
+
+
+def aggregate(lama: dict, rc: dict, settings: dict, baselines: dict, backbone=None) -> dict:
     summary = {}
     for arm, runs in lama.items():
         summary[arm] = {}
@@ -309,6 +327,9 @@ def aggregate(lama: dict, rc: dict, settings: dict, baselines: dict) -> dict:
         summary[arm]["probe_loss_last_4096_tokens"] = [r["probe_loss_last_4096_tokens"] for r in runs]
         if arm != "before":
             summary[arm]["infusion_seconds"] = [r["infusion_seconds"] for r in runs]
+            if backbone is not None:
+                summary[arm]["delta_norm_relative_to_weights"] = [
+                    delta_size(backbone, Path(settings["work"]) / f"infusion_{arm}_s{r['seed']}" / "plugin") for r in runs]
             summary[arm]["card"] = [_card_notes(Path(settings["work"]) / f"infusion_{arm}_s{r['seed']}" / "plugin")
                                     for r in runs]
     rows = {row: {**mean_std([r["test_accuracy"] for r in runs]), "seeds": [r["seed"] for r in runs]}
@@ -359,7 +380,8 @@ def main() -> int:
         (args.work / "prepared").write_text("")
     if args.prepare_only:
         return 0
-    settings = {k: (str(v) if isinstance(v, Path) else v) for k, v in vars(args).items() if k not in ("out", "only", "prepare_only", "seeds", "aggregate_only", "rc_rows")}
+    process_only = ("out", "only", "prepare_only", "seeds", "aggregate_only", "rc_rows")
+    settings = {k: (str(v) if isinstance(v, Path) else v) for k, v in vars(args).items() if k not in process_only}
     settings.update(probe_training_sentences=len(texts),
                     infusion_sentences=sum(len(json.loads(line)["evidences"]) for f in (args.work / "infusion_data").glob("*.jsonl")
                                            for line in f.read_text().splitlines()),
@@ -382,7 +404,7 @@ def main() -> int:
             print(f"{task} {name} seed {seed}: {shown}", flush=True)
         if args.out:
             args.out.parent.mkdir(parents=True, exist_ok=True)
-            args.out.write_text(json.dumps(aggregate(lama, rc, settings, majority_baselines(groups, rc_dirs)), indent=1) + "\n")
+            args.out.write_text(json.dumps(aggregate(lama, rc, settings, majority_baselines(groups, rc_dirs), backbone), indent=1) + "\n")
     return 0
 
 
