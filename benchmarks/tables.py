@@ -89,6 +89,48 @@ def trelm_routing_agreement(data: dict) -> str:
     return _rows(header, ["---"] + ["---:"] * (len(shown) + 2), rows)
 
 
+def _mean_std(cell: dict, fmt: str = ".2f") -> str:
+    return f"{format(cell['mean'], fmt)} ± {format(cell['std'], fmt)}"
+
+
+def trelm_quality_lama(data: dict) -> str:
+    """LAMA T-REx P@1 (%), mean over relations, mean ± std over seeds, per arm and relation type."""
+    labels = {"before": "before infusion", "inject_off": "after, injection off", "inject_on": "after, injection on"}
+    rows = []
+    for arm, label in labels.items():
+        summary = data["lama_p_at_1_percent"].get(arm)
+        if summary is None:
+            continue
+        for kind in ("all", "N-1", "N-M"):
+            cell = summary[kind]
+            rows.append([label, f"{kind} ({cell['relations']})", str(len(summary["seeds"]))]
+                        + [_mean_std(cell[key]) for key in ("infused", "held_out", "infused_typed", "held_out_typed")])
+    majority = data["baselines"]["lama_majority_object_percent"]["all"]
+    rows.append(["majority object of the relation (no model)", f"all ({majority['relations']})", "—"]
+                + [f"{majority[key]:.2f}" for key in ("infused", "held_out", "infused_typed", "held_out_typed")])
+    header = ["model", "relations", "seeds", "P@1 infused facts", "P@1 held-out facts", "typed P@1 infused",
+              "typed P@1 held-out"]
+    return _rows(header, ["---", "---", "---:"] + ["---:"] * 4, rows)
+
+
+def trelm_quality_rc(data: dict) -> str:
+    """Relation classification test accuracy (%) on held-out T-REx facts, mean ± std and per seed."""
+    labels = {"bare": "bare MiniLM", "untrained_mask": "untrained mask (same shape, never infused)",
+              "infused_mask": "infused mask (injection on)", "infused_mask_off": "infused mask (injection off)"}
+    rows = []
+    for row, label in labels.items():
+        cell = data["relation_classification_test_accuracy"].get(row)
+        if cell is None:
+            continue
+        percent = {"mean": 100 * cell["mean"], "std": 100 * cell["std"]}
+        rows.append([label, str(len(cell["seeds"])), _mean_std(percent, ".1f"),
+                     " / ".join(f"{100 * v:.1f}" for v in cell["per_seed"])])
+    majority = data["baselines"]["rc_majority_relation"]
+    rows.append([f"majority relation ({majority['relation']}, no model)", "—",
+                 f"{100 * majority['test_accuracy']:.1f}", "—"])
+    return _rows(["model", "seeds", "test accuracy (%)", "per seed"], ["---", "---:", "---:", "---:"], rows)
+
+
 def xlmk_mpararel(data: dict) -> str:
     langs = data["settings"]["languages"].split(",")
     columns = ("majority", "before:features", "after:features", "after:projection")
@@ -129,6 +171,8 @@ RENDERERS = {
     "trelm-lama-typed": (trelm_lama_typed, "trelm_lama"),
     "trelm-efficiency": (trelm_efficiency, "trelm_efficiency"),
     "trelm-routing-agreement": (trelm_routing_agreement, "trelm_routing_agreement"),
+    "trelm-quality-lama": (trelm_quality_lama, "trelm_quality"),
+    "trelm-quality-rc": (trelm_quality_rc, "trelm_quality"),
     "xlmk-mpararel": (xlmk_mpararel, "xlmk_mpararel"),
     "ud-pos-multilingual": (ud_pos_multilingual, "ud_pos_multilingual_small"),
     "raw-text-uas": (raw_text_uas, "raw_text_uas"),

@@ -56,7 +56,12 @@ def test_plugin_switches_are_config_fields():
     assert DependencyHeadPrediction(8).config_dict()["head"] == "paper"
     assert {"refresh_memory", "fanouts"} <= _switches(_section("JAKET")) <= fields[JaketConfig]
     assert JaketConfig().refresh_memory is False
-    assert _switches(_section("TRELM")) == {"reselect_every"} and TRELMConfig().reselect_every == 100
+    assert _switches(_section("TRELM")) <= fields[TRELMConfig]
+    assert {"routing", "inject_kg", "inject_long_tail", "long_tail_max_count", "routing_warmup_steps"} <= _switches(
+        _section("TRELM"))
+    trelm = TRELMConfig()
+    assert (trelm.routing, trelm.attribution, trelm.ig_steps, trelm.routing_warmup_steps) == ("per_batch", "ig", 20, 50)
+    assert trelm.inject_long_tail is True and trelm.long_tail_max_count == 10 and trelm.inject_kg == ""
 
 
 def test_recipe_keys_named_in_the_tables_exist():

@@ -5,7 +5,8 @@ evidence. Every token of the target entity is replaced by the mask token; the mo
 The target is the object (tail from head + relation), or with ``inject_both_directions`` (default, the
 paper's "vice versa") the subject for a fixed half of the sentences (:func:`predicts_head`). During
 training with ``inject_si_targets`` the plug-in marks the SI-important rows (``batch["si_important"]``)
-and CKA counts only their targets.
+and CKA counts only their targets. Every token also carries its word's key and index (``word_keys`` /
+``word_ids``, :func:`long_tail.word_features`) for the long-tail words of the memory bank.
 
 * CKA (eq. 2): at each object token, ``f(h, y) = t(h)·E_y + b_y`` (``t`` = the MLM head's transform,
   ``E`` = the backbone's input word embeddings, ``b`` = the head's output bias); cross-entropy of the
@@ -34,6 +35,7 @@ from torch import nn
 
 from kadapt.data.records import RelationExample
 from kadapt.core.errors import DataError, KadaptError
+from kadapt.plugins.trelm.long_tail import word_features
 from kadapt.core.objective import (
     Objective,
     ObjectiveOutput,
@@ -104,7 +106,8 @@ def encode_trelm(record: RelationExample, tokenizer, max_length: int, mlm_probab
         elif draw < 0.9:
             ids[t] = rng.randrange(len(tokenizer))
     return {"input_ids": ids, "mlm_labels": mlm, "cka_labels": cka, "subj_start": subj[0], "subj_end": subj[1],
-            "subj_key": entity_key(text[record.subj_span[0]:record.subj_span[1]]), "rel_key": entity_key(record.label)}
+            "subj_key": entity_key(text[record.subj_span[0]:record.subj_span[1]]), "rel_key": entity_key(record.label),
+            **word_features(enc, text)}
 
 
 class MaskedLMHead(nn.Module):

@@ -8,7 +8,8 @@ backbone itself with the deltas hooked in (``forward(pass_)`` → ``inside_featu
   sentence and of the sentence with the subject replaced by the mask token; the ``important_fraction``
   of the batch with the highest SI are important;
 * mixes the memory bank into the input embeddings of those subjects (eq. 7, λ decaying per epoch,
-  eq. 8) and updates the bank from its own outputs (eq. 4–6);
+  eq. 8) and updates the bank from its own outputs (eq. 4–6); with ``inject_long_tail`` the same for the
+  long-tail words of the sentence (§3.4 "Input"; :mod:`long_tail`, a word table of its own);
 * recomputes the knowledge path by attributing the objective's knowledge probability (eq. 9–12):
   ``routing: per_batch`` (the paper: every optimizer step, on that step's batch) or ``periodic`` (every
   ``reselect_every`` steps); ``attribution: ig`` (eq. 11, m = ``ig_steps``) or ``grad_x_act`` (the
@@ -32,6 +33,7 @@ from kadapt.core.plugin import Pass, Plugin, PluginConfig, StepInfo
 from kadapt.plugins.trelm.attribution import gradient_x_activation, integrated_gradients, select_neurons
 from kadapt.plugins.trelm.fresh_adam import FreshNeuronAdam
 from kadapt.plugins.trelm.knowledge import KGInjection, injection_embedding
+from kadapt.plugins.trelm.long_tail import IGNORE, WordCounts, WordSpans, mix_words, span_means, word_spans
 from kadapt.kg.readers import read_kg
 from kadapt.plugins.trelm.mask_adapter import SparseFFNDelta
 from kadapt.plugins.trelm.objective import TRELMKnowledgeObjective
@@ -78,6 +80,12 @@ class TRELMConfig(PluginConfig):
     inject_si_targets: bool = field(default=True, metadata={
         "help": "CKA loss only at the target entities of the rows SI (eq. 1) marks important (paper: SI chooses "
                 "the target entities); false = at every row's target."})
+    inject_long_tail: bool = field(default=True, metadata={
+        "help": "Long-tail words enter the memory bank (paper §3.4 'Input'): a word counted at most long_tail_max_count "
+                "times over the corpus (counted in the first epoch) is mixed by eq. 7 (h = E_p) and updated by eq. 4-6 "
+                "like an important entity, in a memory table of its own; false = entities only."})
+    long_tail_max_count: int = field(default=10, metadata={
+        "help": "A word is long-tail when it occurs at most this many times in the corpus (not given in the paper)."})
     inject_kg_format: str = field(default="auto", metadata={"help": "Format of inject_kg (auto, kgbert, codex, ...)."})
     inject_entity: bool = field(default=True, metadata={"help": "With inject_kg: the KG entity vector enters h_e (paper)."})
     inject_relation: bool = field(default=True, metadata={
@@ -120,11 +128,24 @@ class TRELMPlugin(Plugin):
         if config.routing_warmup_steps < 0 or config.reselect_every < 0:
             raise KadaptError(f"trelm config: routing_warmup_steps and reselect_every must be >= 0, got "
                               f"{config.routing_warmup_steps} and {config.reselect_every}")
+        if config.long_tail_max_count < 1:
+            raise KadaptError(f"trelm config: long_tail_max_count must be >= 1 (occurrences in the corpus), got "
+                              f"{config.long_tail_max_count}")
         if config.memory_window < 0:
             raise KadaptError(f"memory_window must be >= 0, got {config.memory_window}")
-        self.delta = SparseFFNDelta(spec.hidden_size, spec.intermediate_size, config.counts(spec.num_layers))
+        counts = config.counts(spec.num_layers)
+        if not any(counts):
+            raise KadaptError(f"trelm config: neurons_per_layer selects no neuron in any layer ({list(config.neurons_per_layer)}):"
+                              f" the knowledge path would be empty and the plug-in would train nothing"
+                              f"{' (the injected knowledge would reach no trainable weight)' if config.inject_kg else ''}")
+        self.delta = SparseFFNDelta(spec.hidden_size, spec.intermediate_size, counts)
         self.memory = KnowledgeMemoryBank(config.memory_slots, spec.hidden_size, config.memory_gamma)
         self.fresh = FreshNeuronAdam(self.delta)
+        # long-tail words: a memory table of their own and exact corpus counts (first epoch)
+        self.word_memory = (KnowledgeMemoryBank(config.memory_slots, spec.hidden_size, config.memory_gamma)
+                            if config.inject_long_tail else None)
+        self.word_counts = WordCounts()
+        self.long_tail_stats = {"word_occurrences_mixed": 0}
         self.injection: KGInjection | None = None  # built from inject_kg at the first training pass
         self.injection_stats = {"batches_without_important_entity": 0}
         self.register_buffer("selections", torch.zeros((), dtype=torch.long))  # re-selections done
@@ -157,16 +178,25 @@ class TRELMPlugin(Plugin):
                f"{self.injection.skipped_entities if self.injection is not None else 0}; batches without an "
                f"important entity: {self.injection_stats['batches_without_important_entity']}"]
               if self.config.inject_kg else []),
+            *([f"long-tail words in the memory bank (at most {self.config.long_tail_max_count} occurrences in the "
+               f"corpus): {len(self.word_counts.counts)} distinct words counted, "
+               f"{int(self.word_memory.seen.sum())} word memory slots filled"] if self.word_memory is not None else []),
         ]
 
     def extra_tensors(self) -> dict[str, torch.Tensor]:
         """The memory bank's seen slots (sparse): ``memory.safetensors`` and training checkpoints."""
-        return {**self.memory.tensors(), **self.fresh.tensors()}
+        words = {}
+        if self.word_memory is not None:
+            words = {**{f"word_{k}": v for k, v in self.word_memory.tensors().items()}, **self.word_counts.tensors()}
+        return {**self.memory.tensors(), **self.fresh.tensors(), **words}
 
     def load_extra_tensors(self, tensors) -> None:
         tensors = dict(tensors)
         self.memory.load_tensors(tensors)
         self.fresh.load_tensors(tensors)
+        if self.word_memory is not None and "word_slots" in tensors:  # folders written before long-tail words: none
+            self.word_memory.load_tensors({k[len("word_"):]: v for k, v in tensors.items() if k.startswith("word_")})
+            self.word_counts.load_tensors(tensors)
 
     @property
     def current_lambda(self) -> float:
@@ -182,15 +212,49 @@ class TRELMPlugin(Plugin):
         hidden = backbone.embed(input_ids, attention_mask=attention_mask)
         use_memory = (self.training and batch is not None and "subj_key" in batch
                       and (self.current_lambda > 0 or bool(self.config.inject_kg) or self.config.inject_si_targets))
+        words = None
         if use_memory:
             hidden, initial = self._mix_memory(backbone, input_ids, attention_mask, hidden, batch, plain_last)
+            hidden, words = self._mix_long_tail(hidden, batch)
         with self.delta.installed(backbone.model):
             out = backbone.run_layers(hidden, 0, backbone.spec.num_layers, attention_mask)
         if use_memory:
             context = window_mean(out.detach(), attention_mask, batch["subj_start"], batch["subj_end"],
                                   self.config.memory_window)
             self.memory.update(batch["subj_key"], context, out.detach()[:, 0], initial)
+            if words is not None:
+                self._update_long_tail(out.detach(), attention_mask, *words)
         return out
+
+    def _mix_long_tail(self, hidden: torch.Tensor, batch: dict) -> tuple[torch.Tensor, tuple | None]:
+        """Count the batch's words (first epoch) and mix the memory into its usable long-tail words
+        (``long_tail.py``); returns the mixed input and (spans, initial) for the update after the pass."""
+        if self.word_memory is None or "word_keys" not in batch:
+            return hidden, None
+        spans = word_spans(batch["word_ids"], batch["word_keys"])
+        if self.epoch == 0:
+            self.word_counts.observe(spans.keys)
+        blocked = self._subject_mask(batch, hidden.shape[1]) | (batch["cka_labels"] != IGNORE)
+        if "mlm_labels" in batch:
+            blocked |= batch["mlm_labels"] != IGNORE
+        index = spans.token_mask(hidden.shape[:2])
+        hit = index[blocked & (index >= 0)]
+        usable = torch.ones(len(spans), dtype=torch.bool, device=hidden.device)
+        usable[hit] = False
+        chosen = spans.select(usable & (self.word_counts.of(spans.keys) <= self.config.long_tail_max_count))
+        initial = span_means(hidden.detach(), chosen)
+        local, glob = self.word_memory.lookup(chosen.keys, initial)
+        self.long_tail_stats["word_occurrences_mixed"] += len(chosen)
+        return mix_words(hidden, chosen, local, glob, self.current_lambda), (chosen, initial)
+
+    def _update_long_tail(self, out: torch.Tensor, attention_mask: torch.Tensor, spans: WordSpans,
+                          initial: torch.Tensor) -> None:
+        """Eq. 4–6 for each mixed long-tail word: the ±k window around it and its sentence's [CLS] state."""
+        if not len(spans):
+            return
+        rows = spans.rows
+        context = window_mean(out[rows], attention_mask[rows], spans.start, spans.end, self.config.memory_window)
+        self.word_memory.update(spans.keys, context, out[rows, 0], initial)
 
     def _subject_mask(self, batch: dict, length: int) -> torch.Tensor:
         positions = torch.arange(length, device=batch["subj_start"].device)[None, :]

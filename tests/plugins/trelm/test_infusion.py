@@ -43,9 +43,12 @@ def test_infuse_then_finetune(world, backbone_dir, tmp_path, caplog):
 
     ages = load_file(str(plugin_dir / "memory.safetensors"))
     # the fresh-Adam hooks ran on the loop's (accelerate-wrapped) optimizer: a neuron's age is the number of
-    # optimizer steps since it was selected at step 0, 3 or 6 of the 8
+    # optimizer steps since it was selected at step 0, 3 or 6 of the 8; which earlier neurons survive step 6's
+    # selection varies with the run's context (alone {2, 5}, in the whole suite {2, 8} with long-tail words
+    # on), the new ones of step 6 (age 2) are always there
     seen = set(ages["neuron_age.0"].tolist()) | set(ages["neuron_age.1"].tolist())
-    assert seen <= {2, 5, 8} and 8 in seen
+    assert seen <= {2, 5, 8} and 2 in seen
+    assert ages["word_counts"].sum() > 0  # long-tail words were counted (inject_long_tail, the default)
     losses = train_losses(tmp_path / "run")
     assert losses[-1] < losses[0]
     assert tree_digest(backbone_dir) == backbone_files  # the backbone's files are never written

@@ -203,13 +203,17 @@ def test_save_is_sparse_and_reload_is_bit_identical(backbone, tmp_path):
     assert keys == sorted([f"delta.{kind}.{i}" for kind in ("in_weight", "in_bias", "out_weight") for i in (0, 1)]
                           + ["delta.neurons_0", "delta.neurons_1", "selections"])
     loaded = load_plugin(out, backbone)
-    assert set(loaded.memory) == {"slots", "local", "global_sum", "global_count", "neuron_age.0", "neuron_age.1"}
+    assert set(loaded.memory) == {"slots", "local", "global_sum", "global_count", "neuron_age.0", "neuron_age.1",
+                                  "word_slots", "word_local", "word_global_sum", "word_global_count",
+                                  "word_count_keys", "word_counts"}  # + long-tail words (inject_long_tail)
     assert loaded.memory["slots"].numel() == len({r.text[r.subj_span[0]:r.subj_span[1]].lower() for r in RECORDS})
     model2 = KnowledgeModel(backbone, [loaded.plugin])
     with torch.no_grad():
         assert torch.equal(model2.features(batch["input_ids"], batch["attention_mask"]), feats)
-    loaded.plugin.memory.load_tensors(loaded.memory)
+    loaded.plugin.load_extra_tensors(loaded.memory)
     assert torch.equal(loaded.plugin.memory.local, plugin.memory.local)
+    assert torch.equal(loaded.plugin.word_memory.local, plugin.word_memory.local)
+    assert loaded.plugin.word_counts.counts == plugin.word_counts.counts and plugin.word_counts.counts
 
 
 def test_feature_layout_with_outside_plugin(backbone):
