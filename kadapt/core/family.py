@@ -177,7 +177,7 @@ def build_plugin(
         )
     try:
         return cls(config, spec)
-    except (PluginFormatError, ValueError) as err:  # a config value the backbone cannot take: name the file
+    except (KadaptError, ValueError) as err:  # a config value the plug-in or backbone cannot take: name the file
         if str(err).startswith(str(source)):
             raise
         raise PluginFormatError(f"{source}: {err}") from None

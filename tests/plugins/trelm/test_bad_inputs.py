@@ -74,19 +74,19 @@ def test_entity_without_a_kg_row_is_a_counted_skip(backbone, kg_dir):
 
 
 def test_ig_steps_zero_is_one_line(backbone):
-    assert _error(backbone, ig_steps=0) == ("trelm config: ig_steps must be >= 1 (m Riemann points of eq. 11; for the one-pass "
+    assert _error(backbone, ig_steps=0) == ("config: trelm config: ig_steps must be >= 1 (m Riemann points of eq. 11; for the one-pass "
                                   "proxy set attribution: grad_x_act), got 0")
 
 
 def test_empty_selection_with_injection_on(backbone, kg_dir):
     assert _error(backbone, neurons_per_layer=[0], inject_kg=str(kg_dir)) == (
-        "trelm config: neurons_per_layer selects no neuron in any layer ([0]): the knowledge path would be empty and "
+        "config: trelm config: neurons_per_layer selects no neuron in any layer ([0]): the knowledge path would be empty and "
         "the plug-in would train nothing (the injected knowledge would reach no trainable weight)")
     assert _error(backbone, neurons_per_layer=[0, 0]) == (
-        "trelm config: neurons_per_layer selects no neuron in any layer ([0, 0]): the knowledge path would be empty "
+        "config: trelm config: neurons_per_layer selects no neuron in any layer ([0, 0]): the knowledge path would be empty "
         "and the plug-in would train nothing")
     assert _error(backbone, important_fraction=0.0, inject_kg=str(kg_dir)) == (
-        "trelm config: inject_kg is set but important_fraction is 0: no entity position would receive knowledge "
+        "config: trelm config: inject_kg is set but important_fraction is 0: no entity position would receive knowledge "
         "(raise important_fraction or drop inject_kg)")
     # a batch in which SI marks no entity (round(0.4 * 1 row) = 0): counted, the batch trains without injection
     plugin = _plugin(backbone, kg_dir, important_fraction=0.4)
@@ -118,8 +118,8 @@ def _cli_recipe(tmp_path, world, backbone_dir, **config):
 def test_cli_prints_one_line_and_exits_2(world, backbone_dir, tmp_path, kg_dir, capsys):
     recipe = _cli_recipe(tmp_path, world, backbone_dir)
     assert main(["infuse", recipe, "plugin.config.ig_steps=0"]) == 2
-    assert _cli_error(capsys.readouterr().err) == (
-        "trelm config: ig_steps must be >= 1 (m Riemann points of eq. 11; for the one-pass proxy set attribution: "
+    assert _cli_error(capsys.readouterr().err) == (  # the recipe file and key first
+        f"{recipe}: plugin.config: trelm config: ig_steps must be >= 1 (m Riemann points of eq. 11; for the one-pass proxy set attribution: "
         "grad_x_act), got 0")
     # the tiny world's relations are not in this KG: the first training pass stops with one line
     assert main(["infuse", recipe, f"plugin.config.inject_kg={kg_dir}", "--overwrite"]) == 2

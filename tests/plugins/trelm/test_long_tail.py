@@ -161,4 +161,4 @@ def test_word_memory_and_counts_round_trip(backbone):
 def test_long_tail_max_count_must_be_positive(backbone):
     with pytest.raises(KadaptError) as err:
         build_plugin("trelm", {"long_tail_max_count": 0}, backbone.spec)
-    assert str(err.value) == "trelm config: long_tail_max_count must be >= 1 (occurrences in the corpus), got 0"
+    assert str(err.value) == "config: trelm config: long_tail_max_count must be >= 1 (occurrences in the corpus), got 0"
