@@ -7,7 +7,8 @@ sample std over seeds, where a seed changes the INFUSION (plug-in init, data ord
 
 Per seed s: ``untrained_s<s>`` is a JAKET plug-in built with torch seed s and never infused (same shape);
 ``infusion_s<s>`` infuses one with ``jaket_pretraining`` (+MLM 0.5) on T-REx sentences whose fact IS a KG
-triple, training seed s (recipes/infuse/jaket_text_small.yaml at CPU size). The same three models serve:
+triple, training seed s (recipes/infuse/jaket_text_small.yaml, smaller: ``--infusion-limit`` 2000 sentences,
+max_length 64, one epoch). The same three models serve:
 
 * ``rc``: relation classification on T-REx sentences of facts held OUT of the KG (heldout_facts.tsv),
   split by fact 70/30 into train/test (ids kept: JAKET reads the subject/object entities through
@@ -20,8 +21,13 @@ triple, training seed s (recipes/infuse/jaket_text_small.yaml at CPU size). The 
   (LM1 memory + the plug-in's composition GAT, fine-tuned; no LM2) on WN18RR half B (the Table 3 half,
   a KG the plug-ins never saw); ``bare`` = linear classifier over the LM1 memory alone. Split seed s.
 
-Every cell (task, model, seed) writes ``OUT/<task>/<model>_s<seed>.json`` when it ends and is skipped
-when that file exists, so an interrupted run resumes; the results file is rewritten after each cell.
+Every cell (task, model, seed) writes ``OUT/<task>/<model>_s<seed>.json`` (with the settings it ran
+with) when it ends and is skipped when that file exists, so an interrupted run resumes; a cell written
+with other settings stops the run. The results file is rewritten after each cell. Processes with
+different ``--tasks`` may share one OUT (the infusions are shared; run them one at a time first);
+a last run with every task gathers all cells into the results file. Default sizes fit a shared 2-core
+CPU (about an hour for everything at 1/4 of a core); they are small, so differences of a few points are
+within seed noise -- read the std column.
 """
 from __future__ import annotations
 
@@ -264,6 +270,28 @@ def fewrel_kg_overlap(kg: Path) -> dict:
             "fact_in_kg": sum((h, r, t) in facts for r, h, t in items) / len(items)}
 
 
+def cell_settings(args, key: str) -> dict:
+    """What a cell's number depends on besides task, model and seed (a cached cell must match it)."""
+    task = key.split("@")[0]
+    own = {"rc": {"limit": args.limit, "epochs": args.epochs},
+           "fewrel": {"train_episodes": args.fewrel_train_episodes, "eval_episodes": args.fewrel_eval_episodes,
+                      "max_length": args.fewrel_max_length},
+           "ec": {"steps": args.ec_steps}}[task]
+    return {"infusion_limit": args.infusion_limit, **own}
+
+
+def checked_cell(path: Path, settings: dict) -> dict:
+    """A finished cell's JSON; one written with other settings stops the run (never mixed into a table)."""
+    from kadapt.core.errors import KadaptError
+    from kadapt.core.fileio import read_json
+
+    row = read_json(path)
+    if row.get("settings", settings) != settings:
+        raise KadaptError(f"{path}: cell ran with {row['settings']}, this run asks {settings}; "
+                          f"use another --out or delete the cell")
+    return row
+
+
 def run(args, backbone) -> dict:
     from kadapt.core.fileio import atomic_write_json, read_json
 
@@ -283,10 +311,10 @@ def run(args, backbone) -> dict:
                 if not done.exists():
                     started = time.perf_counter()
                     row = runner(backbone, plugin, args.out / folder / name, seed)
-                    row.update(seed=seed, seconds=round(time.perf_counter() - started, 1))
+                    row.update(seed=seed, seconds=round(time.perf_counter() - started, 1), settings=cell_settings(args, key))
                     atomic_write_json(done, row)
                     log.info("%s %s seed %d: test %.4f (%.0f s)", key, model, seed, row["test_accuracy"], row["seconds"])
-                runs[key][model].append(read_json(done))
+                runs[key][model].append(checked_cell(done, cell_settings(args, key)))
                 if args.result:
                     atomic_write_json(args.result, summarize(args, runs, infusions, extra))
     return summarize(args, runs, infusions, extra)
@@ -301,12 +329,12 @@ def main() -> int:
     ap.add_argument("--backbone", default=None, help="encoder folder (default: MiniLM)")
     ap.add_argument("--seeds", type=int, nargs="*", default=[0, 1, 2])
     ap.add_argument("--tasks", nargs="*", default=["rc", "fewrel", "ec"], choices=["rc", "fewrel", "ec"])
-    ap.add_argument("--limit", type=int, default=600, help="RC training sentences")
-    ap.add_argument("--epochs", type=int, default=3, help="RC epochs")
+    ap.add_argument("--limit", type=int, default=300, help="RC training sentences")
+    ap.add_argument("--epochs", type=int, default=2, help="RC epochs")
     ap.add_argument("--infusion-limit", type=int, default=2000, help="T-REx sentences read by each infusion")
-    ap.add_argument("--fewrel-train-episodes", type=int, default=300)
-    ap.add_argument("--fewrel-eval-episodes", type=int, default=200)
-    ap.add_argument("--fewrel-max-length", type=int, default=128)
+    ap.add_argument("--fewrel-train-episodes", type=int, default=100)
+    ap.add_argument("--fewrel-eval-episodes", type=int, default=100)
+    ap.add_argument("--fewrel-max-length", type=int, default=96)
     ap.add_argument("--ec-steps", type=int, default=300)
     ap.add_argument("--ec-fractions", type=float, nargs="*", default=[1.0, 0.05])
     ap.add_argument("--result", type=Path, default=None)
