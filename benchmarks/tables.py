@@ -164,11 +164,11 @@ def kadapter_import(data: dict) -> str:
     return _rows(["kadapt input", "compared with", "max abs diff (fp32)"], ["---", "---", "---:"], rows)
 
 
-def _mean_std(row: dict | None) -> str:
+def _jaket_mean_std(row: dict | None) -> str:
     return "—" if not row else f"{100 * row['mean']:.1f} ± {100 * row['std']:.1f}"
 
 
-def _test_coverage(row: dict | None) -> str:
+def _jaket_coverage(row: dict | None) -> str:
     cov = [r["linking"]["test"] for r in (row or {}).get("runs", []) if (r.get("linking") or {}).get("test")]
     if not cov:
         return "—"
@@ -183,9 +183,9 @@ def jaket_text(data: dict) -> str:
     columns = [("rc", "(a) RC, held-out T-REx facts"), ("fewrel", "(b) FewRel 5-way 1-shot")]
     rows = []
     for model in ("bare", "untrained JAKET", "infused JAKET"):
-        cells = [_mean_std(tasks.get(key, {}).get("rows", {}).get(model)) for key, _ in columns]
-        cells.append(_test_coverage(tasks.get("fewrel", {}).get("rows", {}).get(model)))
-        cells += [_mean_std(tasks[key]["rows"].get(model)) for key in ec]
+        cells = [_jaket_mean_std(tasks.get(key, {}).get("rows", {}).get(model)) for key, _ in columns]
+        cells.append(_jaket_coverage(tasks.get("fewrel", {}).get("rows", {}).get(model)))
+        cells += [_jaket_mean_std(tasks[key]["rows"].get(model)) for key in ec]
         seeds = {len(t["rows"][model]["runs"]) for t in tasks.values() if model in t["rows"]}
         rows.append([model] + cells + ["/".join(str(n) for n in sorted(seeds)) or "0"])
     header = ["model", *[title for _, title in columns], "(b) coverage ≥1/all (%)",
