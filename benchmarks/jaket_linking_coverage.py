@@ -4,9 +4,11 @@ precision / recall on gold mentions, against the Wikidata-linked KG of `kadapt k
     python benchmarks/jaket_linking_coverage.py --kg KG_DIR [--limit 3000] [--out benchmarks/results/jaket_linking.json]
 
 Data: FewRel val_wiki (h/t Wikidata ids), LAMA T-REx evidence sentences of the facts HELD OUT of the KG
-(heldout_facts.tsv) and of the facts kept in it. Coverage = share of instances whose subject / object
-tokens got a KG entity: "any" (>= 1 of the two) and "both"; "ids" uses the records' ids only, "linker"
+(heldout_facts.tsv) and of the facts kept in it, Open Entity crowd test (a typed mention span, no id).
+Coverage = share of instances whose subject / object tokens got a KG entity: "any" (>= 1 of the two) and
+"both" (Open Entity: the one typed mention, so any = both); "ids" uses the records' ids only, "linker"
 the linker only (ids ignored), "ids+linker" the fine-tuning default (ids first, linker otherwise).
+Precision / recall need gold ids, so Open Entity has none.
 """
 from __future__ import annotations
 
@@ -30,14 +32,14 @@ from kadapt.plugins.jaket.text_linking import ALIAS_FILE, read_aliases  # noqa: 
 DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
 
 
-def coverage(records, tokenizer, rows, linker) -> dict:
+def coverage(records, tokenizer, rows, linker, encode=encode_relation) -> dict:
     out = {}
     for name, use_ids, lk in (("ids", True, None), ("linker", False, linker), ("ids+linker", True, linker)):
         linking = EntityLinking(rows, linker=lk, use_ids=use_ids)
         linking.start(name)
         for r in records:
             try:
-                encode_relation(r, tokenizer, 256, linking=linking)
+                encode(r, tokenizer, 256, linking=linking)
             except DataError:  # entity cut off by truncation: the instance is not encoded at all
                 linking.stats.drop("instance_truncated")
         cov = linking.stats.coverage()
@@ -49,13 +51,17 @@ def coverage(records, tokenizer, rows, linker) -> dict:
 def main() -> int:
     ap = argparse.ArgumentParser()
     ap.add_argument("--kg", required=True)
-    ap.add_argument("--tokenizer", default="sentence-transformers/all-MiniLM-L6-v2")
+    ap.add_argument("--tokenizer", default=None, help="default: the MiniLM encoder's")
     ap.add_argument("--limit", type=int, default=3000)
     ap.add_argument("--out")
     args = ap.parse_args()
     from transformers import AutoTokenizer
 
-    tokenizer = AutoTokenizer.from_pretrained(args.tokenizer)
+    from kadapt.core.paths import minilm_path
+    from kadapt.data.formats import read_records
+    from kadapt.tasks.entity_typing import encode_entity_typing
+
+    tokenizer = AutoTokenizer.from_pretrained(args.tokenizer or minilm_path())
     graph = read_kg(args.kg)
     rows = {e: i for i, e in enumerate(graph.entity_ids)}
     linker = DictionaryLinker.from_graph(graph, read_aliases(Path(args.kg) / ALIAS_FILE))
@@ -65,12 +71,16 @@ def main() -> int:
     trex = list(read_lama_trex_dir(DATA / "lama" / "TREx", policy=ErrorPolicy("skip")))
     trex_held = [r for r in trex if (r.subj_id, r.label, r.obj_id) in held][:args.limit]
     trex_kept = [r for r in trex if (r.subj_id, r.label, r.obj_id) not in held][:args.limit]
-    result = {"kg": str(args.kg), "kg_entities": graph.num_entities, "linker_names": len(linker.names),
+    typing = read_records("open_entity", DATA / "open_entity" / "crowd" / "test.json", skip)[:args.limit]
+    result = {"script": "benchmarks/jaket_linking_coverage.py", "kg": str(args.kg), "limit": args.limit,
+              "kg_entities": graph.num_entities, "linker_names": len(linker.names),
               "linker_ambiguous_names": linker.ambiguous, "data": {}}
     for name, records in (("fewrel_val_wiki", fewrel), ("trex_heldout_facts", trex_held), ("trex_kg_facts", trex_kept)):
         result["data"][name] = {"instances": len(records), "coverage": coverage(records, tokenizer, rows, linker),
                                 "linker_vs_gold": {k: round(v, 4) if isinstance(v, float) else v
                                                    for k, v in linker_scores(linker, records).items()}}
+    result["data"]["open_entity_crowd_test"] = {"instances": len(typing), "linker_vs_gold": None,
+                                                "coverage": coverage(typing, tokenizer, rows, linker, encode_entity_typing)}
     text = json.dumps(result, indent=2)
     print(text)
     if args.out:

@@ -164,6 +164,51 @@ def kadapter_import(data: dict) -> str:
     return _rows(["kadapt input", "compared with", "max abs diff (fp32)"], ["---", "---", "---:"], rows)
 
 
+def _jaket_mean_std(row: dict | None) -> str:
+    return "—" if not row else f"{100 * row['mean']:.1f} ± {100 * row['std']:.1f}"
+
+
+def _jaket_coverage(row: dict | None) -> str:
+    cov = [r["linking"]["test"] for r in (row or {}).get("runs", []) if (r.get("linking") or {}).get("test")]
+    if not cov:
+        return "—"
+    return "/".join(f"{100 * sum(c[k] for c in cov) / len(cov):.0f}" for k in ("any_linked", "all_linked"))
+
+
+def jaket_text(data: dict) -> str:
+    """bare / untrained / infused JAKET per task (test accuracy %, mean ± sample std over seeds); FewRel's
+    test linking coverage (% of pair rows with >= 1 / all 4 entities linked) beside it."""
+    tasks = data["tasks"]
+    ec = sorted((k for k in tasks if k.startswith("ec@")), key=lambda k: -float(k[3:]))
+    columns = [("rc", "(a) RC, held-out T-REx facts"), ("fewrel", "(b) FewRel 5-way 1-shot")]
+    rows = []
+    for model in ("bare", "untrained JAKET", "infused JAKET"):
+        cells = [_jaket_mean_std(tasks.get(key, {}).get("rows", {}).get(model)) for key, _ in columns]
+        cells.append(_jaket_coverage(tasks.get("fewrel", {}).get("rows", {}).get(model)))
+        cells += [_jaket_mean_std(tasks[key]["rows"].get(model)) for key in ec]
+        seeds = {len(t["rows"][model]["runs"]) for t in tasks.values() if model in t["rows"]}
+        rows.append([model] + cells + ["/".join(str(n) for n in sorted(seeds)) or "0"])
+    header = ["model", *[title for _, title in columns], "(b) coverage ≥1/all (%)",
+              *[f"(c) KG entity classification, {100 * tasks[k]['train_fraction']:g}% train" for k in ec], "seeds"]
+    return _rows(header, ["---"] + ["---:"] * (len(header) - 1), rows)
+
+
+def jaket_linking(data: dict) -> str:
+    """Linking coverage (% of instances with >= 1 / both entities linked) by reader ids, by the dictionary
+    linker alone and by both (the fine-tuning default), and the linker's P / R / F1 on gold mentions."""
+    rows = []
+    for name, part in data["data"].items():
+        cov, gold = part["coverage"], part["linker_vs_gold"]
+        scores = [f"{100 * gold[k]:.1f}" for k in ("precision", "recall", "f1")] + [f"{gold['gold_mentions']:,}"] \
+            if gold else ["—"] * 4  # no gold ids (Open Entity): nothing to score the linker against
+        rows.append([name, f"{part['instances']:,}"]
+                    + [f"{100 * cov[k]['any']:.1f} / {100 * cov[k]['both']:.1f}" for k in ("ids", "linker", "ids+linker")]
+                    + scores)
+    header = ["data set", "instances", "ids: ≥1 / both", "linker: ≥1 / both", "ids+linker: ≥1 / both",
+              "linker P", "linker R", "linker F1", "gold mentions"]
+    return _rows(header, ["---"] + ["---:"] * 8, rows)
+
+
 # table name -> (renderer, results file stem)
 RENDERERS = {
     "quickstart": (quickstart, "quickstart"),
@@ -177,6 +222,8 @@ RENDERERS = {
     "ud-pos-multilingual": (ud_pos_multilingual, "ud_pos_multilingual_small"),
     "raw-text-uas": (raw_text_uas, "raw_text_uas"),
     "kadapter-import": (kadapter_import, "kadapter_import"),
+    "jaket-text": (jaket_text, "jaket_text"),
+    "jaket-linking": (jaket_linking, "jaket_linking"),
 }
 
 

@@ -6,6 +6,10 @@ Open Entity code). Metrics (Ling & Weld 2012): strict accuracy (exact label set)
 loose micro precision / recall / F1; K-Adapter reports P, R and micro-F1 for Open Entity, i.e. the
 loose micro triple. The arithmetic lives in :func:`kadapt.metrics.scoring.typing_scores` (re-exported
 here), shared with the ``open_entity_f1`` and ``figer_f1`` metric modules.
+
+With a plug-in that links entity mentions (JAKET with ``plugin_options.jaket``), each input also gets
+``token_entities``: the linker's mentions in the marked sentence (the typed mention carries no id in
+Open Entity / FIGER), and the instance counts as linked when a token of the typed mention got a KG row.
 """
 from __future__ import annotations
 
@@ -15,6 +19,7 @@ from torch import nn
 
 from kadapt.data.encoding import LabelVocab, _check_fast, _tokenize
 from kadapt.data.markup import mention_span
+from kadapt.data.mentions import EntityLinking, token_entities
 from kadapt.data.records import EntityTypingExample
 from kadapt.core.errors import DataError
 from kadapt.core.objective import (
@@ -41,8 +46,10 @@ def mark_mention(text: str, span: tuple[int, int]) -> tuple[str, int, int]:
     return marked, len(prefix), len(prefix) + len(mention) + 3
 
 
-def encode_entity_typing(ex: EntityTypingExample, tokenizer, max_length: int) -> dict:
-    """``{"input_ids", "mention_pos"}``: tokens of the marked sentence and the first ``@`` token.
+def encode_entity_typing(ex: EntityTypingExample, tokenizer, max_length: int,
+                         linking: EntityLinking | None = None) -> dict:
+    """``{"input_ids", "mention_pos"}``: tokens of the marked sentence and the first ``@`` token (and
+    ``token_entities`` with ``linking``).
 
     A mention outside the text, an empty text, or a mention cut off by truncation is a
     :class:`DataError` naming ``ex.source``.
@@ -66,7 +73,13 @@ def encode_entity_typing(ex: EntityTypingExample, tokenizer, max_length: int) ->
             last = t
     if first < 0 or last < 0:
         raise DataError(where, None, f"mention cut off by truncation (max_length={max_length})")
-    return {"input_ids": list(enc["input_ids"]), "mention_pos": first}
+    out = {"input_ids": list(enc["input_ids"]), "mention_pos": first}
+    if linking is not None:
+        rows = token_entities(enc["offset_mapping"], enc["special_tokens_mask"], len(marked),
+                              linking.mentions(marked, []), linking.rows, linking.stats)
+        linking.stats.instance([any(r >= 0 for r in rows[first + 1:last])])
+        out["token_entities"] = rows
+    return out
 
 
 def _on(row: list[bool]) -> set[int]:
@@ -87,13 +100,23 @@ class EntityTyping(Objective):
         self._dropout_p = dropout
         self.dropout = nn.Dropout(dropout)
         self.classifier = nn.Linear(feature_size, len(labels))
+        self.linking = None  # the model's entity linking (token_entities for JAKET), set by bind
+
+    def bind(self, model) -> None:
+        """Encode ``token_entities`` when a plug-in of ``model`` links entity mentions."""
+        self.linking = model.entity_linking()
+
+    def prepare_records(self, records: list, split: str, seed: int) -> list:
+        if self.linking is not None:
+            self.linking.start(split)
+        return records
 
     @staticmethod
     def label_set(records: list) -> list[str]:
         return sorted({label for r in records for label in r.labels})
 
     def encode(self, record: EntityTypingExample, tokenizer, max_length: int) -> dict:
-        feats = encode_entity_typing(record, tokenizer, max_length)
+        feats = encode_entity_typing(record, tokenizer, max_length, linking=self.linking)
         if record.labels is None:  # a raw text to predict (model.predict), no gold
             return feats
         target = [0.0] * len(self.vocab)

@@ -6,6 +6,7 @@ import json
 import logging
 
 import pytest
+import torch
 
 from kadapt.core.errors import KadaptError
 from kadapt.data.encoding import encode_relation
@@ -126,11 +127,37 @@ def test_bad_mentions_are_counted_and_logged_once(caplog):
     assert stats.dropped == {"overlapping": 1, "outside_text": 1, "unknown_id": 1} and stats.linked == 2
     cut = token_entities(offsets[:3], special[:3], 23, [Mention(17, 23, "Q142")], rows(), stats)
     assert cut == [-1, -1, -1] and stats.dropped["truncated"] == 1
+    stats.instance([True, True])
+    stats.instance([False, True])
     with caplog.at_level(logging.INFO):
         stats.log_once()
         stats.log_once()
+    lines = [(r.levelname, r.getMessage()) for r in caplog.records if "entity linking" in r.getMessage()]
+    assert lines == [("WARNING", "entity linking dev: 2 instances, 100.0% with >=1 and 50.0% with every target "
+                                 "linked; 2/6 mentions linked; dropped: outside_text 1, overlapping 1, truncated 1, "
+                                 "unknown_id 1 (e.g. Q404)")]
+
+
+def test_link_bad_mentions_through_a_run_split_are_one_line_per_split(tiny_backbone, caplog):
+    """Reader records whose ids the KG lacks, and a linker that returns a span past the sentence and two
+    overlapping spans: every instance still encodes; each split logs exactly one line."""
+    def sloppy_linker(text):  # a span past the end of the text; "Paris" and "Par" overlap
+        return [Mention(len(text) + 2, len(text) + 7, "Q90"), Mention(14, 19, "Q90"), Mention(14, 17, "Q142")]
+
+    linking = EntityLinking(rows(), linker=sloppy_linker)
+    linking.start("train")
+    records = [RelationExample("Obama visited Paris in Hawaii .", (0, 5), (23, 29), "P1", "a", "Q404", "Q782"),
+               RelationExample("Obama visited Paris in Hawaii .", (0, 5), (23, 29), "P1", "b", "Q76", "Q782")]
+    feats = [encode_relation(r, tiny_backbone.tokenizer, 64, linking=linking) for r in records]
+    assert [sum(e >= 0 for e in f["token_entities"]) > 0 for f in feats] == [True, True]
+    linking.start("test")  # logs the train line
+    with caplog.at_level(logging.INFO):
+        report = linking.report()
+        linking.report()
+    assert report["train"]["dropped_outside_text"] == 2 and report["train"]["dropped_overlapping"] == 2
     lines = [r.getMessage() for r in caplog.records if "entity linking" in r.getMessage()]
-    assert len(lines) == 1 and "dropped: outside_text 1, overlapping 1, truncated 1, unknown_id 1 (e.g. Q404)" in lines[0]
+    assert lines == ["entity linking train: 2 instances, 100.0% with >=1 and 50.0% with every target linked; "
+                     "5/10 mentions linked; dropped: outside_text 2, overlapping 2, unknown_id 1 (e.g. Q404)"]
 
 
 def test_kg_entity_with_empty_description_is_counted_and_still_linked():
@@ -138,3 +165,27 @@ def test_kg_entity_with_empty_description_is_counted_and_still_linked():
     assert g.stats["entities_without_description"] == 1
     assert g.entity_descriptions[g.entity_index("Q142")] == "France"  # its name stands in
     assert DictionaryLinker.from_graph(g)("France") == [Mention(0, 6, "Q142")]
+
+
+def test_link_kg_folder_with_an_empty_description_logs_one_line(tmp_path, caplog, tiny_backbone):
+    """An entity without a description (listed, no entity2text line) is counted in one INFO line, falls
+    back to its name (here its id), and its memory row is LM1 over that text."""
+    from kadapt.core.family import build_plugin
+    from kadapt.kg import read_kg
+    from kadapt.plugins.jaket.memory import encode_descriptions
+    from kadapt.plugins.jaket.pretraining import build_memory
+
+    (tmp_path / "entities.txt").write_text("Q90\nQ142\n")
+    (tmp_path / "entity2text.txt").write_text("Q90\tParis, capital of France\n")
+    (tmp_path / "relation2text.txt").write_text("P17\tcountry\n")
+    (tmp_path / "train.tsv").write_text("Q90\tP17\tQ142\n")
+    with caplog.at_level(logging.INFO):
+        g = read_kg(tmp_path)
+    assert [r.getMessage() for r in caplog.records if "entities_without" in r.getMessage()] == [
+        f"{tmp_path}: entities_without_description = 1"]
+    assert (g.entity_names[1], g.entity_descriptions[1]) == ("Q142", "Q142")
+    plugin = build_plugin("jaket", {"fanouts": [2, 2]}, tiny_backbone.spec)
+    memory = build_memory(tiny_backbone, g, plugin)
+    alone = encode_descriptions(tiny_backbone, [("Q142", "Q142")], plugin.lm1_layer,
+                                max_length=plugin.config.description_max_length)
+    assert torch.allclose(memory.entities[1], alone[0], atol=1e-6)

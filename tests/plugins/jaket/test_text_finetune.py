@@ -13,6 +13,7 @@ from kadapt.core.errors import KadaptError
 from kadapt.core.family import build_plugin
 from kadapt.kg import read_kg
 from kadapt.plugins.jaket.pretraining import build_memory
+from kadapt.data.formats import read_records
 from kadapt.runs.finetune import evaluate_run, finetune, load_finetuned
 from kadapt.runs.recipe import RecipeError, recipe_from_dict
 from kadapt.store.plugin_dir import save_plugin
@@ -111,3 +112,31 @@ def test_fewshot_pairs_get_token_entities_per_row(tiny_backbone_dir, jaket_dir, 
     linked = {tokens[t]: r for t, r in enumerate(feats["token_entities"][0]) if r >= 0}
     query_words = episode.query.text.split()
     assert query_words[0] in linked and len(feats["token_entities"]) == 2
+
+
+def _open_entity(path: Path) -> Path:
+    rows = [(["In"], "paris", ["the", "capital", "of", "france", "grew", "."], ["location", "city"]),
+            (["Critics", "said"], "obama", ["was", "born", "in", "hawaii", "."], ["person"]),
+            (["Yesterday"], "he", ["met", "berlin", "officials", "."], ["person", "male"])]
+    path.write_text("".join(json.dumps({"annot_id": f"d:{i}", "left_context_token": left, "mention_span": mention,
+                                        "right_context_token": right, "y_str": types}) + "\n"
+                            for i, (left, mention, right, types) in enumerate(rows)))
+    return path
+
+
+def test_entity_typing_links_the_typed_mention_through_the_linker(tiny_backbone_dir, jaket_dir, tmp_path):
+    """Open Entity records carry a mention span and no id: the dictionary linker links KG names in the
+    marked sentence; coverage counts the typed mention (2 of 3 are KG names, "he" is not)."""
+    backbone_dir = tiny_backbone_dir("bert")
+    data = _open_entity(tmp_path / "oe.json")
+    recipe = _recipe(backbone_dir, jaket_dir, data, tmp_path / "et",
+                     {"kg": str(TINY_KG), "memory": str(jaket_dir / "memory.safetensors")})
+    recipe.objective.name, recipe.objective.config = "entity_typing", {}
+    recipe.data.format = "open_entity"
+    result = finetune(recipe)
+    linking = json.loads((result.run_dir / "metrics.json").read_text())["linking"]
+    assert linking["test"] == {"instances": 3, "any_linked": 2 / 3, "all_linked": 2 / 3, "mentions": 5, "linked": 5}
+    model = load_finetuned(result.run_dir)
+    feats = model.head.encode(read_records("open_entity", data)[2], model.backbone.tokenizer, 32)
+    tokens = model.backbone.tokenizer.convert_ids_to_tokens(feats["input_ids"])
+    assert [(tokens[t], r) for t, r in enumerate(feats["token_entities"]) if r >= 0] == [("berlin", 2)]
