@@ -247,6 +247,7 @@ def train_members(members: list[Member], *, pad_id: int, resume: bool = False, a
         raise DataError(members[0].run_dir, None, "no training examples (after reading and encoding the data)")
     backbone = members[0].model.backbone
     backbone.to(accelerator.device)
+    backbone.set_gradient_checkpointing(lead.gradient_checkpointing)
     sampler = make_sampler(lead, members[0].train_set)
     # The loader gets its own generator: creating an iterator (each epoch, and again on resume)
     # must not draw from the global RNG that dropout uses, or a resumed run drifts.
