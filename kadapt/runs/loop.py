@@ -23,6 +23,7 @@ from torch.utils.data import DataLoader, Sampler
 
 from kadapt.runs.checkpoint import (latest_checkpoint, load_checkpoint, prune_checkpoints, resumable_state,
                                save_checkpoint)
+from kadapt.core import distributed as dist
 from kadapt.core.errors import DataError, KadaptError
 from kadapt.core.model import KnowledgeModel, TrainableModel
 from kadapt.core.plugin import StepInfo
@@ -107,13 +108,17 @@ def linear_schedule(optimizer, warmup: int, total: int, decay: bool = True):
 
 
 def evaluate_dev(model: KnowledgeModel, dev_set: list[dict] | dict[str, list[dict]], batch_size: int, pad_id: int,
-                 device, autocast=None, collate_fn: Callable | None = None) -> dict:
+                 device, autocast=None, collate_fn: Callable | None = None, distributed: bool = False) -> dict:
     """Dev metrics; for named dev sets (one per language, say) every numeric metric is the unweighted
-    mean over the sets and ``per_dev`` holds each set's own metrics."""
+    mean over the sets and ``per_dev`` holds each set's own metrics. ``distributed``: see
+    :func:`evaluate_model`."""
+    def one(examples):
+        return evaluate_model(model, examples, batch_size, pad_id, device, autocast, collate_fn=collate_fn,
+                              distributed=distributed)[0]
+
     if not isinstance(dev_set, dict):
-        return evaluate_model(model, dev_set, batch_size, pad_id, device, autocast, collate_fn=collate_fn)[0]
-    per_dev = {name: evaluate_model(model, examples, batch_size, pad_id, device, autocast, collate_fn=collate_fn)[0]
-               for name, examples in dev_set.items()}
+        return one(dev_set)
+    per_dev = {name: one(examples) for name, examples in dev_set.items()}
     return {**average_metrics(list(per_dev.values())), "per_dev": per_dev}
 
 
@@ -133,29 +138,64 @@ def make_sampler(config: TrainConfig, examples: list[dict]) -> Sampler[int]:
     return EpochSampler(len(examples), config.seed)
 
 
+class EvalBatches(Sampler[list[int]]):
+    """Batches ``rank, rank + world, ...`` of the unshuffled split (all of them for one process), padded
+    with repeats of an owned batch to the same count on every rank (sharded models need every rank
+    in every forward); ``real[i]`` says whether the i-th yielded batch counts."""
+
+    def __init__(self, size: int, batch_size: int, rank: int = 0, world: int = 1):
+        total = math.ceil(size / batch_size)
+        self.batches = [list(range(b * batch_size, min(size, (b + 1) * batch_size))) for b in range(total)]
+        self.owned = list(range(rank, total, world))
+        per_rank = math.ceil(total / world)
+        self.real = [True] * len(self.owned) + [False] * (per_rank - len(self.owned) if total else 0)
+        filler = self.owned[-1] if self.owned else 0
+        self.owned += [filler] * (len(self.real) - len(self.owned))
+
+    def __iter__(self):
+        return iter([self.batches[b] for b in self.owned])
+
+    def __len__(self) -> int:
+        return len(self.owned)
+
+
 @torch.no_grad()
 def evaluate_model(model: KnowledgeModel, examples: list[dict], batch_size: int, pad_id: int,
                    device, autocast=None, with_predictions: bool = False,
-                   collate_fn: Callable | None = None) -> tuple[dict, list]:
-    """Metrics (and optionally predictions) of ``model.head`` over encoded ``examples``."""
+                   collate_fn: Callable | None = None, distributed: bool = False) -> tuple[dict, list]:
+    """Metrics (and optionally predictions) of ``model.head`` over encoded ``examples``.
+
+    ``distributed`` (every process calls it): each rank evaluates its share of the batches, which are
+    exactly the batches of one process; the per-batch counts (and predictions) of all ranks are summed
+    (joined) in batch order on every rank, so every rank returns the single-process result bit for bit.
+    """
     was_training = model.training
     model.eval()
-    counts: dict[str, float] = {}
-    predictions: list = []
-    loader = DataLoader(examples, batch_size=batch_size, shuffle=False,
-                        collate_fn=collate_fn or (lambda b: collate(b, pad_id)))
-    for batch in loader:
+    rank, world = (dist.rank(), dist.world_size()) if distributed else (0, 1)
+    sampler = EvalBatches(len(examples), batch_size, rank, world)
+    loader = DataLoader(examples, batch_sampler=sampler, collate_fn=collate_fn or (lambda b: collate(b, pad_id)))
+    per_batch: list[list] = []
+    for index, real, batch in zip(sampler.owned, sampler.real, loader):
         batch = {k: v.to(device) for k, v in batch.items()}
         if autocast is not None:
             with autocast():
                 out = model(batch)
         else:
             out = model(batch)
-        for key, value in model.head.count(out.logits.float(), batch).items():
-            counts[key] = counts.get(key, 0.0) + value
-        if with_predictions:
-            predictions.extend(model.head.predict(out.logits.float(), batch))
+        if real:
+            logits = out.logits.float()
+            per_batch.append([index, model.head.count(logits, batch),
+                              model.head.predict(logits, batch) if with_predictions else []])
     model.train(was_training)
+    if world > 1:
+        per_batch = sorted((entry for ranked in dist.all_gather_json(per_batch) for entry in ranked),
+                           key=lambda entry: entry[0])
+    counts: dict[str, float] = {}
+    predictions: list = []
+    for _, batch_counts, batch_predictions in per_batch:
+        for key, value in batch_counts.items():
+            counts[key] = counts.get(key, 0.0) + value
+        predictions.extend(batch_predictions)
     return (type(model.head).summarize(counts) if counts else {}), predictions
 
 
@@ -432,14 +472,15 @@ class _LoopState:
     def _dev(self, epoch: int) -> None:
         accelerator = self.accelerator
         for member in self.members:
-            if member.dev_set and accelerator.is_main_process:
+            if member.dev_set:  # every rank evaluates its share; every rank gets the summed result
                 # a DataLoader without a generator draws its base seed from the (member's) RNG
                 with member_rng(member, self.device):
                     result = evaluate_dev(member.unwrapped, member.dev_set, self.config.batch_size, self.pad_id,
-                                          self.device, accelerator.autocast, collate_fn=member.dev_collate_fn)
+                                          self.device, accelerator.autocast, collate_fn=member.dev_collate_fn,
+                                          distributed=True)
                 record = {"step": self.global_step, "epoch": epoch, "split": "dev", **result}
                 member.dev_history.append(record)
-                member.metrics.write(record)
+                member.metrics.write(record)  # written by the main process only
         accelerator.wait_for_everyone()
 
     def _checkpoint(self, epoch: int, batches: int) -> None:
