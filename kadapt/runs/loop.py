@@ -30,6 +30,7 @@ from kadapt.core.plugin import StepInfo
 from kadapt.data.encoding import collate
 from kadapt.runs.recipe import TrainConfig
 from kadapt.runs.run_log import MetricsLog, plot_run
+from kadapt.runs.sharded_checkpoint import SHARDING_FILE, load_fsdp_checkpoint, save_fsdp_checkpoint
 from kadapt.runs.trackers import check_report_to, start_trackers
 
 log = logging.getLogger(__name__)
@@ -75,6 +76,9 @@ def make_accelerator(config: TrainConfig):
     from accelerate import Accelerator
     from accelerate.utils import DataLoaderConfiguration
 
+    from kadapt.runs.sharding import check_sharding
+
+    check_sharding(config.sharding)
     return Accelerator(
         mixed_precision=resolve_mixed_precision(config.mixed_precision, config.cpu),
         gradient_accumulation_steps=config.grad_accum,
@@ -218,6 +222,7 @@ class Member:
     trainable: list = field(default_factory=list)
     metrics: MetricsLog | None = None
     rng: dict | None = None
+    sharded: bool = False  # FSDP units over the processes (training.sharding: fsdp, several processes)
     running: list[float] = field(default_factory=list)
     dev_history: list[dict] = field(default_factory=list)
 
@@ -313,6 +318,11 @@ def train_members(members: list[Member], *, pad_id: int, resume: bool = False, a
     state = _LoopState(members, accelerator, loader, sampler, total_steps, pad_id, on_step, *position)
     with backbone.shared_passes(_union_layers(members)) if len(members) > 1 else nullcontext():
         seconds = state.run()
+    for member in members:
+        if member.sharded:  # every rank gets the full trained weights back (saving, evaluation, the caller)
+            from kadapt.runs.sharding import unshard_model
+
+            unshard_model(member.model)
     results = []
     for member in members:
         member.metrics.close()
@@ -329,6 +339,11 @@ def _union_layers(members: list[Member]) -> list[int]:
 
 def _prepare_member(member: Member, accelerator, total_steps: int, separate_rng: bool) -> None:
     config, model = member.config, member.model
+    member.sharded = config.sharding == "fsdp" and dist.active()
+    if member.sharded:
+        from kadapt.runs.sharding import shard_model
+
+        shard_model(model, accelerator.device)
     member.trainable = [p for p in model.parameters() if p.requires_grad]
     if not member.trainable:
         raise ValueError("nothing to train: every parameter of the model is frozen")
@@ -337,8 +352,12 @@ def _prepare_member(member: Member, accelerator, total_steps: int, separate_rng:
         raise ValueError(f"training.lr_schedule {config.lr_schedule!r}: use 'linear' or 'constant'")
     scheduler = linear_schedule(optimizer, int(config.warmup_ratio * total_steps), total_steps,
                                 decay=config.lr_schedule == "linear")
-    member.wrapped, member.optimizer, member.scheduler = accelerator.prepare(model, optimizer, scheduler)
-    member.unwrapped = accelerator.unwrap_model(member.wrapped)
+    if member.sharded:  # not DDP-wrapped: the FSDP units synchronise gradients themselves
+        member.optimizer, member.scheduler = accelerator.prepare(optimizer, scheduler)
+        member.wrapped = member.unwrapped = model
+    else:
+        member.wrapped, member.optimizer, member.scheduler = accelerator.prepare(model, optimizer, scheduler)
+        member.unwrapped = accelerator.unwrap_model(member.wrapped)
     if separate_rng:  # what accelerate's set_seed does to the generators in a separate run
         torch.manual_seed(config.seed)
         member.rng = {"cpu": torch.get_rng_state()}
@@ -354,8 +373,12 @@ def _resume(member: Member, accelerator, resume: bool) -> tuple[int, int, int]:
     if found is None:
         log.warning("--resume: no complete checkpoint in %s, starting fresh", ckpt_dir)
         return 0, 0, 0
-    state = load_checkpoint(found, module=member.unwrapped, optimizer=member.optimizer,
-                            scheduler=member.scheduler, rank=accelerator.process_index)
+    if (found / SHARDING_FILE).exists():
+        state = load_fsdp_checkpoint(found, module=member.unwrapped, optimizer=member.optimizer,
+                                     scheduler=member.scheduler)
+    else:
+        state = load_checkpoint(found, module=member.unwrapped, optimizer=member.optimizer,
+                                scheduler=member.scheduler, rank=accelerator.process_index)
     log.warning("--resume: resumed from %s (epoch %d, step %d)", found, state["epoch"], state["global_step"])
     return state["epoch"], state["batches_in_epoch"], state["global_step"]
 
@@ -436,7 +459,8 @@ class _LoopState:
         with accelerator.accumulate(*[m.wrapped for m in self.members]):
             for member, batch in zip(self.members, member_batches):
                 with member_rng(member, self.device):
-                    loss = member.wrapped(batch).loss
+                    with accelerator.autocast() if member.sharded else nullcontext():  # prepare() adds it under DDP
+                        loss = member.wrapped(batch).loss
                     accelerator.backward(loss)
                 member.running.append(accelerator.reduce(loss.detach(), "mean").item())
                 self._check_finite(member, member.running[-1])
@@ -490,13 +514,18 @@ class _LoopState:
         member, accelerator = self.members[0], self.accelerator
         ckpt_dir = member.run_dir / "checkpoints"
         accelerator.wait_for_everyone()
-        save_checkpoint(
-            ckpt_dir / f"step-{self.global_step:07d}",
-            trainable=resumable_state(member.unwrapped),
-            optimizer=member.optimizer, scheduler=member.scheduler,
-            trainer_state={"epoch": epoch, "batches_in_epoch": batches, "global_step": self.global_step},
-            rank=accelerator.process_index, is_main=accelerator.is_main_process,
-        )
+        trainer_state = {"epoch": epoch, "batches_in_epoch": batches, "global_step": self.global_step}
+        if member.sharded:
+            save_fsdp_checkpoint(ckpt_dir / f"step-{self.global_step:07d}", module=member.unwrapped,
+                                 optimizer=member.optimizer, scheduler=member.scheduler, trainer_state=trainer_state,
+                                 fmt=member.config.checkpoint_format)
+        else:
+            save_checkpoint(
+                ckpt_dir / f"step-{self.global_step:07d}",
+                trainable=resumable_state(member.unwrapped),
+                optimizer=member.optimizer, scheduler=member.scheduler, trainer_state=trainer_state,
+                rank=accelerator.process_index, is_main=accelerator.is_main_process,
+            )
         accelerator.wait_for_everyone()
         if accelerator.is_main_process:
             prune_checkpoints(ckpt_dir, member.config.keep_checkpoints)
