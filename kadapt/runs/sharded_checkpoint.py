@@ -88,7 +88,7 @@ def save_fsdp_checkpoint(folder: Path, *, module, optimizer, scheduler, trainer_
     weights = {k: _local(v).detach().contiguous().cpu() for k, v in msd.items() if k not in frozen}
     layout = {k: {"shape": list(v.shape), "sharded": _is_dtensor(v)} for k, v in msd.items() if k not in frozen}
     opt_tensors, opt_meta, opt_layout = _optimizer_files(osd)
-    extra = module.extra_tensors()
+    extra = {k: v for k, v in resumable_state(module).items() if EXTRA_STATE_SEP in k}  # kept apart, not sharded
     if not full:
         save_tensors(folder / f"trainable-rank{rank}.safetensors", weights)
         save_tensors(folder / f"optimizer-rank{rank}.safetensors", opt_tensors)
