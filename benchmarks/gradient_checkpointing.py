@@ -53,7 +53,7 @@ def _backbone(full: bool):
     return tuned
 
 
-def _pass(case: str, backbone, ids, mask):
+def autograd_pass(case: str, backbone, ids, mask):
     """One autograd pass of ``case``; returns a gradient to compare between the switch settings."""
     import torch
 
@@ -96,7 +96,7 @@ def measure_one(case: str, on: bool, batch: int, length: int, repeats: int) -> d
     seconds = []
     for _ in range(repeats):
         started = time.perf_counter()
-        grad = _pass(case, backbone, ids, mask)
+        grad = autograd_pass(case, backbone, ids, mask)
         seconds.append(time.perf_counter() - started)
     return {"baseline_peak_rss_mb": round(base, 1), "peak_rss_mb": round(_peak_mb(), 1),
             "autograd_extra_rss_mb": round(_peak_mb() - base, 1), "seconds_per_pass": round(min(seconds), 3),
@@ -104,6 +104,7 @@ def measure_one(case: str, on: bool, batch: int, length: int, repeats: int) -> d
 
 
 def run(args) -> dict:
+    load_before = os.getloadavg()[0]
     results = {}
     for case in CASES:
         batch = args.attribution_batch if case == "trelm_attribution" else args.batch
@@ -122,7 +123,8 @@ def run(args) -> dict:
         results[case] = row
     return {"written_by": "benchmarks/gradient_checkpointing.py", "device": "cpu", "torch_threads": 1,
             "machine": platform.processor() or platform.machine(), "model": {"type": "bert", **SIZES},
-            "sequence_length": args.length, "repeats": args.repeats,
+            "sequence_length": args.length, "repeats": args.repeats, "cpu_cores": os.cpu_count(),
+            "load_average_1min": {"before": round(load_before, 2), "after": round(os.getloadavg()[0], 2)},
             "note": "peak RSS high-water mark of a fresh process; extra = after the autograd passes minus after a "
                     "no-grad warm-up pass; time = fastest of the repeats", "results": results}
 
