@@ -370,6 +370,11 @@ def _resume(member: Member, accelerator, resume: bool) -> tuple[int, int, int]:
     """(epoch, batches consumed in it, global step) of the newest complete checkpoint, restored."""
     ckpt_dir = member.run_dir / "checkpoints"
     found = latest_checkpoint(ckpt_dir)
+    seen = dist.all_gather_json(found.name if found else None)
+    if len(set(seen)) > 1:  # e.g. a run folder on node-local disks: ranks would resume from different states
+        raise KadaptError(f"{ckpt_dir}: --resume: ranks see different newest checkpoints "
+                          f"({', '.join(f'rank {r}: {s}' for r, s in enumerate(seen))}); the run folder must be on a "
+                          "filesystem every node shares")
     if found is None:
         log.warning("--resume: no complete checkpoint in %s, starting fresh", ckpt_dir)
         return 0, 0, 0

@@ -34,12 +34,20 @@ class ShardingError(KadaptError):
     """A sharding setting kadapt cannot honour."""
 
 
+ACCELERATE_FSDP_REFUSAL = ("the accelerate launcher asked for its own FSDP (distributed_type: FSDP, "
+                           "ACCELERATE_USE_FSDP=true), which would save pickled or mismatched checkpoints; launch with "
+                           "distributed_type: MULTI_GPU and set training.sharding: fsdp")
+
+
 def check_sharding(setting: str) -> None:
-    """Refuse DeepSpeed, whether asked for in the recipe or by an ``accelerate config`` (launcher env)."""
+    """Refuse DeepSpeed, whether asked for in the recipe or by an ``accelerate config`` (launcher env),
+    and accelerate's own FSDP (kadapt shards through ``training.sharding: fsdp``)."""
     launcher = os.environ.get("ACCELERATE_USE_DEEPSPEED", "false").lower() == "true"
     if setting == "deepspeed" or launcher:
         raise ShardingError(DEEPSPEED_REFUSAL + (" (the accelerate launcher asked for DeepSpeed: "
                                                  "ACCELERATE_USE_DEEPSPEED=true)" if launcher else ""))
+    if os.environ.get("ACCELERATE_USE_FSDP", "false").lower() == "true":
+        raise ShardingError(ACCELERATE_FSDP_REFUSAL)
 
 
 def shard_units(model: nn.Module) -> list[nn.Module]:
