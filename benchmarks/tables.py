@@ -164,6 +164,20 @@ def kadapter_import(data: dict) -> str:
     return _rows(["kadapt input", "compared with", "max abs diff (fp32)"], ["---", "---", "---:"], rows)
 
 
+def gradient_checkpointing(data: dict) -> str:
+    names = {"backbone_full": "`finetune.backbone: full` (whole-model pass)",
+             "jaket_lm2": "JAKET LM2 re-entry (`run_layers` upper half)",
+             "trelm_attribution": "TRELM attribution (IG, m = 20 copies)"}
+    rows = [[names.get(case, case), f"{row['sequences_per_pass']} × {data['sequence_length']}",
+             f"{row['off']['autograd_extra_rss_mb']:.0f}", f"{row['on']['autograd_extra_rss_mb']:.0f}",
+             f"{100 * row['memory_saved_fraction']:.0f}%", f"{row['off']['cpu_seconds_per_pass']:.2f}",
+             f"{row['on']['cpu_seconds_per_pass']:.2f}", f"{row['cpu_time_ratio']:.2f}×",
+             "yes" if row["same_gradients"] else "NO"] for case, row in data["results"].items()]
+    header = ["autograd pass", "sequences × tokens", "extra peak RSS off (MB)", "on (MB)", "memory saved",
+              "CPU s/pass off", "on", "time", "same gradients"]
+    return _rows(header, ["---", "---:", "---:", "---:", "---:", "---:", "---:", "---:", "---"], rows)
+
+
 # table name -> (renderer, results file stem)
 RENDERERS = {
     "quickstart": (quickstart, "quickstart"),
@@ -177,6 +191,7 @@ RENDERERS = {
     "ud-pos-multilingual": (ud_pos_multilingual, "ud_pos_multilingual_small"),
     "raw-text-uas": (raw_text_uas, "raw_text_uas"),
     "kadapter-import": (kadapter_import, "kadapter_import"),
+    "gradient-checkpointing": (gradient_checkpointing, "gradient_checkpointing"),
 }
 
 
