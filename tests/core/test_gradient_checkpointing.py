@@ -65,3 +65,26 @@ def test_tuned_backbone_trains_identically_with_dropout(tiny_backbone_dir):
         grads[on] = {n: p.grad.clone() for n, p in tuned.model.named_parameters() if p.grad is not None}
     assert grads[False].keys() == grads[True].keys() and len(grads[True]) > 10
     assert all(torch.equal(grads[False][n], grads[True][n]) for n in grads[False])
+
+
+def test_trelm_attribution_scores_are_identical_with_recomputation(tiny_backbone_dir):
+    from kadapt.plugins.trelm.attribution import gradient_x_activation, integrated_gradients
+
+    backbone = FrozenBackbone.from_pretrained(tiny_backbone_dir("bert", **KW))
+    ids, mask = _batch(backbone)
+    rows = {"input_ids": ids, "attention_mask": mask}
+    target = torch.zeros_like(mask)
+    target[:, 1:3] = 1
+
+    def score(hidden, batch):
+        return hidden[:, 0].sum(-1).sigmoid()
+
+    results = {}
+    for on in (False, True):
+        backbone.set_gradient_checkpointing(on)
+        results[on] = (integrated_gradients(backbone, rows, target, score, steps=20),
+                       gradient_x_activation(backbone, rows, target, score))
+    for plain, recomputed in zip(results[False], results[True]):
+        assert len(plain) == KW["num_layers"] and all(torch.equal(a, b) for a, b in zip(plain, recomputed))
+        # the last layer's FFN at the target positions cannot reach the [CLS] output the score reads
+        assert all(a.abs().sum() > 0 for a in plain[:-1]) and plain[-1].abs().sum() == 0
