@@ -1,4 +1,5 @@
-"""Building a hidden-state cache entry with several processes (``accelerate launch`` / ``torchrun``).
+"""The hidden-state cache as a run uses it (:func:`cached_split`), with one or several processes
+(``accelerate launch`` / ``torchrun``): building an entry with several processes.
 
 Every rank encodes its share of the build batches (batch ``i`` goes to the ``i % n``-th builder) into
 one preallocated ``.partial`` folder; the leader writes the manifest and renames the folder into
@@ -21,13 +22,14 @@ from __future__ import annotations
 import logging
 import os
 import secrets
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from pathlib import Path
 
 from kadapt.core import distributed as dist
 from kadapt.core.errors import KadaptError
-from kadapt.store.hidden_cache import (CacheKey, StateCache, _check_entry, _mark_used, _read_layers, allocate,
-                                       default_cache_dir, encode_into, estimate_bytes, finish)
+from kadapt.store.hidden_cache import (CacheKey, CachedCollate, StateCache, _check_entry, _mark_used, _read_layers,
+                                       allocate, default_cache_dir, encode_into, estimate_bytes, finish, open_or_build,
+                                       with_rows)
 
 log = logging.getLogger(__name__)
 
@@ -109,3 +111,16 @@ def open_or_build_distributed(backbone, examples: Sequence[dict], layers, key: C
         log.info("%s: reading hidden states from cache %s", what, folder)
         _mark_used(folder)
     return StateCache(folder, manifest)
+
+
+def cached_split(backbone, layers: Iterable[int], examples: list[dict], data_files: Iterable[str | Path | None],
+                 max_length: int, config, pad_id: int, what: str, accelerator=None) -> tuple[list[dict], CachedCollate]:
+    """Examples tagged with cache rows + the collate that reads their states (``config``: TrainConfig).
+
+    Under several processes every rank encodes its share of the entry (:func:`open_or_build_distributed`);
+    ``accelerator`` is accepted for compatibility."""
+    key = CacheKey.for_data(backbone, examples, data_files, max_length, config.cache_dtype)
+    build = open_or_build_distributed if dist.active() else open_or_build
+    cache = build(backbone, examples, layers, key, config.cache_dir, batch_size=config.batch_size, pad_id=pad_id,
+                  what=what)
+    return with_rows(examples), CachedCollate(cache, layers, pad_id)

@@ -389,23 +389,3 @@ class CachedCollate:
         for layer, states in self.cache.states(rows, self.layers, width).items():
             batch[f"{STATE_PREFIX}{layer}"] = states
         return batch
-
-
-def cached_split(backbone, layers: Iterable[int], examples: list[dict], data_files: Iterable[str | Path | None],
-                 max_length: int, config, pad_id: int, what: str, accelerator=None) -> tuple[list[dict], CachedCollate]:
-    """Examples tagged with cache rows + the collate that reads their states (``config``: TrainConfig).
-
-    Under several processes every rank encodes its share of the entry
-    (:mod:`kadapt.store.distributed_cache`); ``accelerator`` is accepted for compatibility."""
-    from kadapt.core import distributed as dist
-
-    key = CacheKey.for_data(backbone, examples, data_files, max_length, config.cache_dtype)
-    if dist.active():
-        from kadapt.store.distributed_cache import open_or_build_distributed
-
-        cache = open_or_build_distributed(backbone, examples, layers, key, config.cache_dir,
-                                          batch_size=config.batch_size, pad_id=pad_id, what=what)
-    else:
-        cache = open_or_build(backbone, examples, layers, key, config.cache_dir, batch_size=config.batch_size,
-                              pad_id=pad_id, what=what)
-    return with_rows(examples), CachedCollate(cache, layers, pad_id)
