@@ -64,6 +64,7 @@ def _two_ranks(rank: int, world: int, out: str) -> None:
         save_tensors(Path(out, "full.safetensors"), {k: v for k, v in model.state_dict().items()})
 
 
+@pytest.mark.slow  # 2 spawned processes (25-40 s on the shared 2-core machine)
 def test_sharded_checkpoint_consolidates_to_the_consolidated_one(tmp_path):
     from kadapt.core.fileio import load_tensors
     from kadapt.runs.sharded_checkpoint import ShardedCheckpointError, consolidate_checkpoint, load_fsdp_checkpoint

@@ -42,6 +42,7 @@ def _build_two_ranks(rank: int, world: int, backbone_dir: str, data_file: str, o
     Path(out, f"result-{rank}.json").write_text(json.dumps({"folder": str(cache.folder), "error": message}))
 
 
+@pytest.mark.slow  # 2 spawned processes (25-40 s on the shared 2-core machine)
 def test_two_rank_build_is_byte_identical_to_one_process(tiny_backbone_dir, tmp_path):
     from kadapt.store.hidden_cache import open_or_build
 
