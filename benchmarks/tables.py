@@ -209,6 +209,20 @@ def jaket_linking(data: dict) -> str:
     return _rows(header, ["---"] + ["---:"] * 8, rows)
 
 
+def gradient_checkpointing(data: dict) -> str:
+    names = {"backbone_full": "`finetune.backbone: full` (whole-model pass)",
+             "jaket_lm2": "JAKET LM2 re-entry (`run_layers` upper half)",
+             "trelm_attribution": "TRELM attribution (IG, m = 20 copies)"}
+    rows = [[names.get(case, case), f"{row['sequences_per_pass']} × {data['sequence_length']}",
+             f"{row['off']['autograd_extra_rss_mb']:.0f}", f"{row['on']['autograd_extra_rss_mb']:.0f}",
+             f"{100 * row['memory_saved_fraction']:.0f}%", f"{row['off']['cpu_seconds_per_pass']:.2f}",
+             f"{row['on']['cpu_seconds_per_pass']:.2f}", f"{row['cpu_time_ratio']:.2f}×",
+             "yes" if row["same_gradients"] else "NO"] for case, row in data["results"].items()]
+    header = ["autograd pass", "sequences × tokens", "extra peak RSS off (MB)", "on (MB)", "memory saved",
+              "CPU s/pass off", "on", "time", "same gradients"]
+    return _rows(header, ["---", "---:", "---:", "---:", "---:", "---:", "---:", "---:", "---"], rows)
+
+
 # table name -> (renderer, results file stem)
 RENDERERS = {
     "quickstart": (quickstart, "quickstart"),
@@ -224,6 +238,7 @@ RENDERERS = {
     "kadapter-import": (kadapter_import, "kadapter_import"),
     "jaket-text": (jaket_text, "jaket_text"),
     "jaket-linking": (jaket_linking, "jaket_linking"),
+    "gradient-checkpointing": (gradient_checkpointing, "gradient_checkpointing"),
 }
 
 

@@ -20,7 +20,7 @@ def _env() -> dict:
     env = {k: v for k, v in os.environ.items() if not k.startswith(("ACCELERATE_", "LOCAL_RANK", "RANK", "WORLD_SIZE"))}
     env.update(OMP_NUM_THREADS="1", MKL_NUM_THREADS="1", TOKENIZERS_PARALLELISM="false",
                CUDA_VISIBLE_DEVICES="", MASTER_ADDR="127.0.0.1", PYTHONWARNINGS="ignore",
-               PYTHONPATH=os.pathsep.join(filter(None, [str(TESTS), env.get("PYTHONPATH")])))
+               PYTHONPATH=os.pathsep.join(filter(None, [str(TESTS), str(TESTS.parent), env.get("PYTHONPATH")])))
     return env
 
 
@@ -28,3 +28,24 @@ def _run(cmd: list[str], cwd: Path) -> subprocess.CompletedProcess:
     proc = subprocess.run(cmd, cwd=cwd, env=_env(), capture_output=True, text=True, timeout=240)
     assert proc.returncode == 0, f"{' '.join(cmd)} failed:\n{proc.stdout[-3000:]}\n{proc.stderr[-6000:]}"
     return proc
+
+
+def _gloo_worker(rank: int, world: int, port: int, fn, args: tuple) -> None:
+    import torch
+
+    os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port), RANK=str(rank), WORLD_SIZE=str(world),
+                      LOCAL_RANK=str(rank), LOCAL_WORLD_SIZE=str(world), OMP_NUM_THREADS="1")
+    torch.set_num_threads(1)
+    torch.distributed.init_process_group("gloo", rank=rank, world_size=world)
+    try:
+        fn(rank, world, *args)
+    finally:
+        torch.distributed.destroy_process_group()
+
+
+def spawn_gloo(fn, world: int, *args) -> None:
+    """Run ``fn(rank, world, *args)`` in ``world`` fresh processes joined by a gloo process group
+    (``fn`` must be importable: a module-level function of a test module)."""
+    import torch.multiprocessing as mp
+
+    mp.spawn(_gloo_worker, args=(world, _free_port(), fn, args), nprocs=world, join=True)

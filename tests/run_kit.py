@@ -101,12 +101,15 @@ def tree_digest(folder: Path) -> dict[str, str]:
 
 
 def main(argv: list[str]) -> int:
-    """DDP launcher target: infuse the recipe at ``argv[0]`` into run folder ``argv[1]``."""
+    """DDP launcher target: infuse the recipe at ``argv[0]`` into run folder ``argv[1]`` (further
+    arguments: ``key=value`` recipe overrides, ``--resume``)."""
     from kadapt.runs.infuse import infuse
     from kadapt.runs.recipe import load_recipe
 
     torch.set_num_threads(1)
-    result = infuse(load_recipe(argv[0], argv[2:]), out=argv[1])
+    resume = "--resume" in argv
+    overrides = [a for a in argv[2:] if a != "--resume"]
+    result = infuse(load_recipe(argv[0], overrides), out=argv[1], resume=resume)
     print(json.dumps({"steps": result.train.global_step, "plugin_dir": str(result.plugin_dir)}))
     return 0
 

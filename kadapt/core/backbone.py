@@ -29,6 +29,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import torch
+import torch.utils.checkpoint
 from torch import nn
 
 from kadapt.core import architectures
@@ -198,6 +199,7 @@ class Backbone:
         self._arch = architectures.architecture(self.spec.model_type)
         self._layered_refusal = architectures.refusal(model, "layers")
         self._verified = False  # the layered path's self-check runs once, at its first use
+        self.gradient_checkpointing = False  # see set_gradient_checkpointing()
 
     # ----------------------------------------------------------------- construction
     @classmethod
@@ -281,6 +283,13 @@ class Backbone:
     def to(self, device: str | torch.device) -> FrozenBackbone:
         self.model.to(device)
         return self
+
+    def set_gradient_checkpointing(self, enabled: bool) -> None:
+        """Recompute each layer's activations during the backward pass of :meth:`run_layers` instead
+        of keeping them (JAKET's LM2 re-entry, TRELM's attribution pass): activation memory of one
+        layer instead of all, one extra forward of the layers in time; values and gradients unchanged
+        (the RNG state is replayed). A tuned backbone also switches its whole-model pass."""
+        self.gradient_checkpointing = bool(enabled)
 
     # ----------------------------------------------------------------- forward
     def _check_layers(self, layers: Iterable[int]) -> list[int]:
@@ -427,8 +436,13 @@ class Backbone:
         if not 0 <= start <= end <= self.spec.num_layers:
             raise KadaptError(f"run_layers({start}, {end}) outside 0..{self.spec.num_layers}")
         context = self._arch.context(self.model, attention_mask, hidden)
+        recompute = self.gradient_checkpointing and torch.is_grad_enabled()
         for index in range(start, end):
-            hidden = self._arch.run_layer(self.model, index, hidden, context)
+            if recompute:
+                hidden = torch.utils.checkpoint.checkpoint(self._arch.run_layer, self.model, index, hidden, context,
+                                                           use_reentrant=False)
+            else:
+                hidden = self._arch.run_layer(self.model, index, hidden, context)
         return hidden
 
 

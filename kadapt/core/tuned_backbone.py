@@ -51,6 +51,18 @@ class TunedBackbone(Backbone):
         out = self.model(input_ids=input_ids, attention_mask=attention_mask, output_hidden_states=True, **extra)
         return {i: out.hidden_states[i] for i in wanted}
 
+    def set_gradient_checkpointing(self, enabled: bool) -> None:
+        """Also recompute the trainable model's layers in its backward pass (transformers' switch)."""
+        super().set_gradient_checkpointing(enabled)
+        if not enabled:
+            self.model.gradient_checkpointing_disable()
+            return
+        try:
+            self.model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
+        except ValueError as err:
+            raise KadaptError(f"training.gradient_checkpointing: backbone {self.name!r} ({self.spec.model_type}) "
+                              f"cannot recompute its layers: {err}") from None
+
     def tuned_state(self) -> dict[str, torch.Tensor]:
         """What a run must save of the backbone: all weights (full) or the task adapter's only."""
         state = self.model.state_dict()

@@ -107,11 +107,12 @@ def finetune(recipe: Recipe, *, plugins: list[str] | None = None, out: str | Pat
     linking = model.entity_linking()
     if linking is not None:
         metrics["linking"] = linking.report()
+    if encoded["test"]:  # every rank evaluates its share of the test batches (distributed evaluation)
+        metrics["test"], predictions = evaluate_model(model, encoded["test"], recipe.training.batch_size,
+                                                      tok.pad_token_id, accelerator.device, with_predictions=True,
+                                                      distributed=True)
     if accelerator.is_main_process:
         if encoded["test"]:
-            test_metrics, predictions = evaluate_model(model, encoded["test"], recipe.training.batch_size,
-                                                       tok.pad_token_id, accelerator.device, with_predictions=True)
-            metrics["test"] = test_metrics
             write_predictions(run_dir / "predictions.jsonl", kept["test"], predictions)
         save_head(run_dir, model, recipe)
         atomic_write_json(run_dir / "metrics.json", metrics)

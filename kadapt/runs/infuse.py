@@ -125,7 +125,7 @@ def save_infused(model, pipeline: InfusionPipeline, recipe: Recipe, result: Trai
 def cache_splits(model: KnowledgeModel, recipe: Recipe, train_set: list, dev_set: list,
                  accelerator=None) -> tuple[list, list, dict]:
     """Train/dev examples read from the hidden-state cache, and the collates for ``train``."""
-    from kadapt.store.hidden_cache import cached_split
+    from kadapt.store.distributed_cache import cached_split
 
     for plugin in model.plugins:
         if not plugin.reads_shared_states_only:

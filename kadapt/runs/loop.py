@@ -23,12 +23,14 @@ from torch.utils.data import DataLoader, Sampler
 
 from kadapt.runs.checkpoint import (latest_checkpoint, load_checkpoint, prune_checkpoints, resumable_state,
                                save_checkpoint)
+from kadapt.core import distributed as dist
 from kadapt.core.errors import DataError, KadaptError
 from kadapt.core.model import KnowledgeModel, TrainableModel
 from kadapt.core.plugin import StepInfo
 from kadapt.data.encoding import collate
 from kadapt.runs.recipe import TrainConfig
 from kadapt.runs.run_log import MetricsLog, plot_run
+from kadapt.runs.sharded_checkpoint import SHARDING_FILE, load_fsdp_checkpoint, save_fsdp_checkpoint
 from kadapt.runs.trackers import check_report_to, start_trackers
 
 log = logging.getLogger(__name__)
@@ -74,6 +76,9 @@ def make_accelerator(config: TrainConfig):
     from accelerate import Accelerator
     from accelerate.utils import DataLoaderConfiguration
 
+    from kadapt.runs.sharding import check_sharding
+
+    check_sharding(config.sharding)
     return Accelerator(
         mixed_precision=resolve_mixed_precision(config.mixed_precision, config.cpu),
         gradient_accumulation_steps=config.grad_accum,
@@ -107,13 +112,17 @@ def linear_schedule(optimizer, warmup: int, total: int, decay: bool = True):
 
 
 def evaluate_dev(model: KnowledgeModel, dev_set: list[dict] | dict[str, list[dict]], batch_size: int, pad_id: int,
-                 device, autocast=None, collate_fn: Callable | None = None) -> dict:
+                 device, autocast=None, collate_fn: Callable | None = None, distributed: bool = False) -> dict:
     """Dev metrics; for named dev sets (one per language, say) every numeric metric is the unweighted
-    mean over the sets and ``per_dev`` holds each set's own metrics."""
+    mean over the sets and ``per_dev`` holds each set's own metrics. ``distributed``: see
+    :func:`evaluate_model`."""
+    def one(examples):
+        return evaluate_model(model, examples, batch_size, pad_id, device, autocast, collate_fn=collate_fn,
+                              distributed=distributed)[0]
+
     if not isinstance(dev_set, dict):
-        return evaluate_model(model, dev_set, batch_size, pad_id, device, autocast, collate_fn=collate_fn)[0]
-    per_dev = {name: evaluate_model(model, examples, batch_size, pad_id, device, autocast, collate_fn=collate_fn)[0]
-               for name, examples in dev_set.items()}
+        return one(dev_set)
+    per_dev = {name: one(examples) for name, examples in dev_set.items()}
     return {**average_metrics(list(per_dev.values())), "per_dev": per_dev}
 
 
@@ -133,29 +142,64 @@ def make_sampler(config: TrainConfig, examples: list[dict]) -> Sampler[int]:
     return EpochSampler(len(examples), config.seed)
 
 
+class EvalBatches(Sampler[list[int]]):
+    """Batches ``rank, rank + world, ...`` of the unshuffled split (all of them for one process), padded
+    with repeats of an owned batch to the same count on every rank (sharded models need every rank
+    in every forward); ``real[i]`` says whether the i-th yielded batch counts."""
+
+    def __init__(self, size: int, batch_size: int, rank: int = 0, world: int = 1):
+        total = math.ceil(size / batch_size)
+        self.batches = [list(range(b * batch_size, min(size, (b + 1) * batch_size))) for b in range(total)]
+        self.owned = list(range(rank, total, world))
+        per_rank = math.ceil(total / world)
+        self.real = [True] * len(self.owned) + [False] * (per_rank - len(self.owned) if total else 0)
+        filler = self.owned[-1] if self.owned else 0
+        self.owned += [filler] * (len(self.real) - len(self.owned))
+
+    def __iter__(self):
+        return iter([self.batches[b] for b in self.owned])
+
+    def __len__(self) -> int:
+        return len(self.owned)
+
+
 @torch.no_grad()
 def evaluate_model(model: KnowledgeModel, examples: list[dict], batch_size: int, pad_id: int,
                    device, autocast=None, with_predictions: bool = False,
-                   collate_fn: Callable | None = None) -> tuple[dict, list]:
-    """Metrics (and optionally predictions) of ``model.head`` over encoded ``examples``."""
+                   collate_fn: Callable | None = None, distributed: bool = False) -> tuple[dict, list]:
+    """Metrics (and optionally predictions) of ``model.head`` over encoded ``examples``.
+
+    ``distributed`` (every process calls it): each rank evaluates its share of the batches, which are
+    exactly the batches of one process; the per-batch counts (and predictions) of all ranks are summed
+    (joined) in batch order on every rank, so every rank returns the single-process result bit for bit.
+    """
     was_training = model.training
     model.eval()
-    counts: dict[str, float] = {}
-    predictions: list = []
-    loader = DataLoader(examples, batch_size=batch_size, shuffle=False,
-                        collate_fn=collate_fn or (lambda b: collate(b, pad_id)))
-    for batch in loader:
+    rank, world = (dist.rank(), dist.world_size()) if distributed else (0, 1)
+    sampler = EvalBatches(len(examples), batch_size, rank, world)
+    loader = DataLoader(examples, batch_sampler=sampler, collate_fn=collate_fn or (lambda b: collate(b, pad_id)))
+    per_batch: list[list] = []
+    for index, real, batch in zip(sampler.owned, sampler.real, loader):
         batch = {k: v.to(device) for k, v in batch.items()}
         if autocast is not None:
             with autocast():
                 out = model(batch)
         else:
             out = model(batch)
-        for key, value in model.head.count(out.logits.float(), batch).items():
-            counts[key] = counts.get(key, 0.0) + value
-        if with_predictions:
-            predictions.extend(model.head.predict(out.logits.float(), batch))
+        if real:
+            logits = out.logits.float()
+            per_batch.append([index, model.head.count(logits, batch),
+                              model.head.predict(logits, batch) if with_predictions else []])
     model.train(was_training)
+    if world > 1:
+        per_batch = sorted((entry for ranked in dist.all_gather_json(per_batch) for entry in ranked),
+                           key=lambda entry: entry[0])
+    counts: dict[str, float] = {}
+    predictions: list = []
+    for _, batch_counts, batch_predictions in per_batch:
+        for key, value in batch_counts.items():
+            counts[key] = counts.get(key, 0.0) + value
+        predictions.extend(batch_predictions)
     return (type(model.head).summarize(counts) if counts else {}), predictions
 
 
@@ -178,6 +222,7 @@ class Member:
     trainable: list = field(default_factory=list)
     metrics: MetricsLog | None = None
     rng: dict | None = None
+    sharded: bool = False  # FSDP units over the processes (training.sharding: fsdp, several processes)
     running: list[float] = field(default_factory=list)
     dev_history: list[dict] = field(default_factory=list)
 
@@ -247,6 +292,7 @@ def train_members(members: list[Member], *, pad_id: int, resume: bool = False, a
         raise DataError(members[0].run_dir, None, "no training examples (after reading and encoding the data)")
     backbone = members[0].model.backbone
     backbone.to(accelerator.device)
+    backbone.set_gradient_checkpointing(lead.gradient_checkpointing)
     sampler = make_sampler(lead, members[0].train_set)
     # The loader gets its own generator: creating an iterator (each epoch, and again on resume)
     # must not draw from the global RNG that dropout uses, or a resumed run drifts.
@@ -272,6 +318,11 @@ def train_members(members: list[Member], *, pad_id: int, resume: bool = False, a
     state = _LoopState(members, accelerator, loader, sampler, total_steps, pad_id, on_step, *position)
     with backbone.shared_passes(_union_layers(members)) if len(members) > 1 else nullcontext():
         seconds = state.run()
+    for member in members:
+        if member.sharded:  # every rank gets the full trained weights back (saving, evaluation, the caller)
+            from kadapt.runs.sharding import unshard_model
+
+            unshard_model(member.model)
     results = []
     for member in members:
         member.metrics.close()
@@ -288,6 +339,11 @@ def _union_layers(members: list[Member]) -> list[int]:
 
 def _prepare_member(member: Member, accelerator, total_steps: int, separate_rng: bool) -> None:
     config, model = member.config, member.model
+    member.sharded = config.sharding == "fsdp" and dist.active()
+    if member.sharded:
+        from kadapt.runs.sharding import shard_model
+
+        shard_model(model, accelerator.device)
     member.trainable = [p for p in model.parameters() if p.requires_grad]
     if not member.trainable:
         raise ValueError("nothing to train: every parameter of the model is frozen")
@@ -296,8 +352,12 @@ def _prepare_member(member: Member, accelerator, total_steps: int, separate_rng:
         raise ValueError(f"training.lr_schedule {config.lr_schedule!r}: use 'linear' or 'constant'")
     scheduler = linear_schedule(optimizer, int(config.warmup_ratio * total_steps), total_steps,
                                 decay=config.lr_schedule == "linear")
-    member.wrapped, member.optimizer, member.scheduler = accelerator.prepare(model, optimizer, scheduler)
-    member.unwrapped = accelerator.unwrap_model(member.wrapped)
+    if member.sharded:  # not DDP-wrapped: the FSDP units synchronise gradients themselves
+        member.optimizer, member.scheduler = accelerator.prepare(optimizer, scheduler)
+        member.wrapped = member.unwrapped = model
+    else:
+        member.wrapped, member.optimizer, member.scheduler = accelerator.prepare(model, optimizer, scheduler)
+        member.unwrapped = accelerator.unwrap_model(member.wrapped)
     if separate_rng:  # what accelerate's set_seed does to the generators in a separate run
         torch.manual_seed(config.seed)
         member.rng = {"cpu": torch.get_rng_state()}
@@ -310,11 +370,20 @@ def _resume(member: Member, accelerator, resume: bool) -> tuple[int, int, int]:
     """(epoch, batches consumed in it, global step) of the newest complete checkpoint, restored."""
     ckpt_dir = member.run_dir / "checkpoints"
     found = latest_checkpoint(ckpt_dir)
+    seen = dist.all_gather_json(found.name if found else None)
+    if len(set(seen)) > 1:  # e.g. a run folder on node-local disks: ranks would resume from different states
+        raise KadaptError(f"{ckpt_dir}: --resume: ranks see different newest checkpoints "
+                          f"({', '.join(f'rank {r}: {s}' for r, s in enumerate(seen))}); the run folder must be on a "
+                          "filesystem every node shares")
     if found is None:
         log.warning("--resume: no complete checkpoint in %s, starting fresh", ckpt_dir)
         return 0, 0, 0
-    state = load_checkpoint(found, module=member.unwrapped, optimizer=member.optimizer,
-                            scheduler=member.scheduler, rank=accelerator.process_index)
+    if (found / SHARDING_FILE).exists():
+        state = load_fsdp_checkpoint(found, module=member.unwrapped, optimizer=member.optimizer,
+                                     scheduler=member.scheduler)
+    else:
+        state = load_checkpoint(found, module=member.unwrapped, optimizer=member.optimizer,
+                                scheduler=member.scheduler, rank=accelerator.process_index)
     log.warning("--resume: resumed from %s (epoch %d, step %d)", found, state["epoch"], state["global_step"])
     return state["epoch"], state["batches_in_epoch"], state["global_step"]
 
@@ -395,7 +464,8 @@ class _LoopState:
         with accelerator.accumulate(*[m.wrapped for m in self.members]):
             for member, batch in zip(self.members, member_batches):
                 with member_rng(member, self.device):
-                    loss = member.wrapped(batch).loss
+                    with accelerator.autocast() if member.sharded else nullcontext():  # prepare() adds it under DDP
+                        loss = member.wrapped(batch).loss
                     accelerator.backward(loss)
                 member.running.append(accelerator.reduce(loss.detach(), "mean").item())
                 self._check_finite(member, member.running[-1])
@@ -431,14 +501,15 @@ class _LoopState:
     def _dev(self, epoch: int) -> None:
         accelerator = self.accelerator
         for member in self.members:
-            if member.dev_set and accelerator.is_main_process:
+            if member.dev_set:  # every rank evaluates its share; every rank gets the summed result
                 # a DataLoader without a generator draws its base seed from the (member's) RNG
                 with member_rng(member, self.device):
                     result = evaluate_dev(member.unwrapped, member.dev_set, self.config.batch_size, self.pad_id,
-                                          self.device, accelerator.autocast, collate_fn=member.dev_collate_fn)
+                                          self.device, accelerator.autocast, collate_fn=member.dev_collate_fn,
+                                          distributed=True)
                 record = {"step": self.global_step, "epoch": epoch, "split": "dev", **result}
                 member.dev_history.append(record)
-                member.metrics.write(record)
+                member.metrics.write(record)  # written by the main process only
         accelerator.wait_for_everyone()
 
     def _checkpoint(self, epoch: int, batches: int) -> None:
@@ -448,13 +519,18 @@ class _LoopState:
         member, accelerator = self.members[0], self.accelerator
         ckpt_dir = member.run_dir / "checkpoints"
         accelerator.wait_for_everyone()
-        save_checkpoint(
-            ckpt_dir / f"step-{self.global_step:07d}",
-            trainable=resumable_state(member.unwrapped),
-            optimizer=member.optimizer, scheduler=member.scheduler,
-            trainer_state={"epoch": epoch, "batches_in_epoch": batches, "global_step": self.global_step},
-            rank=accelerator.process_index, is_main=accelerator.is_main_process,
-        )
+        trainer_state = {"epoch": epoch, "batches_in_epoch": batches, "global_step": self.global_step}
+        if member.sharded:
+            save_fsdp_checkpoint(ckpt_dir / f"step-{self.global_step:07d}", module=member.unwrapped,
+                                 optimizer=member.optimizer, scheduler=member.scheduler, trainer_state=trainer_state,
+                                 fmt=member.config.checkpoint_format)
+        else:
+            save_checkpoint(
+                ckpt_dir / f"step-{self.global_step:07d}",
+                trainable=resumable_state(member.unwrapped),
+                optimizer=member.optimizer, scheduler=member.scheduler, trainer_state=trainer_state,
+                rank=accelerator.process_index, is_main=accelerator.is_main_process,
+            )
         accelerator.wait_for_everyone()
         if accelerator.is_main_process:
             prune_checkpoints(ckpt_dir, member.config.keep_checkpoints)

@@ -66,6 +66,9 @@ class TrainConfig:
     cache_dtype: str = field(default="float16", metadata={"help": "Storage dtype of cached states: float16, bfloat16 or float32 (computation stays in the backbone's dtype)."})
     report_to: list[str] = field(default_factory=list, metadata={"help": "Experiment trackers besides the JSONL + PNG run log (always written), through accelerate: tensorboard, wandb, mlflow, comet_ml, aim, clearml, dvclive, swanlab, trackio (each an optional install)."})
     allow_degenerate: bool = field(default=False, metadata={"help": "Allow a training split with a single label, or a run of zero optimizer steps (otherwise an error: such a run writes an untrained plug-in)."})
+    gradient_checkpointing: bool = field(default=False, metadata={"help": "Recompute activations in the backward pass instead of storing them (trainable backbone, JAKET's LM2 re-entry, TRELM's attribution pass): less memory, more time; results unchanged."})
+    sharding: str = field(default="none", metadata={"choices": ("none", "fsdp", "deepspeed"), "help": "Under several processes: 'none' (DDP: every process holds all trainable weights) or 'fsdp' (FSDP2: weights, gradients and optimizer state sharded across processes). 'deepspeed' is refused (not supported; use fsdp)."})
+    checkpoint_format: str = field(default="consolidated", metadata={"choices": ("consolidated", "sharded"), "help": "With sharding: fsdp, 'consolidated' checkpoints (full tensors, written by the main process; resume on any number of processes) or 'sharded' (one file per process; resume on the same number, or consolidate first)."})
 
 
 BACKBONE_MODES = ("frozen", "full", "lora", "bottleneck")
@@ -300,6 +303,8 @@ def range_problems(recipe: Recipe) -> list[str]:
         for f in dataclasses.fields(section):
             value = getattr(section, f.name)
             problem = _bound_problem(value, f.metadata) if value is not None else None
+            if "choices" in f.metadata and value not in f.metadata["choices"]:
+                problem = f"use one of {list(f.metadata['choices'])}"
             if problem:
                 problems.append(f"key '{name}.{f.name}' is {value!r}; {problem}")
     try:  # a plug-in's name becomes a folder name (joint runs, zoo entries): checked before anything runs

@@ -236,6 +236,14 @@ def _read_layers(folder: Path) -> list[int]:
 def build(backbone, examples: Sequence[dict], layers: Sequence[int], key: CacheKey, folder: Path, *,
           batch_size: int = 32, pad_id: int = 0) -> Path:
     """Run the backbone once over ``examples`` (length-sorted batches) and write the entry atomically."""
+    tmp = allocate(backbone, examples, layers, key, folder, os.getpid())
+    encode_into(tmp, backbone, examples, layers, key, batch_size=batch_size, pad_id=pad_id)
+    return finish(tmp, folder, backbone, examples, layers, key)
+
+
+def allocate(backbone, examples: Sequence[dict], layers: Sequence[int], key: CacheKey, folder: Path,
+             owner_pid: int) -> Path:
+    """The ``<entry>.partial-<owner_pid>`` build folder with ``lengths.i32`` and zero-filled layer files."""
     if not examples:
         raise KadaptError(f"nothing to cache for {folder}: no examples")
     root = folder.parent
@@ -245,18 +253,34 @@ def build(backbone, examples: Sequence[dict], layers: Sequence[int], key: CacheK
     free = shutil.disk_usage(root).free
     if needed > free:
         raise KadaptError(f"hidden-state cache needs {needed / 1e9:.2f} GB but {root} has {free / 1e9:.2f} GB free")
-    tmp = root / f"{folder.name}.partial-{os.getpid()}"
+    tmp = root / f"{folder.name}.partial-{owner_pid}"
     tmp.mkdir()
     lengths = np.asarray([len(e["input_ids"]) for e in examples], dtype=np.int32)
-    offsets = np.concatenate([[0], np.cumsum(lengths.astype(np.int64))])
-    np_dtype, torch_dtype = storage(key.dtype)
-    hidden = backbone.spec.hidden_size
     lengths.tofile(tmp / "lengths.i32")
-    maps = {k: np.memmap(tmp / f"layer_{k:03d}.bin", dtype=np_dtype, mode="w+", shape=(int(offsets[-1]), hidden))
-            for k in layers}
+    total, np_dtype = int(lengths.astype(np.int64).sum()), storage(key.dtype)[0]
+    for k in layers:
+        np.memmap(tmp / f"layer_{k:03d}.bin", dtype=np_dtype, mode="w+", shape=(total, backbone.spec.hidden_size)).flush()
+    return tmp
+
+
+def build_batches(examples: Sequence[dict], batch_size: int) -> list[list[int]]:
+    """The rows of each build batch: length-sorted (stable), ``batch_size`` at a time."""
+    lengths = np.asarray([len(e["input_ids"]) for e in examples], dtype=np.int64)
     order = np.argsort(lengths, kind="stable")
-    for start in range(0, len(order), batch_size):
-        rows = order[start:start + batch_size].tolist()
+    return [order[start:start + batch_size].tolist() for start in range(0, len(order), batch_size)]
+
+
+def encode_into(tmp: Path, backbone, examples: Sequence[dict], layers: Sequence[int], key: CacheKey, *,
+                batch_size: int = 32, pad_id: int = 0, shard: int = 0, shards: int = 1) -> None:
+    """Encode build batches ``shard, shard + shards, ...`` into the allocated files of ``tmp`` (each
+    batch is computed exactly as a one-process build computes it, so the bytes do not depend on the
+    number of processes)."""
+    lengths = np.asarray([len(e["input_ids"]) for e in examples], dtype=np.int64)
+    offsets = np.concatenate([[0], np.cumsum(lengths)])
+    np_dtype, torch_dtype = storage(key.dtype)
+    maps = {k: np.memmap(tmp / f"layer_{k:03d}.bin", dtype=np_dtype, mode="r+",
+                         shape=(int(offsets[-1]), backbone.spec.hidden_size)) for k in layers}
+    for rows in build_batches(examples, batch_size)[shard::shards]:
         batch = collate([{"input_ids": examples[r]["input_ids"]} for r in rows], pad_id)
         device = backbone.device
         states = backbone.encode(batch["input_ids"].to(device), batch["attention_mask"].to(device), layers)
@@ -269,10 +293,14 @@ def build(backbone, examples: Sequence[dict], layers: Sequence[int], key: CacheK
                 maps[k][offsets[r]:offsets[r + 1]] = values[i, :lengths[r]]
     for memmap in maps.values():
         memmap.flush()
-    del maps
+
+
+def finish(tmp: Path, folder: Path, backbone, examples: Sequence[dict], layers: Sequence[int], key: CacheKey) -> Path:
+    """Write the manifest (last) and switch the build folder into place."""
     atomic_write_json(tmp / MANIFEST, {
-        "key": key.to_dict(), "layers": list(layers), "hidden_size": hidden, "examples": len(examples),
-        "tokens": int(offsets[-1]), "backbone": backbone.name, "created_by": _created_by()})
+        "key": key.to_dict(), "layers": list(layers), "hidden_size": backbone.spec.hidden_size,
+        "examples": len(examples), "tokens": int(sum(len(e["input_ids"]) for e in examples)),
+        "backbone": backbone.name, "created_by": _created_by()})
     if folder.exists():
         shutil.rmtree(folder)
     os.replace(tmp, folder)
@@ -361,23 +389,3 @@ class CachedCollate:
         for layer, states in self.cache.states(rows, self.layers, width).items():
             batch[f"{STATE_PREFIX}{layer}"] = states
         return batch
-
-
-def cached_split(backbone, layers: Iterable[int], examples: list[dict], data_files: Iterable[str | Path | None],
-                 max_length: int, config, pad_id: int, what: str, accelerator=None) -> tuple[list[dict], CachedCollate]:
-    """Examples tagged with cache rows + the collate that reads their states (``config``: TrainConfig).
-
-    Under several processes the main process builds the entry and the others wait, then open it.
-    """
-    key = CacheKey.for_data(backbone, examples, data_files, max_length, config.cache_dtype)
-    is_main = accelerator is None or accelerator.is_main_process
-    cache = None
-    if is_main:
-        cache = open_or_build(backbone, examples, layers, key, config.cache_dir, batch_size=config.batch_size,
-                              pad_id=pad_id, what=what)
-    if accelerator is not None:
-        accelerator.wait_for_everyone()
-    if cache is None:
-        cache = open_or_build(backbone, examples, layers, key, config.cache_dir, batch_size=config.batch_size,
-                              pad_id=pad_id, what=what)
-    return with_rows(examples), CachedCollate(cache, layers, pad_id)

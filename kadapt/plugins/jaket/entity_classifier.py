@@ -115,6 +115,9 @@ class _NoBackbone:
     def to(self, *args, **kwargs) -> _NoBackbone:
         return self
 
+    def set_gradient_checkpointing(self, enabled: bool) -> None:
+        """No backbone layers run here: nothing to recompute."""
+
 
 class EntityClassifierModel(TrainableModel):
     """:class:`EntityClassifier` over fixed entity features and a KG, as the training loop wants it:
