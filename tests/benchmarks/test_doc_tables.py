@@ -50,3 +50,30 @@ def test_quickstart_artifact_was_written_by_its_script_and_is_complete():
     for row in data["results"].values():
         assert set(row) == {"bare", "+F", "+L", "+F+L"}
         assert all(0.0 < cell["test"] < 1.0 for cell in row.values())
+
+
+@pytest.mark.parametrize("doc", sorted(DOCS))
+def test_no_table_with_numbers_outside_the_markers(doc):
+    text = DOCS[doc].read_text(encoding="utf-8")
+    assert tables.unmarked_problems(text, doc) == []
+
+
+@pytest.mark.parametrize("doc", sorted(tables.DESCRIPTIVE_TABLES))
+def test_every_allowed_descriptive_table_is_still_in_its_doc(doc):
+    lines = {line.strip() for line in DOCS[doc].read_text(encoding="utf-8").splitlines()}
+    assert [header for header in tables.DESCRIPTIVE_TABLES[doc] if header not in lines] == []
+
+
+def test_a_measured_table_outside_the_markers_is_named_with_its_line():
+    marked = "<!-- table: quickstart -->\n| a | b |\n|---|---:|\n| x | 1.5 |\n<!-- /table -->\n"
+    words = "| what | paper |\n|---|---|\n| layers | see text |\n"
+    fenced = "```\n| n | s |\n| 1 | 2 |\n```\n"
+    measured = "| model | acc |\n|---|---:|\n| probe | 67.6 |\n"
+    text = "# T\n\n" + marked + "\n" + words + "\n" + fenced + "\n" + measured
+    assert tables.unmarked_tables(text) == [(18, "| model | acc |")]
+    described = "| family | layers |\n|---|---|\n| K-Adapter | 0, 11, 23 |\n"
+    assert tables.unmarked_tables(described) == [(1, "| family | layers |")]
+    assert tables.unmarked_tables(described, ("| family | layers |",)) == []
+    problems = tables.unmarked_problems(text + "\n" + described, "README.md")
+    assert problems == ["README.md:18: Markdown table with numbers outside <!-- table: NAME --> markers: | model | acc |",
+                        "README.md:22: Markdown table with numbers outside <!-- table: NAME --> markers: | family | layers |"]
