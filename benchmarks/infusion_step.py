@@ -8,6 +8,7 @@ matmul FLOP/s that a step reaches (model FLOPs ≈ 6 × plug-in params × tokens
 
     python benchmarks/infusion_step.py                 # RoBERTa-large shape, paper batch 128 × 64 (GPU)
     python benchmarks/infusion_step.py --quick         # small shape for CPU
+    python benchmarks/infusion_step.py --quick --steps 5 --results benchmarks/results/infusion_step_quick.json
 """
 from __future__ import annotations
 
@@ -91,6 +92,7 @@ def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--quick", action="store_true")
     parser.add_argument("--steps", type=int, default=10)
+    parser.add_argument("--results", help="also write the figures to this JSON (benchmarks/results/<name>.json)")
     args = parser.parse_args()
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
     torch.manual_seed(0)
@@ -129,6 +131,12 @@ def main() -> None:
     print(json.dumps(results, indent=2))
     for key in ("kadapt_vs_reference_fp32", "kadapt_vs_reference_bf16", "bf16_vs_fp32_kadapt"):
         print(f"{key}: {results[key]:.3f}")
+    if args.results:
+        from artifact import write_results
+
+        write_results(args.results, results, "benchmarks/infusion_step.py",
+                      {"quick": args.quick, "steps": args.steps, "warmup_steps": 2, "layers": config.num_hidden_layers,
+                       "hidden": config.hidden_size, "plugin": plugin_cfg or "kadapter defaults", "seed": 0})
 
 
 if __name__ == "__main__":

@@ -230,7 +230,7 @@ def _caption(data: dict, *extra: str) -> str:
     machine = data.get("machine", {})
     load = machine.get("loadavg")
     parts = [f"{machine.get('cpu_count', '?')} CPU cores" + (", no GPU" if machine.get("cuda") is None else f", {machine['cuda']}"),
-             *([f"load average {load[0]:.1f} at the start"] if load else []), *extra]
+             *([f"1-min load average {load[0]:.1f} when the file was written"] if load else []), *extra]
     return "\n*" + "; ".join(parts) + f"; `{data['written_by']}`.*\n"
 
 
@@ -289,13 +289,13 @@ def real_data_infusion_quick(data: dict) -> str:
     return _rows(header, ["---"] + ["---:"] * 5, rows)
 
 
-def real_data_infusion_quick_time(data: dict) -> str:
+def real_data_time(data: dict) -> str:
     timings = data["timings"]
     rows = [[stage, f"{t['wall_s']:.1f}", f"{t['cpu_s']:.1f}"] for stage, t in timings.items()]
     rows.append(["**total**", f"**{data['settings']['total_seconds']:.1f}**",
                  f"{sum(t['cpu_s'] for t in timings.values()):.1f}"])
     return _rows(["stage", "wall s", "CPU s"], ["---", "---:", "---:"], rows) + _caption(
-        data, f"{data['settings']['threads']} torch thread(s)")
+        data, f"torch threads: {data['settings']['threads']}")
 
 
 def issue7_cache(data: dict) -> str:
@@ -313,6 +313,13 @@ def issue7_cache(data: dict) -> str:
              ["cache build (backbone pass + write) per 64-token example", f"{f['cache_build_s_per_example']:.2f} s"],
              ["padding share, random order / length-bucketed (5,000 log-normal lengths, batch 32)",
               f"{100 * f['padding_fraction_random']:.1f}% / {100 * f['padding_fraction_bucketed']:.1f}%"]]
+    fresh = [(bench, names) for bench, names in (("infusion", ("reference", "uncached", "cached")),
+                                                  ("two_plugins", ("separate", "joint")))
+             if f"fresh_process_peak_rss_mb_{bench}_{names[0]}" in f]
+    for bench, names in fresh:
+        label = "infusion reference / uncached / cached" if bench == "infusion" else "F+L infusion separate / joint"
+        rows.append([f"peak RSS, each mode alone in a fresh process (MB): {label}",
+                     " / ".join(f"{f[f'fresh_process_peak_rss_mb_{bench}_{n}']:.0f}" for n in names)])
     settings = data["settings"]
     return _rows(["figure", "value"], ["---", "---:"], rows) + _caption(
         data, f"batch {settings['shape']['batch']} × {settings['shape']['seq']}, {settings['repeats']} repeats × "
@@ -347,6 +354,68 @@ def jaket_memory_speed(data: dict) -> str:
                  ["---", "---", "---", "---:", "---:"], rows) + _caption(data, *extra)
 
 
+def _hp(row: dict) -> str:
+    return f"{row['lr']:g} × {row['epochs']}" if "lr" in row else "–"
+
+
+def _count(row: dict, key: str) -> str:
+    value = row.get(key)
+    return "–" if value is None else f"{value:,.0f}" if key == "trainable_params" else f"{value:.0f}"
+
+
+def real_data_factual(data: dict) -> str:
+    rows, gains = [], []
+    for name, row in data["factual"]["rows"].items():
+        dev, test = row.get("dev", {}), row.get("test", {})
+        rows.append([name, _hp(row), _pct(dev.get("accuracy")), _pct(test.get("accuracy")), _pct(test.get("micro_f1")),
+                     _pct(test.get("macro_f1")), _count(row, "train_seconds"), _count(row, "trainable_params")])
+        gain = test.get("accuracy_gain_vs_probe")
+        if gain:
+            gains.append(f"- {name} vs backbone probe, test accuracy: **{gain['points']:+.1f} points** "
+                         f"(95% CI {gain['ci95'][0]:+.1f} .. {gain['ci95'][1]:+.1f})")
+    header = ["model", "lr × epochs", "dev acc", "test acc", "test micro-F1", "test macro-F1", "train s", "trainable params"]
+    d = data["factual"]["data"]
+    caption = (f"\nTrain {d['train_examples']:,} sentences / {d['train_facts']:,} facts, dev {d['dev_examples']:,} / "
+               f"{d['dev_facts']:,}, test {d['test_examples']:,} / {d['test_facts']:,}; {d['train_relations']} relations.\n")
+    return _rows(header, ["---", "---"] + ["---:"] * 6, rows) + caption + ("\n" + "\n".join(gains) + "\n" if gains else "")
+
+
+def real_data_linguistic(data: dict) -> str:
+    rows = [[name, _hp(row), _pct(row.get("dev", {}).get("uas")), _pct(row.get("test", {}).get("uas")),
+             _count(row, "train_seconds"), _count(row, "trainable_params")] for name, row in data["linguistic"]["rows"].items()]
+    d = data["linguistic"]["data"]
+    caption = (f"\nTrain {d['train_sentences']:,} of {d['train_of']:,} sentences; dev {d['dev_sentences']:,} of "
+               f"{d['dev_of']:,} sentences ({d['dev_words']:,} words), test {d['test_sentences']:,} of {d['test_of']:,} "
+               f"({d['test_words']:,} words).\n")
+    infused = data["linguistic"]["rows"].get("K-Adapter infused (infusion head)", {})
+    fact_infused = data["factual"]["rows"].get("K-Adapter infused (infusion head)", {})
+    curves = [f"{task} " + " → ".join(_pct(h.get(key)) for h in row.get("dev_history", []))
+              for task, row, key in (("factual", fact_infused, "accuracy"), ("UD", infused, "uas")) if row.get("dev_history")]
+    curve = f"\nDev curves of the infusion, one value per epoch: {'; '.join(curves)}.\n" if curves else ""
+    return _rows(["model", "lr × epochs", "dev UAS", "test UAS", "train s", "trainable params"],
+                 ["---", "---"] + ["---:"] * 4, rows) + caption + curve
+
+
+def real_data_trex_counts(data: dict) -> str:
+    d = data["factual"]["data"]
+    rows = [["evidence sentences read (`read_lama_trex_dir`)", f"{d['evidences_read']:,}"],
+            ["skipped by the reader (subject not found)", f"{sum(d['evidences_skipped_by_reader'].values()):,}"],
+            ["facts (lines of the `P*.jsonl.gz` files)", f"{d['facts']:,}"],
+            ["fact groups (same lower-cased subject/object pair)", f"{d['fact_groups']['total']:,}"],
+            ["exact (sentence, spans) duplicates dropped", f"{d['duplicates_dropped']:,}"],
+            ["(sentence, spans) with two relations dropped", f"{d['ambiguous_examples_dropped']:,}"],
+            ["too long for the markers and max length, dropped", f"{d['too_long_dropped']:,}"]]
+    return _rows(["LAMA T-REx, 28 relations", "count"], ["---", "---:"], rows)
+
+
+def real_data_cache(data: dict) -> str:
+    cache = data["settings"]["backbone_cache"]
+    rows = [[task, f"{cache[task]['sequences_computed']:,}", f"{cache[task]['sequences_reused']:,}"]
+            for task in ("factual", "linguistic") if task in cache]
+    return _rows(["task", "sequences the backbone encoded", "batch rows served from the cache"], ["---", "---:", "---:"],
+                 rows) + f"\n*Start-up check, max |cached − plain| on a padded batch: {cache['check_max_abs_diff']:.1e}.*\n"
+
+
 # table name -> (renderer, results file stem)
 RENDERERS = {
     "quickstart": (quickstart, "quickstart"),
@@ -366,10 +435,16 @@ RENDERERS = {
     "fallback-cost": (fallback_cost, "fallback_cost"),
     "infusion-step": (infusion_step, "infusion_step_quick"),
     "real-data-infusion-quick": (real_data_infusion_quick, "real_data_infusion_quick"),
-    "real-data-infusion-quick-time": (real_data_infusion_quick_time, "real_data_infusion_quick"),
+    "real-data-infusion-quick-time": (real_data_time, "real_data_infusion_quick"),
     "issue7-cache-quick": (issue7_cache, "issue7_cache_quick"),
     "issue7-cache-quick-memory": (issue7_cache_memory, "issue7_cache_quick"),
     "jaket-memory-speed": (jaket_memory_speed, "jaket_memory_speed"),
+    "real-data-trex-counts": (real_data_trex_counts, "real_data_infusion_quick"),
+    "issue7-cache-full": (issue7_cache, "issue7_cache_full"),
+    "real-data-full-factual": (real_data_factual, "real_data_infusion_full"),
+    "real-data-full-linguistic": (real_data_linguistic, "real_data_infusion_full"),
+    "real-data-full-time": (real_data_time, "real_data_infusion_full"),
+    "real-data-cache": (real_data_cache, "real_data_infusion_full"),
 }
 
 
