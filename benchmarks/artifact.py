@@ -28,7 +28,7 @@ def machine_note() -> dict:
 def write_results(path: str | Path, figures: dict, written_by: str, settings: dict, command: str | None = None) -> Path:
     """Write ``figures`` with ``written_by`` / ``command`` / ``settings`` / ``machine`` in front; returns the path."""
     path = Path(path)
-    artifact = {"written_by": written_by, "command": command or " ".join(["python", *sys.argv]),
+    artifact = {"written_by": written_by, "command": command or " ".join(["python", written_by, *sys.argv[1:]]),
                 "settings": settings, "machine": machine_note(), **figures}
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(json.dumps(artifact, indent=1, default=str) + "\n", encoding="utf-8")

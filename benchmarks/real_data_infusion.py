@@ -453,9 +453,8 @@ def main(argv=None) -> int:
     if args.results:
         from artifact import write_results
 
-        meta = dict(results["meta"])
-        write_results(args.results, {k: v for k, v in results.items() if k != "meta"}, "benchmarks/real_data_infusion.py",
-                      meta, command="python " + meta.pop("command"))
+        meta = {k: v for k, v in results["meta"].items() if k != "command"}
+        write_results(args.results, {k: v for k, v in results.items() if k != "meta"}, "benchmarks/real_data_infusion.py", meta)
     return 0
 
 

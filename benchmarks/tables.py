@@ -251,15 +251,19 @@ def infusion_step(data: dict) -> str:
     names = {"reference_fp32": "reference style (HF forward, all hidden states), fp32",
              "kadapt_fp32": "kadapt selective pass, fp32", "reference_bf16": "reference, bf16 autocast",
              "kadapt_bf16": "kadapt, bf16 autocast"}
-    rows = [[label, f"{data[key]['step_s']:.3f}", f"{data[key]['tokens_per_s']:.0f}", f"{data[key]['flops_fraction']:.2f}"]
-            for key, label in names.items()]
-    rows += [["reference s/step ÷ kadapt s/step, fp32 / bf16",
-              f"{data['kadapt_vs_reference_fp32']:.2f} / {data['kadapt_vs_reference_bf16']:.2f}", "", ""],
-             ["kadapt fp32 s/step ÷ kadapt bf16 s/step", f"{data['bf16_vs_fp32_kadapt']:.2f}", "", ""]]
-    header = ["mode", "s/step", "tokens/s", f"fraction of the measured matmul peak (fp32 {data['matmul_tflops_fp32']:.3f}, "
+    clock = "CPU" if data["device"] == "cpu" else "wall"
+    rows = [[label, f"{data[key]['step_s']:.3f}", f"{data[key]['wall_step_s']:.3f}", f"{data[key]['tokens_per_s']:.0f}",
+             f"{data[key]['flops_fraction']:.2f}"] for key, label in names.items()]
+    rows += [[f"reference ÷ kadapt, {clock} s/step, fp32 / bf16",
+              f"{data['kadapt_vs_reference_fp32']:.2f} / {data['kadapt_vs_reference_bf16']:.2f}", "", "", ""],
+             [f"kadapt fp32 ÷ kadapt bf16, {clock} s/step", f"{data['bf16_vs_fp32_kadapt']:.2f}", "", "", ""]]
+    header = ["mode", f"{clock} s/step", "wall s/step", f"tokens per {clock} s",
+              f"fraction of the measured matmul peak (fp32 {data['matmul_tflops_fp32']:.3f}, "
               f"bf16 {data['matmul_tflops_bf16']:.3f} TFLOP/s)"]
-    return _rows(header, ["---", "---:", "---:", "---:"], rows) + _caption(
-        data, f"{data['settings']['steps']} timed steps per mode after 2 warm-up steps, modes one after the other")
+    settings = data["settings"]
+    return _rows(header, ["---"] + ["---:"] * 4, rows) + _caption(
+        data, f"torch threads: {settings['threads']}",
+        f"{settings['steps']} timed steps per mode after 2 warm-up steps, modes one after the other")
 
 
 def _pct(value) -> str:
@@ -440,7 +444,6 @@ RENDERERS = {
     "issue7-cache-quick-memory": (issue7_cache_memory, "issue7_cache_quick"),
     "jaket-memory-speed": (jaket_memory_speed, "jaket_memory_speed"),
     "real-data-trex-counts": (real_data_trex_counts, "real_data_infusion_quick"),
-    "issue7-cache-full": (issue7_cache, "issue7_cache_full"),
     "real-data-full-factual": (real_data_factual, "real_data_infusion_full"),
     "real-data-full-linguistic": (real_data_linguistic, "real_data_infusion_full"),
     "real-data-full-time": (real_data_time, "real_data_infusion_full"),

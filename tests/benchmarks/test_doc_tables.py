@@ -77,3 +77,19 @@ def test_a_measured_table_outside_the_markers_is_named_with_its_line():
     problems = tables.unmarked_problems(text + "\n" + described, "README.md")
     assert problems == ["README.md:18: Markdown table with numbers outside <!-- table: NAME --> markers: | model | acc |",
                         "README.md:22: Markdown table with numbers outside <!-- table: NAME --> markers: | family | layers |"]
+
+
+WRITTEN_BY_ARTIFACT = {  # results files written through benchmarks/artifact.py: script, command, settings, machine
+    "fallback_cost": "benchmarks/fallback_cost.py", "infusion_step_quick": "benchmarks/infusion_step.py",
+    "real_data_infusion_quick": "benchmarks/real_data_infusion.py", "real_data_infusion_full": "benchmarks/real_data_infusion.py",
+    "issue7_cache_quick": "benchmarks/run.py", "jaket_memory_speed": "benchmarks/jaket_memory_speed.py",
+}
+
+
+@pytest.mark.parametrize("stem", sorted({stem for _, stem in tables.RENDERERS.values()} & set(WRITTEN_BY_ARTIFACT)))
+def test_results_file_names_its_script_command_settings_and_machine(stem):
+    data = json.loads((tables.RESULTS / f"{stem}.json").read_text(encoding="utf-8"))
+    assert data["written_by"] == WRITTEN_BY_ARTIFACT[stem] and (REPO / data["written_by"]).is_file()
+    assert data["command"].startswith(f"python {data['written_by']}")
+    assert isinstance(data["settings"], dict) and data["settings"]
+    assert data["machine"]["cpu_count"] >= 1 and len(data["machine"]["loadavg"]) == 3
