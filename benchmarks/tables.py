@@ -529,19 +529,27 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--check", action="store_true", help="compare only; exit 1 when a table differs")
     args = parser.parse_args(argv)
+    try:
+        problems = _check_or_render(args.check)
+    except (KeyError, ValueError) as err:  # an unknown table name or an unreadable results file
+        problems = [str(err).strip('"')]
+    for problem in problems:
+        print(problem, file=sys.stderr)
+    return 1 if problems else 0
+
+
+def _check_or_render(check: bool) -> list[str]:
     problems = []
     for doc in DOCS:
         text = doc.read_text(encoding="utf-8")
         source = doc.relative_to(REPO).as_posix()
         problems += unmarked_problems(text, source)
-        if args.check:
+        if check:
             problems += differences(text, source)
         elif rendered(text) != text:
             doc.write_text(rendered(text), encoding="utf-8")
             print(f"re-rendered {doc.relative_to(REPO)}")
-    for problem in problems:
-        print(problem, file=sys.stderr)
-    return 1 if problems else 0
+    return problems
 
 
 if __name__ == "__main__":
