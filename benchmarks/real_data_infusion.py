@@ -451,11 +451,16 @@ def main(argv=None) -> int:
     print("\n" + render_markdown(results))
     print(f"written: {out / 'results.json'}, {out / 'results.md'}")
     if args.results:
-        from artifact import write_results
-
-        meta = {k: v for k, v in results["meta"].items() if k != "command"}
-        write_results(args.results, {k: v for k, v in results.items() if k != "meta"}, "benchmarks/real_data_infusion.py", meta)
+        _write_results_file(args.results, results)
     return 0
+
+
+def _write_results_file(path: str, results: dict) -> None:
+    """results.json as benchmarks/results/<name>.json: the run's meta become the settings."""
+    from artifact import write_results
+
+    meta = {k: v for k, v in results["meta"].items() if k != "command"}
+    write_results(path, {k: v for k, v in results.items() if k != "meta"}, "benchmarks/real_data_infusion.py", meta)
 
 
 def _cache_stats(backbone, results: dict, task: str) -> None:
