@@ -93,3 +93,39 @@ def test_results_file_names_its_script_command_settings_and_machine(stem):
     assert data["command"].startswith(f"python {data['written_by']}")
     assert isinstance(data["settings"], dict) and data["settings"]
     assert data["machine"]["cpu_count"] >= 1 and len(data["machine"]["loadavg"]) == 3
+
+
+def _results(stem: str) -> dict:
+    return json.loads((tables.RESULTS / f"{stem}.json").read_text(encoding="utf-8"))
+
+
+def _signed(value: float) -> str:
+    return f"{value:+.1f}".replace("-", "−")
+
+
+def test_the_readings_quote_the_figures_of_their_json():
+    """The prose under a rendered table quotes its JSON: a rerun that changes a quoted figure fails here
+    until the reading is rewritten."""
+    text = " ".join(DOCS["benchmarks/README.md"].read_text(encoding="utf-8").split())
+    step = _results("infusion_step_quick")
+    memory = _results("jaket_memory_speed")
+    cache = _results("issue7_cache_quick")["figures"]
+    quick = _results("real_data_infusion_quick")["factual"]["rows"]
+    full = _results("real_data_infusion_full")["factual"]["rows"]
+    quoted = [f"{step['bf16_vs_fp32_kadapt']:.2f}× cheaper",
+              *(f"{run['speedup_memory_vs_on_the_fly']:.1f}×" for run in memory["runs"]),
+              f"{memory['memory_encoding']['wall_seconds']:.0f} s wall here",
+              *(f"{cache[key]:.2f}×" for key in ("infusion_cached_vs_reference", "two_plugins_one_pass_vs_separate",
+                                                 "finetune_shared_pass_vs_separate", "infusion_uncached_vs_reference")),
+              f"added {cache['step_rss_mb_infusion_reference']:.1f} MB"]
+    for rows, names in ((full, ("K-Adapter infused (infusion head)", "K-Adapter plug-in + fresh head (finetune)")),
+                        (quick, ("K-Adapter infused (infusion head)", "K-Adapter plug-in + fresh head (finetune)"))):
+        for name in names:
+            gain = rows[name]["test"]["accuracy_gain_vs_probe"]
+            quoted.append(f"{_signed(gain['points'])}")
+            quoted.append(f"{_signed(gain['ci95'][0])} .. {_signed(gain['ci95'][1])}")
+    ud = _results("real_data_infusion_full")["linguistic"]["rows"]
+    quoted += [f"({100 * ud['backbone probe (linear head)']['test']['uas']:.1f}% test UAS",
+               f"baseline's {100 * ud['attach to next word']['test']['uas']:.1f}%",
+               f"reaches {100 * ud['K-Adapter infused (infusion head)']['test']['uas']:.1f}%"]
+    assert [figure for figure in quoted if figure not in text] == []
