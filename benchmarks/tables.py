@@ -442,6 +442,7 @@ RENDERERS = {
     "real-data-infusion-quick-time": (real_data_time, "real_data_infusion_quick"),
     "issue7-cache-quick": (issue7_cache, "issue7_cache_quick"),
     "issue7-cache-quick-memory": (issue7_cache_memory, "issue7_cache_quick"),
+    "issue7-cache-full": (issue7_cache, "issue7_cache_full"),
     "jaket-memory-speed": (jaket_memory_speed, "jaket_memory_speed"),
     "real-data-trex-counts": (real_data_trex_counts, "real_data_infusion_quick"),
     "real-data-full-factual": (real_data_factual, "real_data_infusion_full"),

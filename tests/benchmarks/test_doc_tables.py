@@ -82,7 +82,8 @@ def test_a_measured_table_outside_the_markers_is_named_with_its_line():
 WRITTEN_BY_ARTIFACT = {  # results files written through benchmarks/artifact.py: script, command, settings, machine
     "fallback_cost": "benchmarks/fallback_cost.py", "infusion_step_quick": "benchmarks/infusion_step.py",
     "real_data_infusion_quick": "benchmarks/real_data_infusion.py", "real_data_infusion_full": "benchmarks/real_data_infusion.py",
-    "issue7_cache_quick": "benchmarks/run.py", "jaket_memory_speed": "benchmarks/jaket_memory_speed.py",
+    "issue7_cache_quick": "benchmarks/run.py", "issue7_cache_full": "benchmarks/run.py",
+    "jaket_memory_speed": "benchmarks/jaket_memory_speed.py",
 }
 
 
@@ -124,6 +125,12 @@ def test_the_readings_quote_the_figures_of_their_json():
             gain = rows[name]["test"]["accuracy_gain_vs_probe"]
             quoted.append(f"{_signed(gain['points'])}")
             quoted.append(f"{_signed(gain['ci95'][0])} .. {_signed(gain['ci95'][1])}")
+    full_cache = _results("issue7_cache_full")["figures"]
+    quoted += [f"{full_cache['infusion_cached_vs_reference']:.2f}× (full)",
+               f"{full_cache['two_plugins_one_pass_vs_separate']:.2f}× in both runs",
+               f"/ {full_cache['finetune_shared_pass_vs_separate']:.2f}×",
+               f"peaked at {full_cache['fresh_process_peak_rss_mb_infusion_reference']:.0f} MB against "
+               f"{full_cache['fresh_process_peak_rss_mb_infusion_uncached']:.0f} MB"]
     ud = _results("real_data_infusion_full")["linguistic"]["rows"]
     quoted += [f"({100 * ud['backbone probe (linear head)']['test']['uas']:.1f}% test UAS",
                f"baseline's {100 * ud['attach to next word']['test']['uas']:.1f}%",
