@@ -489,6 +489,8 @@ DESCRIPTIVE_TABLES = {
         "| encoder (`model_type`) | K-Adapter | XLM-K | TRELM | JAKET | notes |",
         "| task head (`objective.name`) | reader (`data.format`) | metric | recipe |",
         "| what | paper | reference code | kadapt default | switch |",  # the per-family deviation tables
+        "| format | files per checkpoint | resumes on |",
+        "| what | where |",  # multi-node: where run folders, caches and data live
     ),
     # The "Knowledge effect" section is being rewritten from its results JSON on another branch (issue 17);
     # its three tables are listed here until that lands (the test fails once a listed header is gone).
