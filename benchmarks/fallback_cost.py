@@ -18,6 +18,7 @@ import time
 from pathlib import Path
 
 import torch
+from artifact import write_results
 
 from kadapt.core.backbone import FrozenBackbone
 
@@ -81,9 +82,9 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=11)
     args = parser.parse_args()
     results = measure(args.repeats)
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps(results, indent=2) + "\n", encoding="utf-8")
+    settings = {k: results.pop(k) for k in ("model", "batch", "threads", "repeats")}
     print(json.dumps(results, indent=2))
+    write_results(args.out, results, "benchmarks/fallback_cost.py", settings)
 
 
 if __name__ == "__main__":

@@ -2,12 +2,15 @@
 
 Compares, in one run: the reference style (HF forward with all hidden states, as the anchor code
 does) vs kadapt's selective pass (only the layers the plug-in reads), each in fp32 and under bf16
-autocast, and reports steps/s, tokens/s, peak memory and the fraction of the device's measured
-matmul FLOP/s that a step reaches (model FLOPs ≈ 6 × plug-in params × tokens for the trainable part
-+ 2 × backbone params × tokens for the frozen forward).
+autocast, and reports seconds per step, tokens/s, peak memory and the fraction of the device's
+measured matmul FLOP/s that a step reaches (model FLOPs ≈ 6 × plug-in params × tokens for the
+trainable part + 2 × backbone params × tokens for the frozen forward). ``step_s`` is wall seconds on a
+GPU and CPU seconds of the process on the CPU (``--threads``, default 1), where other jobs on a shared
+machine would inflate wall time; both are kept.
 
     python benchmarks/infusion_step.py                 # RoBERTa-large shape, paper batch 128 × 64 (GPU)
     python benchmarks/infusion_step.py --quick         # small shape for CPU
+    python benchmarks/infusion_step.py --quick --steps 20 --results benchmarks/results/infusion_step_quick.json
 """
 from __future__ import annotations
 
@@ -41,11 +44,17 @@ def matmul_flops(device, dtype, n: int) -> float:
         a @ b
     sync(device)
     reps = 10
-    start = time.perf_counter()
+    clock = _clock(device)
+    start = clock()
     for _ in range(reps):
         a @ b
     sync(device)
-    return 2 * n**3 * reps / (time.perf_counter() - start)
+    return 2 * n**3 * reps / (clock() - start)
+
+
+def _clock(device):
+    """Wall time on a GPU; CPU time of this process on the CPU (other jobs on a shared machine do not inflate it)."""
+    return time.perf_counter if device.type == "cuda" else time.process_time
 
 
 def sync(device):
@@ -78,21 +87,25 @@ def run(mode: str, bf16: bool, backbone, plugin, head, batch, steps: int, device
     sync(device)
     if device.type == "cuda":
         torch.cuda.reset_peak_memory_stats()
-    start = time.perf_counter()
+    start, cpu_start = time.perf_counter(), time.process_time()
     for _ in range(steps):
         step()
     sync(device)
-    seconds = (time.perf_counter() - start) / steps
+    wall, cpu = (time.perf_counter() - start) / steps, (time.process_time() - cpu_start) / steps
     peak = torch.cuda.max_memory_allocated() / 2**30 if device.type == "cuda" else None
-    return {"step_s": seconds, "peak_gib": peak}
+    return {"step_s": wall if device.type == "cuda" else cpu, "wall_step_s": wall, "cpu_step_s": cpu, "peak_gib": peak}
 
 
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--quick", action="store_true")
     parser.add_argument("--steps", type=int, default=10)
+    parser.add_argument("--results", help="also write the figures to this JSON (benchmarks/results/<name>.json)")
+    parser.add_argument("--threads", type=int, default=1, help="torch threads on the CPU (default 1)")
     args = parser.parse_args()
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if device.type == "cpu":
+        torch.set_num_threads(args.threads)
     torch.manual_seed(0)
     config, plugin_cfg, batch_size, seq = shape(args.quick)
     from transformers import AutoModel
@@ -129,6 +142,13 @@ def main() -> None:
     print(json.dumps(results, indent=2))
     for key in ("kadapt_vs_reference_fp32", "kadapt_vs_reference_bf16", "bf16_vs_fp32_kadapt"):
         print(f"{key}: {results[key]:.3f}")
+    if args.results:
+        from artifact import write_results
+
+        write_results(args.results, results, "benchmarks/infusion_step.py",
+                      {"quick": args.quick, "steps": args.steps, "warmup_steps": 2, "threads": args.threads,
+                       "step_s": "wall seconds" if device.type == "cuda" else "CPU seconds of the process", "layers": config.num_hidden_layers,
+                       "hidden": config.hidden_size, "plugin": plugin_cfg or "kadapter defaults", "seed": 0})
 
 
 if __name__ == "__main__":

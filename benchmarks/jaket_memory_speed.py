@@ -6,7 +6,8 @@ where E^(0) of the sampled entities comes from: a row lookup in the memory, or L
 sampled entity's description in that step (what the memory replaces; the paper: ~15x faster
 pre-training). Steps alternate between the variants on the same batches; medians are reported.
 
-Run:  OMP_WAIT_POLICY=PASSIVE nice -n 10 python benchmarks/jaket_memory_speed.py --out runs/jaket_memory_speed.json
+Run:  OMP_WAIT_POLICY=PASSIVE nice -n 10 python benchmarks/jaket_memory_speed.py --batch-size 8 32 \
+          --out benchmarks/results/jaket_memory_speed.json
 """
 from __future__ import annotations
 
@@ -15,46 +16,20 @@ import json
 import os
 import statistics
 import time
-from pathlib import Path
 
 import torch
 
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--kg", default=None)
-    parser.add_argument("--backbone", default=None)
-    parser.add_argument("--memory", default=None, help="memory_full.safetensors from jaket_entity_classification.py "
-                                                       "(default: encode the descriptions now)")
-    parser.add_argument("--batch-size", type=int, default=8, help="triples per step")
-    parser.add_argument("--repeats", type=int, default=3)
-    parser.add_argument("--description-length", type=int, default=32)
-    parser.add_argument("--out", default=None)
-    parser.add_argument("--threads", type=int, default=1)
-    args = parser.parse_args()
-    torch.set_num_threads(args.threads)
-
-    from kadapt.core.backbone import FrozenBackbone
+def measure(args, batch_size: int, backbone, graph, plugin, entities, relations) -> dict:
+    """Median seconds of one pre-training step with E^(0) from the memory vs from LM1 on the fly."""
     from kadapt.data.encoding import collate
-    from kadapt.core.fileio import atomic_write_json, load_tensors
-    from kadapt.kg import read_kg
-    from kadapt.core.family import build_plugin
     from kadapt.plugins.jaket.memory import EntityMemory, encode_descriptions
+    from kadapt.plugins.jaket.pretraining import JaketPretrainingModel
     from kadapt.plugins.jaket.pretraining_objective import JaketPretrainingObjective
-    from kadapt.plugins.jaket.pretraining import JaketPretrainingModel, encode_graph
-    from kadapt.runs.recipe import default_data_dir, minilm_path
 
-    backbone = FrozenBackbone.from_pretrained(args.backbone or minilm_path())
-    graph = read_kg(args.kg or default_data_dir() / "kg_wn18rr")
     torch.manual_seed(0)
-    plugin = build_plugin("jaket", {"description_max_length": args.description_length}, backbone.spec)
-    if args.memory:
-        tensors, _ = load_tensors(args.memory)
-        entities, relations = tensors["entities"], tensors["relations"]
-    else:
-        entities, relations = encode_graph(backbone, graph, plugin)
     memory = EntityMemory(entities, relations)
     head = JaketPretrainingObjective(backbone.spec.hidden_size, num_categories=len(graph.category_labels()),
                            num_relations=graph.num_relations,
@@ -76,7 +51,7 @@ def main() -> None:
 
     order = torch.randperm(graph.num_triples, generator=torch.Generator().manual_seed(0)).tolist()
     batches = [collate([head.encode(tuple(graph.triples[i].tolist()), backbone.tokenizer, 48)
-                        for i in order[k * args.batch_size:(k + 1) * args.batch_size]], backbone.tokenizer.pad_token_id)
+                        for i in order[k * batch_size:(k + 1) * batch_size]], backbone.tokenizer.pad_token_id)
                for k in range(args.repeats)]
     times: dict[str, list[float]] = {"memory": [], "on_the_fly": []}
     model.train()
@@ -94,18 +69,56 @@ def main() -> None:
             memory.steps.fill_(steps_before)  # both variants draw the same sample for this batch
     plugin.knowledge = original_knowledge
     med = {k: statistics.median(v) for k, v in times.items()}
-    report = {
-        "seconds_per_step_median": med, "seconds_per_step": times,
-        "speedup_memory_vs_on_the_fly": med["on_the_fly"] / med["memory"],
-        "entities_encoded_per_step_on_the_fly": on_the_fly_entities,
-        "config": {"triples_per_step": args.batch_size, "fanouts": list(plugin.config.fanouts),
-                   "description_max_length": args.description_length, "threads": args.threads,
-                   "backbone": backbone.name, "kg": graph.source},
-    }
-    print(json.dumps({k: report[k] for k in ("seconds_per_step_median", "speedup_memory_vs_on_the_fly",
-                                              "entities_encoded_per_step_on_the_fly")}, indent=2))
+    return {"triples_per_step": batch_size, "seconds_per_step_median": med, "seconds_per_step": times,
+            "speedup_memory_vs_on_the_fly": med["on_the_fly"] / med["memory"],
+            "entities_encoded_per_step_on_the_fly": on_the_fly_entities}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--kg", default=None)
+    parser.add_argument("--backbone", default=None)
+    parser.add_argument("--memory", default=None, help="memory_full.safetensors from jaket_entity_classification.py "
+                                                       "(default: encode the descriptions now, timed)")
+    parser.add_argument("--batch-size", type=int, nargs="+", default=[8], help="triples per step (one or more)")
+    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--description-length", type=int, default=32)
+    parser.add_argument("--out", default=None, help="results JSON (benchmarks/results/jaket_memory_speed.json)")
+    parser.add_argument("--threads", type=int, default=1)
+    args = parser.parse_args()
+    torch.set_num_threads(args.threads)
+
+    from kadapt.core.backbone import FrozenBackbone
+    from kadapt.core.family import build_plugin
+    from kadapt.core.fileio import load_tensors
+    from kadapt.kg import read_kg
+    from kadapt.plugins.jaket.pretraining import encode_graph
+    from kadapt.runs.recipe import default_data_dir, minilm_path
+
+    backbone = FrozenBackbone.from_pretrained(args.backbone or minilm_path())
+    graph = read_kg(args.kg or default_data_dir() / "kg_wn18rr")
+    torch.manual_seed(0)
+    plugin = build_plugin("jaket", {"description_max_length": args.description_length}, backbone.spec)
+    encode_seconds = None
+    if args.memory:
+        tensors, _ = load_tensors(args.memory)
+        entities, relations = tensors["entities"], tensors["relations"]
+    else:
+        started = time.perf_counter()
+        entities, relations = encode_graph(backbone, graph, plugin)
+        encode_seconds = round(time.perf_counter() - started, 1)
+    runs = [measure(args, size, backbone, graph, plugin, entities, relations) for size in args.batch_size]
+    report = {"memory_encoding": {"entities": graph.num_entities, "wall_seconds": encode_seconds,
+                                  "source": args.memory or "encoded in this run"},
+              "runs": runs}
+    print(json.dumps([{k: r[k] for k in ("triples_per_step", "seconds_per_step_median", "speedup_memory_vs_on_the_fly")}
+                      for r in runs], indent=2))
     if args.out:
-        atomic_write_json(Path(args.out), report)
+        from artifact import write_results
+
+        write_results(args.out, report, "benchmarks/jaket_memory_speed.py",
+                      {"fanouts": list(plugin.config.fanouts), "description_max_length": args.description_length,
+                       "repeats": args.repeats, "threads": args.threads, "backbone": backbone.name, "kg": graph.source})
 
 
 if __name__ == "__main__":

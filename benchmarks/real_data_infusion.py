@@ -23,6 +23,7 @@ plain path) and OpenMP threads wait passively (``OMP_WAIT_POLICY=PASSIVE``), see
     python benchmarks/real_data_infusion.py --quick          # a few minutes
     python benchmarks/real_data_infusion.py                  # default size (well under 30 min on 2 cores)
     python benchmarks/real_data_infusion.py --tune ...       # dev-only runs (no test evaluation)
+    python benchmarks/real_data_infusion.py --quick --results benchmarks/results/real_data_infusion_quick.json
 
 Data: ``$KADAPT_DATA_DIR`` (default ``../shared/data`` next to the checkout, or ``--data-dir``).
 Output (``--out``, default ``runs/bench-real``): ``results.json``, ``results.md``, the split files and
@@ -368,6 +369,8 @@ def parse_args(argv=None):
                    help="epochs of the fresh head over the factual plug-in (default: the infusion epochs)")
     p.add_argument("--fact-train", type=int, default=None, help="override the factual train size")
     p.add_argument("--ud-train", type=int, default=None, help="override the UD train size (sentences)")
+    p.add_argument("--results", default=None,
+                   help="also write results.json to this path with the script's name (benchmarks/results/<name>.json)")
     return p.parse_args(argv)
 
 
@@ -447,7 +450,17 @@ def main(argv=None) -> int:
     _write(out, results, started)
     print("\n" + render_markdown(results))
     print(f"written: {out / 'results.json'}, {out / 'results.md'}")
+    if args.results:
+        _write_results_file(args.results, results)
     return 0
+
+
+def _write_results_file(path: str, results: dict) -> None:
+    """results.json as benchmarks/results/<name>.json: the run's meta become the settings."""
+    from artifact import write_results
+
+    meta = {k: v for k, v in results["meta"].items() if k != "command"}
+    write_results(path, {k: v for k, v in results.items() if k != "meta"}, "benchmarks/real_data_infusion.py", meta)
 
 
 def _cache_stats(backbone, results: dict, task: str) -> None:

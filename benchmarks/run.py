@@ -2,7 +2,7 @@
 
     python benchmarks/run.py --quick      # small sizes, well under 5 minutes on 2 cores
     python benchmarks/run.py              # larger batch, more repeats
-    python benchmarks/run.py --json out.json
+    python benchmarks/run.py --quick --json benchmarks/results/issue7_cache_quick.json
 
 Times are CPU seconds of this process (one torch thread), so other jobs on a shared machine do not
 distort the ratios; wall seconds are printed too. Figures (ratios > 1 mean kadapt's way is faster;
@@ -16,7 +16,6 @@ over the measured fp32 matmul FLOP/s), peak RSS of each mode, padding with and w
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import sys
 import time
@@ -79,7 +78,10 @@ def main(argv: list[str] | None = None) -> int:
     for name, value in figures.items():
         print(f"{name}: {value:.4g}" if isinstance(value, float) else f"{name}: {value}")
     if args.json:
-        Path(args.json).write_text(json.dumps(raw, indent=2))
+        from artifact import write_results
+
+        settings = {k: raw.pop(k) for k in ("device", "threads", "shape", "repeats", "steps_per_repeat")}
+        write_results(args.json, raw, "benchmarks/run.py", {**settings, "quick": args.quick, "rss": args.rss})
     return 0
 
 
