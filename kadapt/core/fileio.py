@@ -1,6 +1,7 @@
 """Atomic file writes (temp file in the same folder + fsync + rename) and strict safetensors reads."""
 from __future__ import annotations
 
+import hashlib
 import json
 import math
 import os
@@ -146,3 +147,12 @@ def read_json(path: str | Path, what: str = "JSON file") -> dict:
     if not isinstance(obj, dict):
         raise PluginFormatError(f"{path}: expected a JSON object at top level, got {type(obj).__name__}")
     return obj
+
+
+def sha256_of_file(path: str | Path) -> str:
+    """sha256 of one file's bytes, read in 1 MiB blocks."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import ctypes
 import errno
-import hashlib
 import json
 import os
 import re
@@ -21,7 +20,7 @@ import shutil
 from pathlib import Path
 
 from kadapt.core.errors import KadaptError, PluginFormatError
-from kadapt.core.fileio import process_alive
+from kadapt.core.fileio import process_alive, sha256_of_file
 
 MANIFEST_FILE = "manifest.json"
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")
@@ -65,14 +64,6 @@ def folder_has_content(path: Path) -> bool:
     return path.is_dir() and any(path.iterdir())
 
 
-def _sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
-
-
 def _fsync_dir(path: Path) -> None:
     fd = os.open(path, os.O_RDONLY)
     try:
@@ -87,7 +78,7 @@ def write_manifest(folder: Path) -> Path:
     for path in sorted(p for p in folder.iterdir() if p.is_file() and p.name != MANIFEST_FILE):
         with open(path, "rb") as handle:
             os.fsync(handle.fileno())
-        files[path.name] = _sha256(path)
+        files[path.name] = sha256_of_file(path)
     manifest = folder / MANIFEST_FILE
     with open(manifest, "w", encoding="utf-8") as handle:
         handle.write(json.dumps({"files": files}, indent=2) + "\n")
@@ -109,7 +100,7 @@ def check_manifest(folder: Path) -> bool:
     for name, digest in files.items():
         if not (folder / name).is_file():
             raise PluginFormatError(f"{folder / name}: listed in {MANIFEST_FILE} but missing")
-        if _sha256(folder / name) != digest:
+        if sha256_of_file(folder / name) != digest:
             raise PluginFormatError(f"{folder / name}: content differs from {MANIFEST_FILE} (sha256); the folder "
                                     "was edited or mixed with another write after it was saved")
     extra = sorted(p.name for p in folder.iterdir() if p.is_file() and p.name != MANIFEST_FILE

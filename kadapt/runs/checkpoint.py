@@ -139,12 +139,17 @@ def load_checkpoint(folder: Path, *, module: torch.nn.Module, optimizer, schedul
         module.load_extra_tensors(extra)
     opt_tensors, _ = load_tensors(folder / "optimizer.safetensors")
     optimizer_from_files(optimizer, opt_tensors, read_json(folder / "optimizer.json"))
+    restore_schedule_and_rng(folder, scheduler, rank)
+    return state
+
+
+def restore_schedule_and_rng(folder: Path, scheduler, rank: int) -> None:
+    """The scheduler state and this rank's RNG streams of a checkpoint (plain and sharded alike)."""
     scheduler.load_state_dict(read_json(folder / "scheduler.json"))
     rng_file = folder / f"rng-rank{rank}.safetensors"
     if rng_file.exists():
         rng_tensors, _ = load_tensors(rng_file)
         rng_from_files(rng_tensors, read_json(folder / f"rng-rank{rank}.json"))
-    return state
 
 
 def prune_checkpoints(checkpoints: Path, keep: int) -> None:

@@ -19,7 +19,7 @@ import torch
 from kadapt.core import distributed as dist
 from kadapt.core.errors import KadaptError
 from kadapt.core.fileio import atomic_write_json, load_tensors, read_json, save_tensors
-from kadapt.runs.checkpoint import (EXTRA_STATE_SEP, STATE_FILE, _jsonable, resumable_state, rng_from_files,
+from kadapt.runs.checkpoint import (EXTRA_STATE_SEP, STATE_FILE, _jsonable, resumable_state, restore_schedule_and_rng,
                                     rng_to_files)
 
 SHARDING_FILE = "sharding.json"
@@ -160,11 +160,7 @@ def load_fsdp_checkpoint(folder: Path, *, module, optimizer, scheduler) -> dict:
                    options=_options(not sharded))
     if extra:
         module.load_extra_tensors(extra)
-    scheduler.load_state_dict(read_json(folder / "scheduler.json"))
-    rng_file = folder / f"rng-rank{rank}.safetensors"
-    if rng_file.exists():
-        rng_tensors, _ = load_tensors(rng_file)
-        rng_from_files(rng_tensors, read_json(folder / f"rng-rank{rank}.json"))
+    restore_schedule_and_rng(folder, scheduler, rank)
     return state
 
 

@@ -21,6 +21,7 @@ from kadapt.data.encoding import LabelVocab, _check_fast, _tokenize
 from kadapt.data.markup import mention_span
 from kadapt.data.mentions import EntityLinking, token_entities
 from kadapt.data.records import EntityTypingExample
+from kadapt.tasks.linked_mentions import LinksMentions
 from kadapt.core.errors import DataError
 from kadapt.core.objective import (
     Objective,
@@ -87,7 +88,7 @@ def _on(row: list[bool]) -> set[int]:
 
 
 @register_objective
-class EntityTyping(Objective):
+class EntityTyping(LinksMentions, Objective):
     name = "entity_typing"
     main_metric = "micro_f1"
 
@@ -100,16 +101,6 @@ class EntityTyping(Objective):
         self._dropout_p = dropout
         self.dropout = nn.Dropout(dropout)
         self.classifier = nn.Linear(feature_size, len(labels))
-        self.linking = None  # the model's entity linking (token_entities for JAKET), set by bind
-
-    def bind(self, model) -> None:
-        """Encode ``token_entities`` when a plug-in of ``model`` links entity mentions."""
-        self.linking = model.entity_linking()
-
-    def prepare_records(self, records: list, split: str, seed: int) -> list:
-        if self.linking is not None:
-            self.linking.start(split)
-        return records
 
     @staticmethod
     def label_set(records: list) -> list[str]:

@@ -16,11 +16,12 @@ from torch import nn
 from kadapt.data.encoding import LabelVocab, encode_relation
 from kadapt.data.markup import relation_spans
 from kadapt.data.records import RelationExample
+from kadapt.tasks.linked_mentions import LinksMentions
 from kadapt.core.objective import Objective, ObjectiveOutput, register_objective, safe_div
 
 
 @register_objective
-class RelationClassification(Objective):
+class RelationClassification(LinksMentions, Objective):
     name = "relation_classification"
     main_metric = "micro_f1"
 
@@ -38,16 +39,6 @@ class RelationClassification(Objective):
         self.dropout = nn.Dropout(dropout)
         self.classifier = nn.Linear(2 * feature_size, len(labels))
         self._dropout_p = dropout
-        self.linking = None  # the model's entity linking (token_entities for JAKET), set by bind
-
-    def bind(self, model) -> None:
-        """Encode ``token_entities`` when a plug-in of ``model`` links entity mentions."""
-        self.linking = model.entity_linking()
-
-    def prepare_records(self, records: list, split: str, seed: int) -> list:
-        if self.linking is not None:
-            self.linking.start(split)
-        return records
 
     @staticmethod
     def label_set(records: list) -> list[str]:

@@ -20,7 +20,6 @@ attends to padding. On unpadded input the two agree to fp32 rounding (tests and
 """
 from __future__ import annotations
 
-import hashlib
 import json
 import logging
 import pickle
@@ -33,7 +32,7 @@ import torch
 from kadapt.core.backbone import FrozenBackbone
 from kadapt.core.errors import KadaptError, PluginFormatError
 from kadapt.core.family import build_plugin
-from kadapt.core.fileio import atomic_write_json, atomic_write_text, load_tensors, read_json, save_tensors
+from kadapt.core.fileio import atomic_write_json, atomic_write_text, load_tensors, read_json, save_tensors, sha256_of_file
 from kadapt.core.folders import write_folder
 from kadapt.plugins.kadapter.plugin import KAdapter, KAdapterConfig, layer_preset
 from kadapt.plugins.kadapter.reference_layout import (LINGUISTIC_HEAD, REFERENCE_HEADS, REFERENCE_LAYERS, check_layout,
@@ -81,14 +80,6 @@ def read_reference_state(path: str | Path) -> tuple[dict[str, torch.Tensor], Pat
         if not isinstance(key, str) or not torch.is_tensor(value):
             raise PluginFormatError(f"{path}: key {key!r} holds a {type(value).__name__}, not a tensor")
     return dict(state), path
-
-
-def _sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 # ------------------------------------------------------------------------------------------- import
@@ -159,7 +150,7 @@ def import_reference_checkpoint(checkpoint: str | Path, backbone, out: str | Pat
                                                        "out_features": int(state["out_proj.weight"].shape[0])}}]
                   if head else [])
     card = {
-        "summary": (f"Imported from the reference K-Adapter checkpoint `{path}` (sha256 `{_sha256(path)}`), "
+        "summary": (f"Imported from the reference K-Adapter checkpoint `{path}` (sha256 `{sha256_of_file(path)}`), "
                     "microsoft/K-Adapter AdapterModel layout, with `kadapt import kadapter`."),
         "data": sidecar.get("data", "as trained by the checkpoint's author (not recorded in the checkpoint)"),
         "notes": [f"adapter layers read backbone states {list(plugin.layer_ids)}"
