@@ -258,6 +258,7 @@ class TaskData:
     keys: tuple[str, ...] | None
     tensors: dict[str, dict[str, torch.Tensor]]
     folder: Path
+    states_seconds: float = 0.0  # getting the backbone states: hidden-state cache build or read
 
 
 def frozen_path(recipe: Recipe, keys) -> bool:
@@ -284,16 +285,18 @@ def prepare_task(recipe: Recipe, backbone, plugins: dict[str, object], layer_blo
     if not frozen_path(recipe, keys):
         return TaskData(recipe, config, None, {}, folder)
     tok, pad_id = backbone.tokenizer, backbone.tokenizer.pad_token_id
-    tensors = {}
+    tensors, seconds = {}, 0.0
     for split in ("train", "dev", "test"):
         records = head.prepare_records(getattr(splits, split), split, seed)
         encoded, _ = encode_records(head, records, tok, recipe.data.max_length, policy, f"{recipe.name} {split}")
         if not encoded:
             raise CompareError(f"{recipe.source}: no usable {split} examples ({policy.summary() or 'empty split'})")
+        t0 = time.perf_counter()
         cache = _states_cache(recipe, backbone, plugins, split, encoded)
+        seconds += time.perf_counter() - t0
         compute_blocks(backbone, plugins, layer_blocks, encoded, keys, folder / split, cache)
         tensors[split] = split_tensors(encoded, keys, pad_id)
-    return TaskData(recipe, config, keys, tensors, folder)
+    return TaskData(recipe, config, keys, tensors, folder, round(seconds, 1))
 
 
 def _states_cache(recipe: Recipe, backbone, plugins: dict, split: str, encoded: list[dict]):
@@ -444,6 +447,7 @@ def compare(recipes: list[Recipe], plugins: list[PluginSource], *, head_seeds: l
         t0 = time.perf_counter()
         task = prepare_task(recipe, backbone, loaded, layer_blocks, out)
         timings[f"{recipe.name}: read + features"] = round(time.perf_counter() - t0, 1)
+        timings[f"{recipe.name}: backbone states (cache build or read)"] = task.states_seconds
         head_class = objective_class(recipe.objective.name)
         summarize[recipe.name], metric[recipe.name] = head_class.summarize, head_class.main_metric
         cells = plan_cells(recipe.name, instances, layer_blocks if task.keys is not None else {}, lower_of,
