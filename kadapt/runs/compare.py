@@ -328,7 +328,7 @@ def run_cell(cell: Cell, task: TaskData, backbone, folder: Path) -> dict:
         dev, test, keys, counts = _train_on_blocks(cell, task, backbone, folder)
     else:
         dev, test, keys, counts = _train_finetune(cell, task, backbone, folder)
-    row = {"task": cell.task, "variant": cell.variant, "kind": cell.kind, "twin": cell.twin,
+    row = {"task": cell.task, "cell": cell.id, "variant": cell.variant, "kind": cell.kind, "twin": cell.twin,
            "infusion_seed": cell.infusion_seed, "head_seed": cell.head_seed,
            "plugins": [str(p) for p in cell.plugin_dirs], "blocks": cell.blocks, "lower": cell.lower,
            "dev": dev, "test": test, "count_keys": keys}

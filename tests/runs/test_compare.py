@@ -192,3 +192,35 @@ def test_table_marks_intervals_above_and_below_zero():
            "vs_lower_layers": {"diff": 0.0, "ci95": [-0.1, 0.1]}}
     assert render_table([row]).splitlines()[-1] == ("| t (accuracy) | F |  | 3 | 50.0 ± 1.0 | +10.0 [+2.0, +20.0] ✓ "
                                                      "| -10.0 [-20.0, -1.0] ✗ | +0.0 [-10.0, +10.0] |")
+
+
+def _counts_reproduce_test_metrics(out: Path, rows: list[dict], abs_tol: float) -> None:
+    from kadapt.core.objective import objective_class
+    from kadapt.runs.compare import load_row
+
+    head = objective_class("relation_classification")
+    for row in rows:
+        _, counts = load_row(out / "cells" / row["task"] / row["cell"])
+        assert head.summarize(dict(zip(row["count_keys"], counts.sum(axis=0)))) == pytest.approx(row["test"], abs=abs_tol)
+
+
+def test_per_example_counts_add_up_to_each_rows_test_metrics(finished):
+    tmp, result = finished
+    _counts_reproduce_test_metrics(tmp / "out", result.results["rows"], 1e-12)
+
+
+def test_trainable_mode_runs_finetune_per_cell_without_the_lower_layers_control(world, backbone_dir, backbone, tmp_path):
+    from kadapt.runs.recipe import FinetuneSection
+
+    task = _task(world, backbone_dir, tmp_path)
+    task.finetune, task.training.lr = FinetuneSection(backbone="full"), 1e-3
+    result = compare([task], _sources(world, backbone_dir, tmp_path), head_seeds=[1], infusion_seeds=[3],
+                     out=tmp_path / "out", draws=20, backbone=backbone, progress=False)
+    rows = result.results["rows"]
+    assert sorted(r["variant"] for r in rows) == ["F", "R(F)", "bare"]
+    assert result.results["meta"]["skipped"] == ["facts: lower-layers control (needs frozen features; finetune mode "
+                                                 "or head reads whole sequences)"]
+    _counts_reproduce_test_metrics(tmp_path / "out", rows, 1e-6)  # the tuned model, reloaded, gives the run's metrics
+    for row in rows:
+        metrics = json.loads((tmp_path / "out" / "cells" / "facts" / row["cell"] / "run" / "metrics.json").read_text())
+        assert metrics["finetune"]["backbone"] == "full" and metrics["test"] == row["test"]
