@@ -34,7 +34,9 @@ TASKS = {  # task -> (recipe, overrides)
 
 def parse_args(argv=None):
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    p.add_argument("--grid", required=True, help="name of this lever setting in the results JSON")
+    p.add_argument("--grid", help="name of this lever setting in the results JSON")
+    p.add_argument("--merge", nargs="+", metavar="JSON", help="only merge the grids of these results files (grids run "
+                   "in parallel with their own --results) into --results, then exit")
     p.add_argument("--note", default="", help="what the grid changes (kept in the JSON)")
     p.add_argument("--out", default=None, help="compare folder (default: runs/knowledge-effect/GRID)")
     p.add_argument("--tasks", nargs="+", default=["open_entity", "semeval"], choices=[*TASKS, "recall"],
@@ -51,8 +53,21 @@ def parse_args(argv=None):
     return p.parse_args(argv)
 
 
+def merge(files: list[str], target: Path) -> None:
+    data = json.loads(target.read_text(encoding="utf-8")) if target.exists() else {"grids": {}}
+    for file in files:
+        data["grids"].update(json.loads(Path(file).read_text(encoding="utf-8"))["grids"])
+    data["written_by"] = "benchmarks/knowledge_effect.py"
+    target.write_text(json.dumps(data, indent=2) + "\n", encoding="utf-8")
+
+
 def main(argv=None) -> int:
     args = parse_args(argv)
+    if args.merge:
+        merge(args.merge, Path(args.results))
+        return 0
+    if not args.grid:
+        raise SystemExit("knowledge_effect.py: --grid NAME is required")
     os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
     import torch
