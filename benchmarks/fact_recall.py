@@ -81,6 +81,66 @@ def build_probe(infuse_recipe, out: Path, *, train: int = 3000, dev: int = 500, 
     return counts
 
 
+def _sentence_line(record) -> str:
+    """A LAMA T-REx evidence sentence as T-REx-rc JSON (whitespace tokens; spans by character offsets)."""
+    tokens, starts, pos = record.text.split(), [], 0
+    for token in tokens:
+        pos = record.text.index(token, pos)
+        starts.append(pos)
+        pos += len(token)
+
+    def span(chars: tuple[int, int]) -> tuple[int, int]:
+        inside = [i for i, s in enumerate(starts) if s < chars[1] and s + len(tokens[i]) > chars[0]]
+        return inside[0], inside[-1]
+
+    (s0, s1), (o0, o1) = span(record.subj_span), span(record.obj_span)
+    return json.dumps({"token": tokens, "subj_start": s0, "subj_end": s1, "obj_start": o0, "obj_end": o1,
+                       "relation": record.label})
+
+
+def build_heldout_sentences(infuse_recipe, out: Path, *, train: int = 3000, dev: int = 500, test: int = 1000,
+                            seed: int = 0) -> dict:
+    """T-REx held-out sentences task: relation classification WITH the sentence, on facts whose entity pair
+    is in neither the infusion's train nor dev split (one sentence per fact; facts disjoint across splits)."""
+    from kadapt.data.formats import read_records
+    from kadapt.data.policy import ErrorPolicy
+    from kadapt.runs.context import data_seed, read_splits
+    from kadapt.runs.recipe import resolve_path
+
+    files = {name: out / f"{name}.jsonl" for name in ("train", "dev", "test")}
+    if all(f.exists() for f in files.values()):
+        return json.loads((out / "counts.json").read_text(encoding="utf-8"))
+    splits = read_splits(infuse_recipe.data, data_seed(infuse_recipe), ErrorPolicy("skip"))
+    seen = {(r.subj_id, r.obj_id) for r in splits.train + splits.dev}
+    first = {}
+    for record in read_records("lama_trex", resolve_path(infuse_recipe.data.train), ErrorPolicy("skip")):
+        key = (record.subj_id, record.obj_id, record.label)
+        if (record.subj_id, record.obj_id) not in seen and key not in first and len(record.text.split()) <= 40:
+            first[key] = record
+    facts = sorted(first)
+    random.Random(seed).shuffle(facts)
+    chosen = {"train": facts[:train], "dev": facts[train:train + dev], "test": facts[train + dev:train + dev + test]}
+    out.mkdir(parents=True, exist_ok=True)
+    for name, keys in chosen.items():
+        files[name].write_text("".join(_sentence_line(first[k]) + "\n" for k in keys), encoding="utf-8")
+    counts = {name: len(keys) for name, keys in chosen.items()}
+    (out / "counts.json").write_text(json.dumps(counts, indent=2) + "\n", encoding="utf-8")
+    return counts
+
+
+def heldout_sentences_recipe(folder: Path, backbone: str):
+    from kadapt.runs.recipe import recipe_from_dict
+
+    return recipe_from_dict({
+        "kind": "finetune", "name": "trex-held-out",
+        "backbone": {"name_or_path": backbone},
+        "objective": {"name": "relation_classification"},
+        "data": {"format": "trex_rc", "train": str(folder / "train.jsonl"), "dev": str(folder / "dev.jsonl"),
+                 "test": str(folder / "test.jsonl"), "max_length": 96, "on_error": "skip"},
+        "training": {"epochs": 5, "batch_size": 32, "lr": 1e-2, "weight_decay": 0.01, "warmup_ratio": 0.06},
+    }, f"{folder}/trex-held-out")
+
+
 def probe_recipes(folder: Path, backbone: str) -> list:
     """Two fine-tune tasks that differ only in their test file (same train/dev, so the same heads)."""
     from kadapt.runs.recipe import recipe_from_dict

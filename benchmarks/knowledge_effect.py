@@ -39,8 +39,9 @@ def parse_args(argv=None):
                    "in parallel with their own --results) into --results, then exit")
     p.add_argument("--note", default="", help="what the grid changes (kept in the JSON)")
     p.add_argument("--out", default=None, help="compare folder (default: runs/knowledge-effect/GRID)")
-    p.add_argument("--tasks", nargs="+", default=["open_entity", "semeval"], choices=[*TASKS, "recall"],
-                   help="recall: the fact-recall probe (benchmarks/fact_recall.py) on the first infused plug-in's facts")
+    p.add_argument("--tasks", nargs="+", default=["open_entity", "semeval"], choices=[*TASKS, "trex", "recall"],
+                   help="trex: relation classification on T-REx sentences of facts held out of the first infused "
+                        "plug-in's infusion; recall: the fact-recall probe (both: benchmarks/fact_recall.py)")
     p.add_argument("--plugins", nargs="+", default=["F=recipes/infuse/factual_small.yaml"],
                    help="[NAME=]infuse recipe or plug-in folder")
     p.add_argument("--infuse-set", nargs="*", default=[], help="key=value overrides of every infuse recipe")
@@ -77,7 +78,7 @@ def main(argv=None) -> int:
     from kadapt.runs.compare import PluginSource, compare, plugin_source
     from kadapt.runs.recipe import load_recipe
 
-    recipes = [load_recipe(str(RECIPES / TASKS[t][0]), TASKS[t][1] + args.task_set) for t in args.tasks if t != "recall"]
+    recipes = [load_recipe(str(RECIPES / TASKS[t][0]), TASKS[t][1] + args.task_set) for t in args.tasks if t in TASKS]
     sources = []
     for text in args.plugins:
         source = plugin_source(text)
@@ -87,6 +88,12 @@ def main(argv=None) -> int:
         sources.append(source)
     out = Path(args.out or f"runs/knowledge-effect/{args.grid}")
     probe = {}
+    if "trex" in args.tasks:
+        from fact_recall import build_heldout_sentences, heldout_sentences_recipe
+
+        infuse = next(s.recipe for s in sources if s.recipe is not None)
+        build_heldout_sentences(infuse, out / "trex-data")
+        recipes.append(heldout_sentences_recipe(out / "trex-data", infuse.backbone.name_or_path))
     if "recall" in args.tasks:
         from fact_recall import build_probe, probe_recipes
 
