@@ -128,7 +128,11 @@ def _infusion_dev(out: Path) -> dict:
     for log in sorted((out / "infusions").glob("*/seed-*/metrics.jsonl")):
         dev = [json.loads(line) for line in log.read_text(encoding="utf-8").splitlines() if '"dev"' in line]
         if dev:
-            found[f"{log.parent.parent.name}/{log.parent.name}"] = {k: v for k, v in dev[-1].items() if isinstance(v, float)}
+            entry = {k: v for k, v in dev[-1].items() if isinstance(v, float)}
+            done = log.parent / "plugin" / "adapter_config.json"
+            if done.exists():  # the run's wall time: recipe copy written first, plug-in last
+                entry["wall_seconds"] = round(done.stat().st_mtime - (log.parent / "recipe.yaml").stat().st_mtime, 1)
+            found[f"{log.parent.parent.name}/{log.parent.name}"] = entry
     return found
 
 
