@@ -471,6 +471,9 @@ def fact_recall(data: dict) -> str:
 def knowledge_effect_time(data: dict) -> str:
     rows = []
     for grid, run in data["grids"].items():
+        for name, dev in run.get("infusion_dev", {}).items():
+            if "wall_seconds" in dev:
+                rows.append([grid, f"infusion {name} (dev accuracy {100 * dev['accuracy']:.1f})", f"{dev['wall_seconds']:.0f}"])
         for step, seconds in run["timings"].items():
             rows.append([grid, step, f"{seconds:.0f}"])
     return _rows(["grid", "step", "wall seconds"], ["---", "---", "---:"], rows)
