@@ -48,6 +48,7 @@ def parse_args(argv=None):
     p.add_argument("--task-set", nargs="*", default=[], help="key=value overrides of every task recipe")
     p.add_argument("--head-seeds", nargs="+", type=int, default=[42, 7, 1])
     p.add_argument("--infusion-seeds", nargs="+", type=int, default=[42, 7, 1])
+    p.add_argument("--stack-lower-layers", action="store_true", help="also F+layers and R(F+layers) (kadapt compare)")
     p.add_argument("--threads", type=int, default=1)
     p.add_argument("--results", default=str(RESULTS))
     p.add_argument("--resume", action="store_true")
@@ -102,7 +103,7 @@ def main(argv=None) -> int:
         recipes += probe_recipes(out / "recall-data", infuse.backbone.name_or_path)
     started = time.perf_counter()
     result = compare(recipes, sources, head_seeds=args.head_seeds, infusion_seeds=args.infusion_seeds, out=out,
-                     resume=args.resume or out.exists())
+                     resume=args.resume or out.exists(), stack_lower=args.stack_lower_layers)
     timings = json.loads((out / "timings.json").read_text(encoding="utf-8"))
     results_path = Path(args.results)
     data = json.loads(results_path.read_text(encoding="utf-8")) if results_path.exists() else {"grids": {}}

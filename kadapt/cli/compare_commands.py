@@ -10,7 +10,8 @@ def cmd_compare(args) -> int:
     overrides = [o for o in args.overrides if "=" in o]
     result = compare([load_recipe(r, overrides) for r in recipes], [plugin_source(p) for p in args.plugins or []],
                      head_seeds=args.head_seeds, infusion_seeds=args.infusion_seeds, out=args.out,
-                     resume=args.resume, overwrite=args.overwrite, draws=args.draws)
+                     resume=args.resume, overwrite=args.overwrite, draws=args.draws,
+                     stack_lower=args.stack_lower_layers)
     print(result.table)
     print(f"written: {result.out / 'compare.json'}, {result.out / 'compare.md'}, {result.out / 'compare.png'}")
     return 0
@@ -28,6 +29,8 @@ def add_commands(subparsers) -> None:
                    help="Seeds of the re-infusions (infuse recipes; default: the first recipe's training.seed).")
     p.add_argument("--out", default="runs/compare")
     p.add_argument("--draws", type=int, default=1000, help="Bootstrap resamples.")
+    p.add_argument("--stack-lower-layers", action="store_true",
+                   help="Also each plug-in and R-twin on top of the lower-layers control (F+layers, R(F+layers)).")
     p.add_argument("--resume", action="store_true", help="Continue a comparison: finished cells are kept.")
     p.add_argument("--overwrite", action="store_true", help="Start the comparison in --out over.")
     p.set_defaults(func=cmd_compare)

@@ -203,8 +203,11 @@ def _save_twin(record: dict, seed: int, backbone, twin: Path, infused: Path) -> 
 
 
 def plan_cells(task: str, instances: dict[str, list[PluginInstance]], layer_blocks: dict[str, tuple[int, ...]],
-               lower_of: dict[str, str], head_seeds: list[int], infusion_seeds_used: list[int | None]) -> list[Cell]:
-    """Every (variant, head seed) cell of one task, in a fixed order."""
+               lower_of: dict[str, str], head_seeds: list[int], infusion_seeds_used: list[int | None],
+               stack_lower: bool = False) -> list[Cell]:
+    """Every (variant, head seed) cell of one task, in a fixed order. ``stack_lower``: also each plug-in
+    (and R-twin) on top of the lower-layers control (``F+layers``, ``R(F+layers)``): does the plug-in add
+    anything to the strongest no-adapter features?"""
     cells = [Cell(task, "bare", h, ["last"], kind="bare") for h in head_seeds]
     for block, layers in layer_blocks.items():
         cells += [Cell(task, f"lower layers {','.join(map(str, layers))}", h, ["last", block], kind="lower_layers",
@@ -216,6 +219,10 @@ def plan_cells(task: str, instances: dict[str, list[PluginInstance]], layer_bloc
                 block = _block_name(inst, twin)
                 cells += [Cell(task, variant, h, ["last", block], [inst.twin if twin else inst.infused], twin,
                                inst.seed, lower=lower_of[name]) for h in head_seeds]
+                if stack_lower and layer_blocks:
+                    stacked = f"R({name}+layers)" if twin else f"{name}+layers"
+                    cells += [Cell(task, stacked, h, ["last", lower_of[name], block], [inst.twin if twin else inst.infused],
+                                   twin, inst.seed, lower=lower_of[name]) for h in head_seeds]
     if len(instances) > 1:
         for seed in infusion_seeds_used:
             chosen = [inst for runs in instances.values() for inst in runs if inst.seed == seed]
@@ -411,8 +418,10 @@ def load_row(folder: Path) -> tuple[dict, np.ndarray] | None:
 
 def compare(recipes: list[Recipe], plugins: list[PluginSource], *, head_seeds: list[int],
             infusion_seeds: list[int] | None = None, out: str | Path = "runs/compare", resume: bool = False,
-            overwrite: bool = False, draws: int = DRAWS, backbone=None, progress: bool = True) -> CompareResult:
-    """Run (or resume) the comparison and write ``compare.json`` / ``compare.md`` / ``compare.png``."""
+            overwrite: bool = False, draws: int = DRAWS, backbone=None, progress: bool = True,
+            stack_lower: bool = False) -> CompareResult:
+    """Run (or resume) the comparison and write ``compare.json`` / ``compare.md`` / ``compare.png``
+    (``stack_lower``: see :func:`plan_cells`)."""
     from tqdm.auto import tqdm
 
     from kadapt.core.folders import FolderExistsError
@@ -451,7 +460,7 @@ def compare(recipes: list[Recipe], plugins: list[PluginSource], *, head_seeds: l
         head_class = objective_class(recipe.objective.name)
         summarize[recipe.name], metric[recipe.name] = head_class.summarize, head_class.main_metric
         cells = plan_cells(recipe.name, instances, layer_blocks if task.keys is not None else {}, lower_of,
-                           head_seeds, used_seeds)
+                           head_seeds, used_seeds, stack_lower)
         if task.keys is None and layer_blocks:
             skipped.append(f"{recipe.name}: lower-layers control (needs frozen features; finetune mode or head reads whole sequences)")
         t0 = time.perf_counter()

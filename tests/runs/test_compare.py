@@ -224,3 +224,18 @@ def test_trainable_mode_runs_finetune_per_cell_without_the_lower_layers_control(
     for row in rows:
         metrics = json.loads((tmp_path / "out" / "cells" / "facts" / row["cell"] / "run" / "metrics.json").read_text())
         assert metrics["finetune"]["backbone"] == "full" and metrics["test"] == row["test"]
+
+
+def test_plan_stacks_plugins_on_the_lower_layers_when_asked():
+    from kadapt.runs.compare import PluginInstance, plan_cells
+
+    inst = {"F": [PluginInstance("F", 3, Path("f3"), Path("r3"))]}
+    cells = plan_cells("t", inst, {"layers-0-1": (0, 1)}, {"F": "layers-0-1"}, [1], [3], stack_lower=True)
+    got = [(c.variant, c.blocks, c.twin, c.lower) for c in cells]
+    assert got == [("bare", ["last"], False, None),
+                   ("lower layers 0,1", ["last", "layers-0-1"], False, "layers-0-1"),
+                   ("F", ["last", "plugin-F-seed-3"], False, "layers-0-1"),
+                   ("F+layers", ["last", "layers-0-1", "plugin-F-seed-3"], False, "layers-0-1"),
+                   ("R(F)", ["last", "twin-F-seed-3"], True, "layers-0-1"),
+                   ("R(F+layers)", ["last", "layers-0-1", "twin-F-seed-3"], True, "layers-0-1")]
+    assert [c.id for c in cells][-1] == "R_F+layers-inf3-head1"
