@@ -110,9 +110,9 @@ def summarize_rows(rows: list[dict], counts: list[np.ndarray], summarize: dict[s
         index = [i for i, r in enumerate(rows) if r["task"] == task]
         n = counts[index[0]].shape[0]
         weights = example_weights(n, draws, rng)
-        keys = rows[index[0]]["count_keys"]
-        at = {i: run_metric_draws(counts[i], weights, keys, summarize[task], metric[task]) for i in index}
-        full = {i: summarize[task](dict(zip(keys, counts[i].sum(axis=0))))[metric[task]] for i in index}
+        keys = {i: rows[i]["count_keys"] for i in index}  # each run's own count keys (they may differ)
+        at = {i: run_metric_draws(counts[i], weights, keys[i], summarize[task], metric[task]) for i in index}
+        full = {i: summarize[task](dict(zip(keys[i], counts[i].sum(axis=0))))[metric[task]] for i in index}
         by = {(rows[i]["variant"], rows[i]["infusion_seed"], rows[i]["head_seed"]): i for i in index}
         bare = {rows[i]["head_seed"]: i for i in index if rows[i]["kind"] == "bare"}
         lower = {(rows[i]["lower"], rows[i]["head_seed"]): i for i in index if rows[i]["kind"] == "lower_layers"}

@@ -239,3 +239,18 @@ def test_plan_stacks_plugins_on_the_lower_layers_when_asked():
                    ("R(F)", ["last", "twin-F-seed-3"], True, "layers-0-1"),
                    ("R(F+layers)", ["last", "layers-0-1", "twin-F-seed-3"], True, "layers-0-1")]
     assert [c.id for c in cells][-1] == "R_F+layers-inf3-head1"
+
+
+def test_summary_reads_each_runs_own_count_keys():
+    """Heads whose counts name only the labels seen (SemEval) give runs different count keys."""
+    from kadapt.runs.compare_stats import summarize_rows
+
+    def row(variant, kind, keys, test):
+        return {"task": "t", "variant": variant, "kind": kind, "twin": False, "infusion_seed": None, "head_seed": 1,
+                "lower": None, "count_keys": keys, "test": {"accuracy": test}}
+
+    rows = [row("bare", "bare", ["correct", "n"], 0.25), row("F", "plugin", ["extra", "n", "correct"], 0.75)]
+    counts = [np.array([[1.0, 1.0], [0.0, 1.0], [0.0, 1.0], [0.0, 1.0]]),
+              np.array([[5.0, 1.0, 1.0], [5.0, 1.0, 1.0], [5.0, 1.0, 1.0], [5.0, 1.0, 0.0]])]
+    summary = summarize_rows(rows, counts, {"t": _accuracy}, {"t": "accuracy"}, draws=20)
+    assert summary[1]["vs_bare"]["diff"] == pytest.approx(0.5)
