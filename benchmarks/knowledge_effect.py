@@ -125,13 +125,15 @@ def main(argv=None) -> int:
 
 def _infusion_dev(out: Path) -> dict:
     """Each infusion's final dev metrics (its run folder's metrics.jsonl), by plug-in and seed."""
+    from kadapt.store.plugin_dir import config_file, has_plugin_config
+
     found = {}
     for log in sorted((out / "infusions").glob("*/seed-*/metrics.jsonl")):
         dev = [json.loads(line) for line in log.read_text(encoding="utf-8").splitlines() if '"dev"' in line]
         if dev:
             entry = {k: v for k, v in dev[-1].items() if isinstance(v, float)}
-            done = log.parent / "plugin" / "adapter_config.json"
-            if done.exists():  # the run's wall time: recipe copy written first, plug-in last
+            if has_plugin_config(log.parent / "plugin"):  # the run's wall time: recipe copy written first, plug-in last
+                done = config_file(log.parent / "plugin", note=False)
                 entry["wall_seconds"] = round(done.stat().st_mtime - (log.parent / "recipe.yaml").stat().st_mtime, 1)
             found[f"{log.parent.parent.name}/{log.parent.name}"] = entry
     return found

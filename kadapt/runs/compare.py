@@ -44,7 +44,7 @@ from kadapt.core.fileio import atomic_write_json, atomic_write_text, load_tensor
 from kadapt.core.paths import resolve_path
 from kadapt.runs.compare_stats import DRAWS, plot_summary, render_table, summarize_rows
 from kadapt.runs.recipe import Recipe, load_recipe
-from kadapt.store.plugin_dir import CONFIG_FILE, load_plugin, read_record, save_plugin
+from kadapt.store.plugin_dir import config_file, has_plugin_config, load_plugin, read_record, save_plugin
 
 log = logging.getLogger(__name__)
 
@@ -139,10 +139,11 @@ def check_inputs(recipes: list[Recipe], sources: list[PluginSource]) -> None:
 
 def check_folder_backbone(source: PluginSource, backbone, recipe: Recipe) -> None:
     record = read_record(source.folder)
-    recorded = Fingerprint.from_dict(record["backbone"], source=str(source.folder / CONFIG_FILE))
+    where = config_file(source.folder, note=False)
+    recorded = Fingerprint.from_dict(record["backbone"], source=str(where))
     diffs = recorded.differences(backbone.fingerprint)
     if diffs:
-        raise CompareError(f"{source.folder / CONFIG_FILE}: plug-in {source.name!r} was infused on another backbone "
+        raise CompareError(f"{where}: plug-in {source.name!r} was infused on another backbone "
                            f"than {recipe.source}'s ({recipe.backbone.name_or_path}): {diffs[0]}")
 
 
@@ -176,7 +177,7 @@ def _infuse_seed(source: PluginSource, seed: int, backbone, run_dir: Path) -> Pa
     from kadapt.runs.infuse import infuse
 
     plugin_dir = run_dir / "plugin"
-    if (plugin_dir / CONFIG_FILE).exists():
+    if has_plugin_config(plugin_dir):
         log.info("reusing %s", plugin_dir)
         return plugin_dir
     recipe = copy.deepcopy(source.recipe)
@@ -190,10 +191,10 @@ def _infuse_seed(source: PluginSource, seed: int, backbone, run_dir: Path) -> Pa
 
 def _save_twin(record: dict, seed: int, backbone, twin: Path, infused: Path) -> None:
     """The R-twin: the infused plug-in's kind and config, seeded as its infusion began, never trained."""
-    if (twin / CONFIG_FILE).exists():
+    if has_plugin_config(twin):
         return
     torch.manual_seed(seed)  # the draw StandardPipeline.build makes before building the plug-in
-    plugin = build_plugin(record["kind"], record["config"], backbone.spec, source=str(infused / CONFIG_FILE))
+    plugin = build_plugin(record["kind"], record["config"], backbone.spec, source=str(config_file(infused, note=False)))
     card = {"summary": f"R-twin of {infused}: the same kind and config, initialised with seed {seed}, never infused "
                        "(kadapt compare's capacity control).", "data": "none (not infused)", "metrics": {}}
     save_plugin(plugin, twin, backbone.fingerprint, objectives=[], card=card)

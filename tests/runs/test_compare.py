@@ -142,7 +142,7 @@ def test_plugin_folder_for_another_backbone_is_one_line(world, backbone_dir, tin
     task = _write(tmp_path, "task.yaml", finetune_recipe(world, backbone_dir, tmp_path / "z"))
     assert main(["compare", str(task), "--plugins", str(folder), "--out", str(tmp_path / "c")]) == 2
     err = capsys.readouterr().err
-    assert err.startswith(f"kadapt: error: {folder / 'adapter_config.json'}: plug-in 'plug' was infused on another "
+    assert err.startswith(f"kadapt: error: {folder / 'kadapt_config.json'}: plug-in 'plug' was infused on another "
                           f"backbone than {task}'s ({backbone_dir}): ") and err.count("\n") == 1
 
 
