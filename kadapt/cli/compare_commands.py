@@ -7,14 +7,26 @@ def cmd_compare(args) -> int:
     from kadapt.runs.recipe import load_recipe
 
     recipes = [args.recipe] + [o for o in args.overrides if "=" not in o]
-    overrides = [o for o in args.overrides if "=" in o]
-    result = compare([load_recipe(r, overrides) for r in recipes], [plugin_source(p) for p in args.plugins or []],
+    plugins, moved = split_plugins(args.plugins or [])
+    overrides = [o for o in args.overrides if "=" in o] + moved
+    result = compare([load_recipe(r, overrides) for r in recipes], [plugin_source(p) for p in plugins],
                      head_seeds=args.head_seeds, infusion_seeds=args.infusion_seeds, out=args.out,
                      resume=args.resume, overwrite=args.overwrite, draws=args.draws,
                      stack_lower=args.stack_lower_layers)
     print(result.table)
     print(f"written: {result.out / 'compare.json'}, {result.out / 'compare.md'}, {result.out / 'compare.png'}")
     return 0
+
+
+def split_plugins(items: list[str]) -> tuple[list[str], list[str]]:
+    """``--plugins F=a.yaml training.epochs=1``: argparse gives the override to --plugins; move it back.
+    An item is a plug-in when its path (after ``NAME=``) exists."""
+    from pathlib import Path
+
+    plugins, overrides = [], []
+    for item in items:
+        (plugins if Path(item.rpartition("=")[2]).exists() or "=" not in item else overrides).append(item)
+    return plugins, overrides
 
 
 def add_commands(subparsers) -> None:

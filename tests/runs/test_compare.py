@@ -254,3 +254,12 @@ def test_summary_reads_each_runs_own_count_keys():
               np.array([[5.0, 1.0, 1.0], [5.0, 1.0, 1.0], [5.0, 1.0, 1.0], [5.0, 1.0, 0.0]])]
     summary = summarize_rows(rows, counts, {"t": _accuracy}, {"t": "accuracy"}, draws=20)
     assert summary[1]["vs_bare"]["diff"] == pytest.approx(0.5)
+
+
+def test_cli_moves_overrides_out_of_the_plugin_list(tmp_path):
+    from kadapt.cli.compare_commands import split_plugins
+
+    (tmp_path / "f.yaml").write_text("kind: infuse\n")
+    (tmp_path / "folder").mkdir()
+    got = split_plugins([f"F={tmp_path / 'f.yaml'}", str(tmp_path / "folder"), "training.epochs=1", "G=missing.yaml"])
+    assert got == ([f"F={tmp_path / 'f.yaml'}", str(tmp_path / "folder")], ["training.epochs=1", "G=missing.yaml"])
