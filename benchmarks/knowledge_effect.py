@@ -56,10 +56,14 @@ def parse_args(argv=None):
 
 
 def merge(files: list[str], target: Path) -> None:
-    data = json.loads(target.read_text(encoding="utf-8")) if target.exists() else {"grids": {}}
+    """Write ``target`` from the grids of ``files`` (in order): a grid found in several files (a comparison
+    resumed or widened by later calls) keeps the last file's results and every call's timings, in order."""
+    data = {"written_by": "benchmarks/knowledge_effect.py", "merged_from": list(files), "grids": {}}
     for file in files:
-        data["grids"].update(json.loads(Path(file).read_text(encoding="utf-8"))["grids"])
-    data["written_by"] = "benchmarks/knowledge_effect.py"
+        for grid, entry in json.loads(Path(file).read_text(encoding="utf-8"))["grids"].items():
+            calls = data["grids"].get(grid, {}).get("timing_calls", [])
+            own = entry.get("timing_calls") or [{"command": entry["command"], "timings": entry["timings"]}]
+            data["grids"][grid] = {**entry, "timing_calls": calls + [c for c in own if c not in calls]}
     target.write_text(json.dumps(data, indent=2) + "\n", encoding="utf-8")
 
 

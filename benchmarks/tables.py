@@ -474,8 +474,10 @@ def knowledge_effect_time(data: dict) -> str:
         for name, dev in run.get("infusion_dev", {}).items():
             if "wall_seconds" in dev:
                 rows.append([grid, f"infusion {name} (dev accuracy {100 * dev['accuracy']:.1f})", f"{dev['wall_seconds']:.0f}"])
-        for step, seconds in run["timings"].items():
-            rows.append([grid, step, f"{seconds:.0f}"])
+        calls = run.get("timing_calls") or [{"timings": run["timings"]}]
+        for number, call in enumerate(calls, 1):
+            for step, seconds in call["timings"].items():
+                rows.append([grid, f"call {number}/{len(calls)}: {step}", f"{seconds:.0f}"])
     return _rows(["grid", "step", "wall seconds"], ["---", "---", "---:"], rows)
 
 
