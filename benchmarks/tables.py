@@ -469,14 +469,24 @@ def fact_recall(data: dict) -> str:
 
 
 def knowledge_effect_time(data: dict) -> str:
+    """Per grid: each infusion it used, then per call the time in infusions, backbone states (hidden-state
+    cache build or read), the other feature work (plug-ins, lower layers, reading data) and the heads."""
     rows = []
     for grid, run in data["grids"].items():
+        used = {f"seed-{s}" for s in run["meta"]["infusion_seeds"]}
         for name, dev in run.get("infusion_dev", {}).items():
-            if "wall_seconds" in dev:
+            if "wall_seconds" in dev and name.split("/")[-1] in used:
                 rows.append([grid, f"infusion {name} (dev accuracy {100 * dev['accuracy']:.1f})", f"{dev['wall_seconds']:.0f}"])
         calls = run.get("timing_calls") or [{"timings": run["timings"]}]
         for number, call in enumerate(calls, 1):
-            for step, seconds in call["timings"].items():
+            t = call["timings"]
+            states = sum(v for k, v in t.items() if k.endswith("backbone states (cache build or read)"))
+            features = sum(v for k, v in t.items() if k.endswith("read + features")) - states
+            heads = sum(v for k, v in t.items() if k.endswith(": heads"))
+            for step, seconds in (("infusions and twins", t.get("infusions and twins", 0.0)),
+                                  ("backbone states (cache build or read)", states),
+                                  ("plug-in / lower-layer features, reading data", features), ("heads", heads),
+                                  ("total", t["total"])):
                 rows.append([grid, f"call {number}/{len(calls)}: {step}", f"{seconds:.0f}"])
     return _rows(["grid", "step", "wall seconds"], ["---", "---", "---:"], rows)
 
