@@ -83,13 +83,16 @@ def plot_summary(summary: list[dict], path) -> None:
     fig, axes = plt.subplots(1, len(tasks), figsize=(5 * len(tasks), 3.5), squeeze=False)
     for ax, task in zip(axes[0], tasks):
         rows = [r for r in summary if r["task"] == task and r.get("vs_bare")]
+        labelled: set[str] = set()
         for i, row in enumerate(rows):
             for offset, key, color in ((-0.15, "vs_bare", "tab:blue"), (0.15, "vs_twin", "tab:red")):
                 stat = row.get(key)
                 if stat:
                     d, (lo, hi) = 100 * stat["diff"], (100 * stat["ci95"][0], 100 * stat["ci95"][1])
+                    label = "− bare" if key == "vs_bare" else "− R-twin"
                     ax.errorbar(i + offset, d, yerr=[[d - lo], [hi - d]], fmt="o", color=color, capsize=3,
-                                label=("− bare" if key == "vs_bare" else "− R-twin") if i == 0 else None)
+                                label=None if label in labelled else label)
+                    labelled.add(label)
         ax.axhline(0, color="grey", lw=0.8)
         ax.set_xticks(range(len(rows)), [r["variant"] for r in rows], rotation=30, ha="right", fontsize=8)
         ax.set_title(f"{task} ({rows[0]['metric'] if rows else ''}), points")
