@@ -38,7 +38,7 @@ def add_commands(subparsers) -> None:
                    help="Plug-ins: infuse recipes (re-infused per --infusion-seeds) or plug-in folders.")
     p.add_argument("--head-seeds", nargs="+", type=int, default=[42, 7, 1])
     p.add_argument("--infusion-seeds", nargs="+", type=int, default=None,
-                   help="Seeds of the re-infusions (infuse recipes; default: the first recipe's training.seed).")
+                   help="Seeds of the re-infusions (infuse recipes; default: each infuse recipe's training.seed).")
     p.add_argument("--out", default="runs/compare")
     p.add_argument("--draws", type=int, default=1000, help="Bootstrap resamples.")
     p.add_argument("--stack-lower-layers", action="store_true",

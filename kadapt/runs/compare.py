@@ -158,7 +158,7 @@ def infused_instances(source: PluginSource, seeds: list[int], backbone, out: Pat
         _save_twin(read_record(source.folder), seed or 0, backbone, twin, source.folder)
         return [PluginInstance(source.name, seed, source.folder, twin)]
     instances = []
-    for seed in seeds:
+    for seed in seeds or [source.recipe.training.seed]:
         folder = _infuse_seed(source, seed, backbone, out / "infusions" / source.name / f"seed-{seed}")
         twin = out / "twins" / source.name / f"seed-{seed}"
         _save_twin(read_record(folder), seed, backbone, twin, folder)
@@ -442,7 +442,7 @@ def compare(recipes: list[Recipe], plugins: list[PluginSource], *, head_seeds: l
     for source in plugins:
         if source.folder is not None:
             check_folder_backbone(source, backbone, recipes[0])
-    seeds = list(infusion_seeds or [recipes[0].training.seed])
+    seeds = list(infusion_seeds or [])  # none given: each infuse recipe's own training.seed
     t0 = time.perf_counter()
     instances = {s.name: infused_instances(s, seeds, backbone, out) for s in plugins}
     timings["infusions and twins"] = round(time.perf_counter() - t0, 1)
