@@ -311,7 +311,7 @@ def _states_cache(recipe: Recipe, backbone, plugins: dict, split: str, encoded: 
     """Backbone states of a split from the hidden-state cache (single-sequence inputs), else None."""
     from kadapt.core.model import KnowledgeModel
     from kadapt.runs.recipe import split_values
-    from kadapt.store.hidden_cache import cached_split
+    from kadapt.store.distributed_cache import cached_split
 
     first = encoded[0]["input_ids"]
     if first and isinstance(first[0], (list, tuple)):
