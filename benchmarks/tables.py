@@ -567,13 +567,6 @@ DESCRIPTIVE_TABLES = {
         "| format | files per checkpoint | resumes on |",
         "| what | where |",  # multi-node: where run folders, caches and data live
     ),
-    # The "Knowledge effect" section is being rewritten from its results JSON on another branch (issue 17);
-    # its three tables are listed here until that lands (the test fails once a listed header is gone).
-    "benchmarks/README.md": (
-        "| model | Open Entity P | Open Entity R | Open Entity Mi-F1 | SemEval-2010 macro-F1 | FewRel 5-way 1-shot acc |",
-        "| task | +F | +L | +F+L | +R |",
-        "| model | Open Entity Mi-F1 | SemEval-2010 macro-F1 | FewRel 5-way 1-shot acc |",
-    ),
 }
 
 
