@@ -8,7 +8,7 @@ import sys
 from pathlib import Path
 
 import kadapt.plugins  # noqa: F401  (registers the families and their commands)
-from kadapt.cli import cache_commands, checkpoint_commands, predict_commands
+from kadapt.cli import cache_commands, checkpoint_commands, compare_commands, predict_commands
 from kadapt.core.errors import KadaptError
 from kadapt.core.family import registered_commands
 
@@ -264,7 +264,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int, default=0)
     p.set_defaults(func=cmd_quickstart)
 
-    for add_commands in (cache_commands.add_commands, checkpoint_commands.add_commands, predict_commands.add_commands,
+    for add_commands in (cache_commands.add_commands, checkpoint_commands.add_commands, compare_commands.add_commands,
+                         predict_commands.add_commands,
                          *registered_commands()):
         add_commands(sub)  # feature areas and plug-in families contribute their own subcommands
     return parser

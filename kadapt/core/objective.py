@@ -82,6 +82,12 @@ class Objective(nn.Module):
     def bind(self, model) -> None:
         """Called with the complete model (backbone, plug-ins, this head) before training/evaluation."""
 
+    def kept_positions(self) -> tuple[str, ...] | None:
+        """Batch keys (``*_pos``) whose token positions are the only feature rows this head reads
+        through the default :meth:`step`: a frozen model's features may then be computed once and
+        kept at those positions (``kadapt compare``). None (default): the head reads whole sequences."""
+        return None
+
     def step(self, model, batch: dict) -> ObjectiveOutput:
         """Loss and logits of one batch through ``model`` (a KnowledgeModel)."""
         return self(model.batch_features(batch), batch)

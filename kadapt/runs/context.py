@@ -76,7 +76,7 @@ def start_run(recipe: Recipe, out: str | Path | None, backbone: FrozenBackbone |
     accelerator = make_accelerator(recipe.training)
     run_dir = prepare_run_dir(recipe, out, is_main=accelerator.is_main_process, resume=resume, overwrite=overwrite)
     policy = ErrorPolicy(recipe.data.on_error)
-    splits = read_splits(recipe.data, recipe.training.seed, policy)
+    splits = read_splits(recipe.data, data_seed(recipe), policy)
     check_label_variety(recipe, splits.train)
     length = max_length_problem(recipe)
     if length:  # before any model loads, not deep inside transformers when a long sentence comes
@@ -128,16 +128,27 @@ def read_splits(data: DataSection, seed: int, policy: ErrorPolicy) -> Splits:
         if len(dev_parts) != len(data.dev):
             raise RecipeError(f"data.dev: two files share a name ({list(data.dev)}); the names label per_dev")
     train, test = read("train"), read("test")
+    if not test and data.test_fraction > 0 and train:
+        test, train = carve(train, data.test_fraction, seed + 1)
     dev = [r for part in dev_parts.values() for r in part] if dev_parts else read("dev")
     if not dev and data.dev_fraction > 0 and train:
-        order = list(range(len(train)))
-        random.Random(seed).shuffle(order)
-        cut = max(1, int(len(train) * data.dev_fraction))
-        dev = [train[i] for i in order[:cut]]
-        train = [train[i] for i in order[cut:]]
+        dev, train = carve(train, data.dev_fraction, seed)
     if policy.skipped:
         policy.log_summary(log)
     return Splits(train, dev, test, dev_parts if len(dev_parts) > 1 else {})
+
+
+def carve(records: list, fraction: float, seed: int) -> tuple[list, list]:
+    """(carved, rest): a seeded ``fraction`` of ``records`` (at least one) and the rest, both in the seeded order."""
+    order = list(range(len(records)))
+    random.Random(seed).shuffle(order)
+    cut = max(1, int(len(records) * fraction))
+    return [records[i] for i in order[:cut]], [records[i] for i in order[cut:]]
+
+
+def data_seed(recipe: Recipe) -> int:
+    """The seed of the data selection: ``data.seed``, else ``training.seed``."""
+    return recipe.training.seed if recipe.data.seed is None else recipe.data.seed
 
 
 def encode_records(objective: Objective, records: list, tokenizer, max_length: int, policy: ErrorPolicy,

@@ -31,7 +31,7 @@ from kadapt.core.family import plugin_class
 from kadapt.core.model import STATE_PREFIX, KnowledgeModel
 from kadapt.data.encoding import collate
 from kadapt.data.policy import ErrorPolicy
-from kadapt.runs.context import encode_records, load_backbone, prepare_run_dir, read_splits
+from kadapt.runs.context import data_seed, encode_records, load_backbone, prepare_run_dir, read_splits
 from kadapt.runs.infuse import (STANDARD_PIPELINE, InfusionResult, cache_splits, pipeline_for, reserve_zoo_name,
                                 save_infused)
 from kadapt.runs.loop import Member, make_accelerator, train_members
@@ -96,7 +96,7 @@ def prepare_members(recipes: Sequence[Recipe], backbone=None, device="cpu") -> t
     lead = recipes[0]
     backbone = (backbone or load_backbone(lead.backbone)).to(device)
     policy = ErrorPolicy(lead.data.on_error)
-    splits = read_splits(lead.data, lead.training.seed, policy)
+    splits = read_splits(lead.data, data_seed(lead), policy)
     members = []
     for recipe in recipes:
         model = STANDARD_PIPELINE.build(recipe, backbone, splits)

@@ -143,6 +143,8 @@ class DataSection:
     on_error: str = field(default="raise", metadata={"help": "'raise' on a bad record, or 'skip' (counted and logged)."})
     limit: int | None = field(default=None, metadata={"min": 1, "help": "Use N records of each split: a seeded (training.seed), label-stratified subset in file order (not a file prefix; formats without labels keep the first N)."})
     dev_fraction: float = field(default=0.0, metadata={"min": 0, "lt": 1, "help": "Carve this fraction of train as dev when no dev file is given (seeded)."})
+    test_fraction: float = field(default=0.0, metadata={"min": 0, "lt": 1, "help": "Carve this fraction of train as test when no test file is given (seeded; carved before dev)."})
+    seed: int | None = field(default=None, metadata={"min": 0, "help": "Seed of the data selection (data.limit subset, dev/test carving); default: training.seed. Fix it to vary training seeds over the same data."})
 
 
 @dataclass

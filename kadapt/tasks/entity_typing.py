@@ -116,6 +116,9 @@ class EntityTyping(LinksMentions, Objective):
         feats["labels"] = target
         return feats
 
+    def kept_positions(self) -> tuple[str, ...]:
+        return ("mention_pos",)
+
     def forward(self, features: torch.Tensor, batch: dict) -> ObjectiveOutput:
         rows = torch.arange(features.shape[0], device=features.device)
         logits = self.classifier(self.dropout(features[rows, batch["mention_pos"]]))

@@ -188,6 +188,9 @@ class FewShotPair(Objective):
 
     # ------------------------------------------------------------------ model
 
+    def kept_positions(self) -> tuple[str, ...] | None:
+        return ("q_subj_pos", "q_obj_pos", "s_subj_pos", "s_obj_pos") if self.pooling == "markers" else None
+
     def forward(self, features: torch.Tensor, batch: dict) -> ObjectiveOutput:
         """``features``: (B, N·K, S, F) from grouped inputs -> logits (B, N)."""
         if features.dim() != 4:

@@ -55,6 +55,9 @@ class RelationClassification(LinksMentions, Objective):
         plain, subj, obj = relation_spans(text, source)
         return RelationExample(plain, subj, obj, label, source)
 
+    def kept_positions(self) -> tuple[str, ...] | None:
+        return ("subj_pos", "obj_pos") if self.pooling == "marker" else None
+
     def forward(self, features: torch.Tensor, batch: dict) -> ObjectiveOutput:
         pair = torch.cat([self._entity(features, batch, "subj"), self._entity(features, batch, "obj")], dim=-1)
         logits = self.classifier(self.dropout(pair))

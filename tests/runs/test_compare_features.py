@@ -1,23 +1,19 @@
-"""The knowledge-effect benchmark's shortcut: heads trained on features kept at their ``*_pos`` positions
+"""Frozen-feature shortcut of ``kadapt compare``: heads over features kept at their ``kept_positions``
 give exactly the logits of the same heads over the full ``KnowledgeModel`` features."""
 from __future__ import annotations
 
-import sys
 from pathlib import Path
 
 import pytest
 import torch
 
 from kadapt.core.model import KnowledgeModel
+from kadapt.core.objective import build_objective
 from kadapt.data.encoding import collate
 from kadapt.data.formats import read_records
-from kadapt.core.objective import build_objective
+from kadapt.runs.compare_features import gather_positions, split_tensors
 
-REPO = Path(__file__).resolve().parents[2]
-sys.path.insert(0, str(REPO / "benchmarks"))
-import knowledge_effect as ke
-
-FIXTURES = REPO / "tests" / "fixtures"
+FIXTURES = Path(__file__).resolve().parents[1] / "fixtures"
 
 
 def _case(name: str, feature_size: int):
@@ -37,20 +33,22 @@ def test_kept_positions_reproduce_full_feature_logits(name, tiny_backbone):
     torch.manual_seed(0)
     records, head = _case(name, model.feature_size)
     model.head = head.eval()
-    batch = collate([head.encode(r, tiny_backbone.tokenizer, 96) for r in records], tiny_backbone.tokenizer.pad_token_id)
+    encoded = [head.encode(r, tiny_backbone.tokenizer, 96) for r in records]
+    batch = collate(encoded, tiny_backbone.tokenizer.pad_token_id)
+    keys = head.kept_positions()
     with torch.no_grad():
         full = model(batch).logits
         ids, mask = batch["input_ids"], batch["attention_mask"]
         feats = (model.features(ids.flatten(0, 1), mask.flatten(0, 1)).unflatten(0, ids.shape[:2]) if ids.dim() == 3
                  else model.features(ids, mask))
-        kept, rewritten = ke.gather_positions(feats, batch)
-        compact = head(kept, {**batch, **rewritten}).logits
+        kept = gather_positions(feats, batch, keys)
+        rest = split_tensors(encoded, keys, tiny_backbone.tokenizer.pad_token_id)
+        compact = head(kept, rest).logits
     torch.testing.assert_close(compact, full)
-    assert kept.shape[-2] == len([k for k in batch if k.endswith("_pos")])
+    assert kept.shape[-2] == len(keys) and "input_ids" not in rest
 
 
-def test_variant_columns_slice_backbone_and_plugins():
-    assert ke.variant_columns("bare", 3, [2, 4]).tolist() == [0, 1, 2]
-    assert ke.variant_columns("+F", 3, [2, 4]).tolist() == [0, 1, 2, 3, 4]
-    assert ke.variant_columns("+L", 3, [2, 4]).tolist() == [0, 1, 2, 5, 6, 7, 8]
-    assert ke.variant_columns("+F+L", 3, [2, 4]).tolist() == list(range(9))
+def test_heads_that_read_whole_sequences_keep_no_positions():
+    assert build_objective("relation_classification", 8, {"labels": ["a", "b"], "pooling": "mean"}).kept_positions() is None
+    assert build_objective("relation_classification", 8, {"labels": ["a", "b"]}).kept_positions() == ("subj_pos", "obj_pos")
+    assert build_objective("fewshot_pair", 8, {"n_way": 2, "pooling": "cls"}).kept_positions() is None
