@@ -39,6 +39,7 @@ def _gloo_worker(rank: int, world: int, port: int, fn, args: tuple) -> None:
     torch.distributed.init_process_group("gloo", rank=rank, world_size=world)
     try:
         fn(rank, world, *args)
+        torch.distributed.barrier()  # no rank tears gloo down while another still talks to it
     finally:
         torch.distributed.destroy_process_group()
 
