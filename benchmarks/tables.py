@@ -21,6 +21,8 @@ import re
 import sys
 from pathlib import Path
 
+from kadapt.runs.compare_stats import format_ci
+
 REPO = Path(__file__).resolve().parents[1]
 RESULTS = REPO / "benchmarks" / "results"
 DOCS = (REPO / "README.md", REPO / "benchmarks" / "README.md")
@@ -420,22 +422,14 @@ def real_data_cache(data: dict) -> str:
                  rows) + f"\n*Start-up check, max |cached − plain| on a padded batch: {cache['check_max_abs_diff']:.1e}.*\n"
 
 
-def _ci(stat: dict | None) -> str:
-    if not stat:
-        return "–"
-    low, high = stat["ci95"]
-    mark = " ✓" if low > 0 else (" ✗" if high < 0 else "")
-    return f"{100 * stat['diff']:+.1f} [{100 * low:+.1f}, {100 * high:+.1f}]{mark}"
-
-
 def knowledge_effect(data: dict) -> str:
     """Every grid of ``kadapt compare`` runs: main test metric and paired bootstrap 95% CIs (points)."""
     rows = []
     for grid, run in data["grids"].items():
         for row in run["summary"]:
             rows.append([grid, f"{row['task']} ({row['metric']})", row["variant"], str(row["test"]["n"]),
-                         f"{100 * row['test']['mean']:.1f} ± {100 * row['test']['std']:.1f}", _ci(row.get("vs_bare")),
-                         _ci(row.get("vs_twin")), _ci(row.get("vs_lower_layers"))])
+                         f"{100 * row['test']['mean']:.1f} ± {100 * row['test']['std']:.1f}", format_ci(row.get("vs_bare")),
+                         format_ci(row.get("vs_twin")), format_ci(row.get("vs_lower_layers"))])
     return _rows(["grid", "task (metric)", "variant", "runs", "test, mean ± std", "− bare [95% CI]",
                   "− R-twin [95% CI]", "− lower layers [95% CI]"], ["---"] * 3 + ["---:"] * 5, rows)
 
@@ -450,7 +444,7 @@ def knowledge_effect_verdict(data: dict) -> str:
         for r in real:
             if r.get("vs_twin") and (r["task"] not in best or r["vs_twin"]["diff"] > best[r["task"]]["vs_twin"]["diff"]):
                 best[r["task"]] = r
-        cells = "; ".join(f"{t}: {b['variant']} {_ci(b['vs_twin'])}" for t, b in best.items())
+        cells = "; ".join(f"{t}: {b['variant']} {format_ci(b['vs_twin'])}" for t, b in best.items())
         rows.append([grid, run["note"] or "–", cells or "–", ", ".join(wins) or "none",
                      "yes" if len(wins) >= 2 else "no"])
     return _rows(["grid", "lever", "best infused − R-twin per task [95% CI]", "tasks with CI > 0", "goal met (≥ 2 tasks)"],

@@ -52,7 +52,8 @@ def mean_std(values: list[float]) -> dict:
             "n": len(values)}
 
 
-def _fmt(stat: dict | None) -> str:
+def format_ci(stat: dict | None) -> str:
+    """``+d.d [+l.l, +h.h]`` in points, ✓ when the 95% interval is above zero, ✗ when below; ``–`` for none."""
     if not stat:
         return "–"
     low, high = stat["ci95"]
@@ -67,8 +68,8 @@ def render_table(summary: list[dict]) -> str:
     for row in summary:
         stat = row["test"]
         lines.append(f"| {row['task']} ({row['metric']}) | {row['variant']} | {'yes' if row['twin'] else ''} "
-                     f"| {stat['n']} | {100 * stat['mean']:.1f} ± {100 * stat['std']:.1f} | {_fmt(row.get('vs_bare'))} "
-                     f"| {_fmt(row.get('vs_twin'))} | {_fmt(row.get('vs_lower_layers'))} |")
+                     f"| {stat['n']} | {100 * stat['mean']:.1f} ± {100 * stat['std']:.1f} | {format_ci(row.get('vs_bare'))} "
+                     f"| {format_ci(row.get('vs_twin'))} | {format_ci(row.get('vs_lower_layers'))} |")
     return "\n".join(lines) + "\n"
 
 
