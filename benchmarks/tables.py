@@ -470,7 +470,8 @@ def knowledge_effect_time(data: dict) -> str:
         used = {f"seed-{s}" for s in run["meta"]["infusion_seeds"]}
         for name, dev in run.get("infusion_dev", {}).items():
             if "wall_seconds" in dev and name.split("/")[-1] in used:
-                rows.append([grid, f"infusion {name} (dev accuracy {100 * dev['accuracy']:.1f})", f"{dev['wall_seconds']:.0f}"])
+                metric = "accuracy" if "accuracy" in dev else next(k for k in sorted(dev) if k != "wall_seconds")
+                rows.append([grid, f"infusion {name} (dev {metric} {100 * dev[metric]:.1f})", f"{dev['wall_seconds']:.0f}"])
         calls = run.get("timing_calls") or [{"timings": run["timings"]}]
         for number, call in enumerate(calls, 1):
             t = call["timings"]
