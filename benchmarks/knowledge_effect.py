@@ -109,13 +109,13 @@ def main(argv=None) -> int:
 
         infuse = next(s.recipe for s in sources if s.recipe is not None)
         build_heldout_sentences(infuse, out / "trex-data")
-        recipes.append(heldout_sentences_recipe(out / "trex-data", infuse.backbone.name_or_path))
+        recipes.append(heldout_sentences_recipe(out / "trex-data", infuse.backbone.name_or_path, args.task_set))
     if "recall" in args.tasks:
         from fact_recall import build_probe, probe_recipes
 
         infuse = next(s.recipe for s in sources if s.recipe is not None)
         probe = build_probe(infuse, out / "recall-data")
-        recipes += probe_recipes(out / "recall-data", infuse.backbone.name_or_path)
+        recipes += probe_recipes(out / "recall-data", infuse.backbone.name_or_path, args.task_set)
     started = time.perf_counter()
     result = compare(recipes, sources, head_seeds=args.head_seeds, infusion_seeds=args.infusion_seeds, out=out,
                      resume=args.resume or out.exists(), stack_lower=args.stack_lower_layers)

@@ -101,3 +101,16 @@ def knowledge_effect_cache(data: dict) -> str:
     return table + (f"\n*One infusion: `{timing['recipe']}` {' '.join(timing['overrides'])}, seed {timing['seed']}, "
                     f"{timing['epochs']} epochs, {timing['threads']} threads, 1-min load average "
                     f"{timing['loadavg_end'][0]:.1f} at the end; `{timing['command']}`.*\n")
+
+
+def knowledge_effect_headline(data: dict) -> str:
+    """One line per grid: the first plug-in (F) minus its R-twin on each real task, 95% CI (points)."""
+    tasks = list(dict.fromkeys(r["task"] for run in data["grids"].values() for r in run["summary"]
+                               if not r["task"].startswith("recall-")))
+    rows = []
+    for grid, run in data["grids"].items():
+        first = next((r["variant"] for r in run["summary"] if r.get("vs_twin")), None)
+        cells = {r["task"]: format_ci(r["vs_twin"]) for r in run["summary"] if r["variant"] == first and r.get("vs_twin")}
+        rows.append([grid, first or "–", *[cells.get(task, "–") for task in tasks]])
+    return _rows(["grid", "plug-in", *[f"{task}: − R-twin [95% CI]" for task in tasks]], ["---", "---"] + ["---:"] * len(tasks),
+                 rows)

@@ -21,8 +21,8 @@ import re
 import sys
 from pathlib import Path
 
-from knowledge_tables import (fact_recall, knowledge_effect, knowledge_effect_cache, knowledge_effect_time,
-                              knowledge_effect_verdict)
+from knowledge_tables import (fact_recall, knowledge_effect, knowledge_effect_cache, knowledge_effect_headline,
+                              knowledge_effect_time, knowledge_effect_verdict)
 from table_format import md_rows as _rows
 
 REPO = Path(__file__).resolve().parents[1]
@@ -452,6 +452,7 @@ RENDERERS = {
     "knowledge-effect-time": (knowledge_effect_time, "knowledge_effect"),
     "knowledge-effect-verdict": (knowledge_effect_verdict, "knowledge_effect"),
     "knowledge-effect-cache": (knowledge_effect_cache, "knowledge_effect"),
+    "knowledge-effect-headline": (knowledge_effect_headline, "knowledge_effect"),
     "fact-recall": (fact_recall, "knowledge_effect"),
 }
 

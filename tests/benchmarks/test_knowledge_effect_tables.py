@@ -42,3 +42,10 @@ def test_time_table_names_each_infusions_own_dev_metric_and_every_call():
 def test_verdict_counts_only_real_tasks_whose_interval_is_above_zero():
     lines = tables.knowledge_effect_verdict({"grids": {"g": _grid()}}).splitlines()
     assert lines[2] == "| g | F and L | t: F +5.0 [+2.0, +8.0] ✓; u: all +1.0 [-1.0, +3.0] | t | no |"
+
+
+def test_headline_shows_the_first_plugin_against_its_twin_per_real_task():
+    other = {"note": "", "summary": [{"task": "u", "variant": "F", "vs_twin": {"diff": 0.02, "ci95": [-0.01, 0.05]}}]}
+    lines = tables.knowledge_effect_headline({"grids": {"g": _grid(), "h": other}}).splitlines()
+    assert lines[0] == "| grid | plug-in | t: − R-twin [95% CI] | u: − R-twin [95% CI] |"
+    assert lines[2:] == ["| g | F | +5.0 [+2.0, +8.0] ✓ | – |", "| h | F | – | +2.0 [-1.0, +5.0] |"]
