@@ -76,6 +76,10 @@ def knowledge_effect_time(data: dict) -> str:
     return _rows(["grid", "step", "wall seconds"], ["---", "---", "---:"], rows)
 
 
+def _plural(n: int, noun: str) -> str:
+    return f"{n} {noun}{'s' if n != 1 else ''}"
+
+
 def knowledge_effect_cache(data: dict) -> str:
     """One infusion timed three ways (no cache / cache built from empty / cache hit), then each grid's whole
     comparison (every call summed)."""
@@ -94,7 +98,7 @@ def knowledge_effect_cache(data: dict) -> str:
         calls = run.get("timing_calls") or [{"timings": run["timings"]}]
         seconds = sum(call["timings"]["total"] for call in calls)
         rows.append([f"grid {grid}: the whole comparison", f"{seconds:.0f}", "–",
-                     f"{len(calls)} call{'s' if len(calls) > 1 else ''}, {run.get('threads', 1)} threads"])
+                     f"{_plural(len(calls), 'call')}, {_plural(run.get('threads', 1), 'thread')}"])
     table = _rows(["what", "wall seconds", "no cache ÷ this", "detail"], ["---", "---:", "---:", "---"], rows)
     if not timing:
         return table
