@@ -128,33 +128,37 @@ def build_heldout_sentences(infuse_recipe, out: Path, *, train: int = 3000, dev:
     return counts
 
 
-def heldout_sentences_recipe(folder: Path, backbone: str):
-    from kadapt.runs.recipe import recipe_from_dict
+def heldout_sentences_recipe(folder: Path, backbone: str, overrides: list[str] = ()):
+    """The ``trex-held-out`` fine-tune task; ``overrides`` (``--task-set``) apply as to every task recipe."""
+    from kadapt.runs.recipe import apply_overrides, recipe_from_dict
 
-    return recipe_from_dict({
+    source = f"{folder}/trex-held-out"
+    return recipe_from_dict(apply_overrides({
         "kind": "finetune", "name": "trex-held-out",
         "backbone": {"name_or_path": backbone},
         "objective": {"name": "relation_classification"},
         "data": {"format": "trex_rc", "train": str(folder / "train.jsonl"), "dev": str(folder / "dev.jsonl"),
                  "test": str(folder / "test.jsonl"), "max_length": 96, "on_error": "skip"},
         "training": {"epochs": 5, "batch_size": 32, "lr": 1e-2, "weight_decay": 0.01, "warmup_ratio": 0.06},
-    }, f"{folder}/trex-held-out")
+    }, list(overrides), source), source)
 
 
-def probe_recipes(folder: Path, backbone: str) -> list:
-    """Two fine-tune tasks that differ only in their test file (same train/dev, so the same heads)."""
-    from kadapt.runs.recipe import recipe_from_dict
+def probe_recipes(folder: Path, backbone: str, overrides: list[str] = ()) -> list:
+    """Two fine-tune tasks that differ only in their test file (same train/dev, so the same heads);
+    ``overrides`` (``--task-set``) apply as to every task recipe."""
+    from kadapt.runs.recipe import apply_overrides, recipe_from_dict
 
     recipes = []
     for name in ("test_infused", "test_held_out"):
-        recipes.append(recipe_from_dict({
+        source = f"{folder}/recall ({name})"
+        recipes.append(recipe_from_dict(apply_overrides({
             "kind": "finetune", "name": f"recall-{name.split('_', 1)[1].replace('_', '-')}",
             "backbone": {"name_or_path": backbone},
             "objective": {"name": "relation_classification"},
             "data": {"format": "trex_rc", "train": str(folder / "train.jsonl"), "dev": str(folder / "dev.jsonl"),
                      "test": str(folder / f"{name}.jsonl"), "max_length": 32, "on_error": "skip"},
             "training": {"epochs": 10, "batch_size": 32, "lr": 1e-2, "weight_decay": 0.01, "warmup_ratio": 0.06},
-        }, f"{folder}/recall ({name})"))
+        }, list(overrides), source), source))
     return recipes
 
 

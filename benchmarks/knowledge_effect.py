@@ -14,8 +14,10 @@ MiniLM encoder on CPU: tasks from the ``recipes/finetune/*_small.yaml`` recipes,
 from __future__ import annotations
 
 import argparse
+import copy
 import json
 import os
+import shutil
 import sys
 import time
 from pathlib import Path
@@ -52,15 +54,22 @@ def parse_args(argv=None):
     p.add_argument("--threads", type=int, default=1)
     p.add_argument("--results", default=str(RESULTS))
     p.add_argument("--resume", action="store_true")
+    p.add_argument("--cache-timing", type=int, metavar="SEED", help="instead of a grid: time one infusion of the "
+                   "first plug-in recipe (with --infuse-set) at SEED three ways - no cache, cache built from empty, "
+                   "cache hit - into the results' cache_timing (work folder: --out, default runs/knowledge-effect/cache-timing)")
     return p.parse_args(argv)
 
 
 def merge(files: list[str], target: Path) -> None:
     """Write ``target`` from the grids of ``files`` (in order): a grid found in several files (a comparison
-    resumed or widened by later calls) keeps the last file's results and every call's timings, in order."""
+    resumed or widened by later calls) keeps the last file's results and every call's timings, in order; the
+    last ``cache_timing`` found is kept."""
     data = {"written_by": "benchmarks/knowledge_effect.py", "merged_from": list(files), "grids": {}}
     for file in files:
-        for grid, entry in json.loads(Path(file).read_text(encoding="utf-8"))["grids"].items():
+        found = json.loads(Path(file).read_text(encoding="utf-8"))
+        if "cache_timing" in found:
+            data["cache_timing"] = found["cache_timing"]
+        for grid, entry in found["grids"].items():
             calls = data["grids"].get(grid, {}).get("timing_calls", [])
             own = entry.get("timing_calls") or [{"command": entry["command"], "timings": entry["timings"]}]
             data["grids"][grid] = {**entry, "timing_calls": calls + [c for c in own if c not in calls]}
@@ -72,6 +81,8 @@ def main(argv=None) -> int:
     if args.merge:
         merge(args.merge, Path(args.results))
         return 0
+    if args.cache_timing is not None:
+        return run_cache_timing(args)
     if not args.grid:
         raise SystemExit("knowledge_effect.py: --grid NAME is required")
     os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
@@ -98,13 +109,13 @@ def main(argv=None) -> int:
 
         infuse = next(s.recipe for s in sources if s.recipe is not None)
         build_heldout_sentences(infuse, out / "trex-data")
-        recipes.append(heldout_sentences_recipe(out / "trex-data", infuse.backbone.name_or_path))
+        recipes.append(heldout_sentences_recipe(out / "trex-data", infuse.backbone.name_or_path, args.task_set))
     if "recall" in args.tasks:
         from fact_recall import build_probe, probe_recipes
 
         infuse = next(s.recipe for s in sources if s.recipe is not None)
         probe = build_probe(infuse, out / "recall-data")
-        recipes += probe_recipes(out / "recall-data", infuse.backbone.name_or_path)
+        recipes += probe_recipes(out / "recall-data", infuse.backbone.name_or_path, args.task_set)
     started = time.perf_counter()
     result = compare(recipes, sources, head_seeds=args.head_seeds, infusion_seeds=args.infusion_seeds, out=out,
                      resume=args.resume or out.exists(), stack_lower=args.stack_lower_layers)
@@ -127,15 +138,63 @@ def main(argv=None) -> int:
     return 0
 
 
+def _load_plugin_recipes(args) -> list:
+    from kadapt.runs.recipe import load_recipe
+
+    return [load_recipe(text.rpartition("=")[2], args.infuse_set) for text in args.plugins
+            if text.rpartition("=")[2].endswith((".yaml", ".yml"))]
+
+
+def run_cache_timing(args) -> int:
+    """One infusion three ways (no cache; cache built from an empty folder; cache hit), each timed as a whole
+    ``infuse`` call in this process; the dev metrics show the three train the same plug-in."""
+    import torch
+
+    from kadapt.runs.infuse import infuse
+
+    torch.set_num_threads(args.threads)
+    recipes = _load_plugin_recipes(args)
+    if not recipes:
+        raise SystemExit("knowledge_effect.py: --cache-timing needs an infuse recipe in --plugins")
+    out = Path(args.out or "runs/knowledge-effect/cache-timing")
+    cache_dir = out / "hidden-cache"
+    modes = {}
+    for mode, cache in (("no cache", False), ("cache built from empty", True), ("cache hit", True)):
+        recipe = copy.deepcopy(recipes[0])
+        recipe.training.seed, recipe.training.cache, recipe.output.zoo = args.cache_timing, cache, None
+        recipe.training.cache_dir = str(cache_dir)
+        if mode == "cache built from empty":
+            shutil.rmtree(cache_dir, ignore_errors=True)
+        run_dir = out / mode.replace(" ", "-")
+        started = time.perf_counter()
+        infuse(recipe, out=run_dir, overwrite=True)
+        modes[mode] = {"wall_seconds": round(time.perf_counter() - started, 1), "dev": _last_dev(run_dir / "metrics.jsonl"),
+                       "cache_bytes_on_disk": sum(f.stat().st_size for f in cache_dir.rglob("*") if f.is_file())}
+    results_path = Path(args.results)
+    data = json.loads(results_path.read_text(encoding="utf-8")) if results_path.exists() else {"grids": {}}
+    data["cache_timing"] = {
+        "command": "python benchmarks/knowledge_effect.py " + " ".join(sys.argv[1:]), "recipe": recipes[0].source,
+        "overrides": args.infuse_set, "seed": args.cache_timing, "epochs": recipes[0].training.epochs, "modes": modes,
+        "threads": args.threads, "loadavg_end": [round(x, 2) for x in os.getloadavg()]}
+    results_path.parent.mkdir(parents=True, exist_ok=True)
+    results_path.write_text(json.dumps(data, indent=2) + "\n", encoding="utf-8")
+    print(json.dumps(modes, indent=2))
+    return 0
+
+
+def _last_dev(log: Path) -> dict:
+    dev = [json.loads(line) for line in log.read_text(encoding="utf-8").splitlines() if '"dev"' in line]
+    return {k: v for k, v in dev[-1].items() if isinstance(v, float)} if dev else {}
+
+
 def _infusion_dev(out: Path) -> dict:
     """Each infusion's final dev metrics (its run folder's metrics.jsonl), by plug-in and seed."""
     from kadapt.store.plugin_dir import config_file, has_plugin_config
 
     found = {}
     for log in sorted((out / "infusions").glob("*/seed-*/metrics.jsonl")):
-        dev = [json.loads(line) for line in log.read_text(encoding="utf-8").splitlines() if '"dev"' in line]
-        if dev:
-            entry = {k: v for k, v in dev[-1].items() if isinstance(v, float)}
+        entry = _last_dev(log)
+        if entry:
             if has_plugin_config(log.parent / "plugin"):  # the run's wall time: recipe copy written first, plug-in last
                 done = config_file(log.parent / "plugin", note=False)
                 entry["wall_seconds"] = round(done.stat().st_mtime - (log.parent / "recipe.yaml").stat().st_mtime, 1)

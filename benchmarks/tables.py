@@ -21,17 +21,14 @@ import re
 import sys
 from pathlib import Path
 
-from kadapt.runs.compare_stats import format_ci
+from knowledge_tables import (fact_recall, knowledge_effect, knowledge_effect_cache, knowledge_effect_headline,
+                              knowledge_effect_time, knowledge_effect_verdict)
+from table_format import md_rows as _rows
 
 REPO = Path(__file__).resolve().parents[1]
 RESULTS = REPO / "benchmarks" / "results"
 DOCS = (REPO / "README.md", REPO / "benchmarks" / "README.md")
 BLOCK = re.compile(r"(<!-- table: (?P<name>[\w-]+) -->\n)(?P<body>.*?)(<!-- /table -->)", re.S)
-
-
-def _rows(header: list[str], align: list[str], rows: list[list[str]]) -> str:
-    lines = ["| " + " | ".join(header) + " |", "|" + "|".join(align) + "|"]
-    return "\n".join(lines + ["| " + " | ".join(row) + " |" for row in rows]) + "\n"
 
 
 def quickstart(data: dict) -> str:
@@ -422,69 +419,6 @@ def real_data_cache(data: dict) -> str:
                  rows) + f"\n*Start-up check, max |cached − plain| on a padded batch: {cache['check_max_abs_diff']:.1e}.*\n"
 
 
-def knowledge_effect(data: dict) -> str:
-    """Every grid of ``kadapt compare`` runs: main test metric and paired bootstrap 95% CIs (points)."""
-    rows = []
-    for grid, run in data["grids"].items():
-        for row in run["summary"]:
-            rows.append([grid, f"{row['task']} ({row['metric']})", row["variant"], str(row["test"]["n"]),
-                         f"{100 * row['test']['mean']:.1f} ± {100 * row['test']['std']:.1f}", format_ci(row.get("vs_bare")),
-                         format_ci(row.get("vs_twin")), format_ci(row.get("vs_lower_layers"))])
-    return _rows(["grid", "task (metric)", "variant", "runs", "test, mean ± std", "− bare [95% CI]",
-                  "− R-twin [95% CI]", "− lower layers [95% CI]"], ["---"] * 3 + ["---:"] * 5, rows)
-
-
-def knowledge_effect_verdict(data: dict) -> str:
-    """Per grid: the real tasks on which an infused plug-in beats its R-twin with the 95% CI above zero."""
-    rows = []
-    for grid, run in data["grids"].items():
-        real = [r for r in run["summary"] if not r["task"].startswith("recall-")]
-        wins = sorted({r["task"] for r in real if r.get("vs_twin") and r["vs_twin"]["ci95"][0] > 0})
-        best = {}
-        for r in real:
-            if r.get("vs_twin") and (r["task"] not in best or r["vs_twin"]["diff"] > best[r["task"]]["vs_twin"]["diff"]):
-                best[r["task"]] = r
-        cells = "; ".join(f"{t}: {b['variant']} {format_ci(b['vs_twin'])}" for t, b in best.items())
-        rows.append([grid, run["note"] or "–", cells or "–", ", ".join(wins) or "none",
-                     "yes" if len(wins) >= 2 else "no"])
-    return _rows(["grid", "lever", "best infused − R-twin per task [95% CI]", "tasks with CI > 0", "goal met (≥ 2 tasks)"],
-                 ["---"] * 5, rows)
-
-
-def fact_recall(data: dict) -> str:
-    rows = []
-    for grid, run in data["grids"].items():
-        for row in run.get("fact_recall", {}).get("table", []):
-            rows.append([grid, row["variant"], str(row["runs"]), f"{100 * row['infused']:.1f}", f"{100 * row['held_out']:.1f}",
-                         f"{100 * row['diff_mean']:+.1f} ± {100 * row['diff_std']:.1f}",
-                         f"{100 * row['diff_min']:+.1f} / {100 * row['diff_max']:+.1f}"])
-    return _rows(["grid", "variant", "runs", "infused facts acc", "held-out facts acc", "infused − held-out (mean ± std)",
-                  "min / max"], ["---", "---"] + ["---:"] * 5, rows)
-
-
-def knowledge_effect_time(data: dict) -> str:
-    """Per grid: each infusion it used, then per call the time in infusions, backbone states (hidden-state
-    cache build or read), the other feature work (plug-ins, lower layers, reading data) and the heads."""
-    rows = []
-    for grid, run in data["grids"].items():
-        used = {f"seed-{s}" for s in run["meta"]["infusion_seeds"]}
-        for name, dev in run.get("infusion_dev", {}).items():
-            if "wall_seconds" in dev and name.split("/")[-1] in used:
-                rows.append([grid, f"infusion {name} (dev accuracy {100 * dev['accuracy']:.1f})", f"{dev['wall_seconds']:.0f}"])
-        calls = run.get("timing_calls") or [{"timings": run["timings"]}]
-        for number, call in enumerate(calls, 1):
-            t = call["timings"]
-            states = sum(v for k, v in t.items() if k.endswith("backbone states (cache build or read)"))
-            features = sum(v for k, v in t.items() if k.endswith("read + features")) - states
-            heads = sum(v for k, v in t.items() if k.endswith(": heads"))
-            for step, seconds in (("infusions and twins", t.get("infusions and twins", 0.0)),
-                                  ("backbone states (cache build or read)", states),
-                                  ("plug-in / lower-layer features, reading data", features), ("heads", heads),
-                                  ("total", t["total"])):
-                rows.append([grid, f"call {number}/{len(calls)}: {step}", f"{seconds:.0f}"])
-    return _rows(["grid", "step", "wall seconds"], ["---", "---", "---:"], rows)
-
-
 # table name -> (renderer, results file stem)
 RENDERERS = {
     "quickstart": (quickstart, "quickstart"),
@@ -517,6 +451,8 @@ RENDERERS = {
     "knowledge-effect": (knowledge_effect, "knowledge_effect"),
     "knowledge-effect-time": (knowledge_effect_time, "knowledge_effect"),
     "knowledge-effect-verdict": (knowledge_effect_verdict, "knowledge_effect"),
+    "knowledge-effect-cache": (knowledge_effect_cache, "knowledge_effect"),
+    "knowledge-effect-headline": (knowledge_effect_headline, "knowledge_effect"),
     "fact-recall": (fact_recall, "knowledge_effect"),
 }
 
