@@ -158,6 +158,7 @@ def run_cache_timing(args) -> int:
         raise SystemExit("knowledge_effect.py: --cache-timing needs an infuse recipe in --plugins")
     out = Path(args.out or "runs/knowledge-effect/cache-timing")
     cache_dir = out / "hidden-cache"
+    shutil.rmtree(cache_dir, ignore_errors=True)  # a cache left by an earlier call would count under "no cache"
     modes = {}
     for mode, cache in (("no cache", False), ("cache built from empty", True), ("cache hit", True)):
         recipe = copy.deepcopy(recipes[0])

@@ -52,6 +52,11 @@ def fact_recall(data: dict) -> str:
                   "min / max"], ["---", "---"] + ["---:"] * 5, rows)
 
 
+def _calls(run: dict) -> list[dict]:
+    """A grid's calls with their timings (a merged grid lists every call; a single call has its own)."""
+    return run.get("timing_calls") or [{"timings": run["timings"]}]
+
+
 def knowledge_effect_time(data: dict) -> str:
     """Per grid: each infusion it used, then per call the time in infusions, backbone states (hidden-state
     cache build or read), the other feature work (plug-ins, lower layers, reading data) and the heads."""
@@ -62,7 +67,7 @@ def knowledge_effect_time(data: dict) -> str:
             if "wall_seconds" in dev and name.split("/")[-1] in used:
                 metric = _main_metric(dev)
                 rows.append([grid, f"infusion {name} (dev {metric} {100 * dev[metric]:.1f})", f"{dev['wall_seconds']:.0f}"])
-        calls = run.get("timing_calls") or [{"timings": run["timings"]}]
+        calls = _calls(run)
         for number, call in enumerate(calls, 1):
             t = call["timings"]
             states = sum(v for k, v in t.items() if k.endswith("backbone states (cache build or read)"))
@@ -95,7 +100,7 @@ def knowledge_effect_cache(data: dict) -> str:
                 detail += f"; cache {m['cache_bytes_on_disk'] / 2**20:,.0f} MB on disk"
             rows.append([f"one infusion: {mode}", f"{m['wall_seconds']:.0f}", f"{base / m['wall_seconds']:.2f}×", detail])
     for grid, run in data["grids"].items():
-        calls = run.get("timing_calls") or [{"timings": run["timings"]}]
+        calls = _calls(run)
         seconds = sum(call["timings"]["total"] for call in calls)
         rows.append([f"grid {grid}: the whole comparison", f"{seconds:.0f}", "–",
                      f"{_plural(len(calls), 'call')}, {_plural(run.get('threads', 1), 'thread')}"])

@@ -58,3 +58,14 @@ def test_merge_keeps_the_cache_timing_and_every_grid(tmp_path):
     merged = json.loads((tmp_path / "m.json").read_text(encoding="utf-8"))
     assert merged["cache_timing"] == {"seed": 7}
     assert merged["grids"]["g"]["timing_calls"] == [{"command": "c1", "timings": {"total": 1.0}}]
+
+
+def test_a_second_call_into_the_same_folder_does_not_count_the_old_cache(world, backbone_dir, tmp_path):
+    recipe = tmp_path / "factual.yaml"
+    recipe.write_text(yaml.safe_dump(factual_recipe(world, backbone_dir, tmp_path / "unused", epochs=1)), encoding="utf-8")
+    args = ["--cache-timing", "3", "--plugins", f"F={recipe}", "--infuse-set", "data.limit=12", "--out",
+            str(tmp_path / "ct"), "--results", str(tmp_path / "r.json"), "--threads", str(torch.get_num_threads())]
+    for _ in range(2):
+        assert knowledge_effect.main(args) == 0
+        modes = json.loads((tmp_path / "r.json").read_text(encoding="utf-8"))["cache_timing"]["modes"]
+        assert modes["no cache"]["cache_bytes_on_disk"] == 0 < modes["cache hit"]["cache_bytes_on_disk"]
