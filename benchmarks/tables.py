@@ -419,6 +419,27 @@ def real_data_cache(data: dict) -> str:
                  rows) + f"\n*Start-up check, max |cached − plain| on a padded batch: {cache['check_max_abs_diff']:.1e}.*\n"
 
 
+def gpu_check(data: dict) -> str:
+    """``benchmarks/gpu_check.py`` on a GPU: bf16 rate, cached vs live infusion of two plug-ins, and CUDA peak
+    memory / tokens per second of the gradient-checkpointed passes."""
+    r = data["results"]
+    rows = [["bf16 matmul 8192³ (TFLOP/s)", f"{r['matmul_tflops_bf16']:.0f}"],
+            ["infusion step, two K-Adapter plug-ins, batch 128 × 64: live backbone / cached (ms)",
+             f"{1000 * r['infusion_reference_step_s']:.1f} / {1000 * r['infusion_cached_step_s']:.1f}"],
+            ["infusion tokens/s: live / cached", f"{r['infusion_reference_tokens_per_s']:,} / {r['infusion_cached_tokens_per_s']:,}"],
+            ["cached ÷ live speed-up", f"**{r['infusion_cached_speedup']:.2f}×**"],
+            ["first-step loss, cached − live (abs)", f"{r['infusion_cached_vs_reference_first_loss_abs_diff']:.1e}"],
+            ["cache build (backbone pass + write, tokens/s)", f"{r['cache_build_tokens_per_s']:,}"]]
+    for case in ("backbone_full", "jaket_lm2", "trelm_attribution"):
+        off, on = f"gc_{case}_off", f"gc_{case}_on"
+        rows.append([f"`{case}`: CUDA peak GiB off / on; tokens/s off / on",
+                     f"{r[off + '_peak_gib']:.2f} / {r[on + '_peak_gib']:.2f}; "
+                     f"{r[off + '_tokens_per_s']:,} / {r[on + '_tokens_per_s']:,}"])
+    return _rows(["figure", "value"], ["---", "---:"], rows) + (
+        f"\n*{r['device']}, torch {data['torch']}, bf16 autocast, RoBERTa-large shapes (random weights), "
+        f"{data['steps']} timed steps after one warm-up; {r['total_seconds']:.0f} s inside the script; `{data['written_by']}`.*\n")
+
+
 # table name -> (renderer, results file stem)
 RENDERERS = {
     "quickstart": (quickstart, "quickstart"),
@@ -448,6 +469,7 @@ RENDERERS = {
     "real-data-full-linguistic": (real_data_linguistic, "real_data_infusion_full"),
     "real-data-full-time": (real_data_time, "real_data_infusion_full"),
     "real-data-cache": (real_data_cache, "real_data_infusion_full"),
+    "gpu-check": (gpu_check, "gpu_check"),
     "knowledge-effect": (knowledge_effect, "knowledge_effect"),
     "knowledge-effect-time": (knowledge_effect_time, "knowledge_effect"),
     "knowledge-effect-verdict": (knowledge_effect_verdict, "knowledge_effect"),
