@@ -91,17 +91,11 @@ def main(argv=None) -> int:
 
     torch.set_num_threads(args.threads)
     from fact_recall import recall_table
-    from kadapt.runs.compare import PluginSource, compare, plugin_source
+    from kadapt.runs.compare import compare
     from kadapt.runs.recipe import load_recipe
 
     recipes = [load_recipe(str(RECIPES / TASKS[t][0]), TASKS[t][1] + args.task_set) for t in args.tasks if t in TASKS]
-    sources = []
-    for text in args.plugins:
-        source = plugin_source(text)
-        if source.recipe is not None:
-            name, _, path = text.rpartition("=")
-            source = PluginSource(source.name, recipe=load_recipe(path, args.infuse_set))
-        sources.append(source)
+    sources = plugin_sources(args)
     out = Path(args.out or f"runs/knowledge-effect/{args.grid}")
     probe = {}
     if "trex" in args.tasks:
@@ -138,11 +132,18 @@ def main(argv=None) -> int:
     return 0
 
 
-def _load_plugin_recipes(args) -> list:
+def plugin_sources(args) -> list:
+    """``--plugins`` as compare sources; an infuse recipe is read with the ``--infuse-set`` overrides."""
+    from kadapt.runs.compare import PluginSource, plugin_source
     from kadapt.runs.recipe import load_recipe
 
-    return [load_recipe(text.rpartition("=")[2], args.infuse_set) for text in args.plugins
-            if text.rpartition("=")[2].endswith((".yaml", ".yml"))]
+    sources = []
+    for text in args.plugins:
+        source = plugin_source(text)
+        if source.recipe is not None:
+            source = PluginSource(source.name, recipe=load_recipe(text.rpartition("=")[2], args.infuse_set))
+        sources.append(source)
+    return sources
 
 
 def run_cache_timing(args) -> int:
@@ -153,7 +154,7 @@ def run_cache_timing(args) -> int:
     from kadapt.runs.infuse import infuse
 
     torch.set_num_threads(args.threads)
-    recipes = _load_plugin_recipes(args)
+    recipes = [source.recipe for source in plugin_sources(args) if source.recipe is not None]
     if not recipes:
         raise SystemExit("knowledge_effect.py: --cache-timing needs an infuse recipe in --plugins")
     out = Path(args.out or "runs/knowledge-effect/cache-timing")

@@ -210,11 +210,14 @@ def jaket_linking(data: dict) -> str:
     return _rows(header, ["---"] + ["---:"] * 8, rows)
 
 
+#: the autograd passes of benchmarks/gradient_checkpointing.py (and gpu_check.py), with their table names
+CHECKPOINTED_PASSES = {"backbone_full": "`finetune.backbone: full` (whole-model pass)",
+                       "jaket_lm2": "JAKET LM2 re-entry (`run_layers` upper half)",
+                       "trelm_attribution": "TRELM attribution (IG, m = 20 copies)"}
+
+
 def gradient_checkpointing(data: dict) -> str:
-    names = {"backbone_full": "`finetune.backbone: full` (whole-model pass)",
-             "jaket_lm2": "JAKET LM2 re-entry (`run_layers` upper half)",
-             "trelm_attribution": "TRELM attribution (IG, m = 20 copies)"}
-    rows = [[names.get(case, case), f"{row['sequences_per_pass']} × {data['sequence_length']}",
+    rows = [[CHECKPOINTED_PASSES.get(case, case), f"{row['sequences_per_pass']} × {data['sequence_length']}",
              f"{row['off']['autograd_extra_rss_mb']:.0f}", f"{row['on']['autograd_extra_rss_mb']:.0f}",
              f"{100 * row['memory_saved_fraction']:.0f}%", f"{row['off']['cpu_seconds_per_pass']:.2f}",
              f"{row['on']['cpu_seconds_per_pass']:.2f}", f"{row['cpu_time_ratio']:.2f}×",
@@ -430,7 +433,7 @@ def gpu_check(data: dict) -> str:
             ["cached ÷ live speed-up", f"**{r['infusion_cached_speedup']:.2f}×**"],
             ["first-step loss, cached − live (abs)", f"{r['infusion_cached_vs_reference_first_loss_abs_diff']:.1e}"],
             ["cache build (backbone pass + write, tokens/s)", f"{r['cache_build_tokens_per_s']:,}"]]
-    for case in ("backbone_full", "jaket_lm2", "trelm_attribution"):
+    for case in CHECKPOINTED_PASSES:
         off, on = f"gc_{case}_off", f"gc_{case}_on"
         rows.append([f"`{case}`: CUDA peak GiB off / on; tokens/s off / on",
                      f"{r[off + '_peak_gib']:.2f} / {r[on + '_peak_gib']:.2f}; "
